@@ -1,0 +1,112 @@
+//! Git smart HTTP: `/git/{owner}/{repo}.git/{info/refs|git-upload-pack|git-receive-pack}`.
+//!
+//! Authorises the request, then hands it to `git http-backend` with the body
+//! streamed in and out. Anonymous callers get `401` + `WWW-Authenticate` for
+//! anything but reading a public repository, so git prompts for credentials.
+
+use super::repos::authorize_repo;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{authenticate, presented_token};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures::{FutureExt, TryStreamExt};
+use slipway_domain::{Access, RepoName, Scope, Username};
+use slipway_git::{GitError, GitRequest, PushCompletion, Service};
+use std::net::SocketAddr;
+
+/// Serves one git request.
+pub async fn serve(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((owner, repo, rest)): Path<(String, String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    let (mut parts, body) = request.into_parts();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let service = Service::detect(&rest, parts.method.as_str(), &query).ok_or_else(|| {
+        ApiError::not_found("only git's smart HTTP protocol is served here; use a git client")
+    })?;
+    let name = repo.strip_suffix(".git").unwrap_or(&repo).to_owned();
+    let needed = service.required_access();
+
+    let token = presented_token(&parts).map_err(ApiError::with_challenge)?;
+    let caller = match token {
+        Some(t) => Some(authenticate(&state, &t).await.map_err(ApiError::with_challenge)?),
+        None => None,
+    };
+    let repo = match &caller {
+        Some(c) => {
+            c.require(if needed == Access::Read { Scope::Read } else { Scope::Write })?;
+            authorize_repo(&state, Some(c), &owner, &name, needed).await?.0
+        }
+        None => {
+            let public = match authorize_repo(&state, None, &owner, &name, needed).await {
+                Ok((repo, _)) if needed == Access::Read => Some(repo),
+                _ => None,
+            };
+            public.ok_or_else(|| {
+                ApiError::unauthorized("authentication required: use your user name and an access token as password")
+                    .with_challenge()
+            })?
+        }
+    };
+
+    let header_text = |name: HeaderName| {
+        parts.headers.get(&name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    let content_length = match header_text(header::CONTENT_LENGTH) {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request("bad Content-Length"))?),
+        None => None,
+    };
+    let pusher = caller.as_ref().map(|c| c.user.username.clone());
+    let on_push: Option<PushCompletion> = match (&pusher, service.is_push()) {
+        (Some(who), true) => {
+            let (store, repo, who) = (state.store().clone(), repo.clone(), who.clone());
+            Some(Box::new(move |updates| {
+                async move {
+                    match store.record_push(&repo, &who, &updates).await {
+                        Ok(events) => tracing::info!(repo = %repo.full_name(), pusher = %who, refs = events.len(), "push recorded"),
+                        Err(e) => tracing::error!(repo = %repo.full_name(), error = %e, "could not record push"),
+                    }
+                }
+                .boxed()
+            }))
+        }
+        _ => None,
+    };
+    let git_request = GitRequest {
+        service,
+        owner: Username::parse(&repo.owner)?,
+        name: RepoName::parse(&repo.name)?,
+        rest,
+        method: parts.method.to_string(),
+        query,
+        content_type: header_text(header::CONTENT_TYPE),
+        content_length,
+        content_encoding: header_text(header::CONTENT_ENCODING),
+        git_protocol: header_text(HeaderName::from_static("git-protocol")),
+        remote_user: pusher,
+        remote_addr: peer.ip().to_string(),
+        body: Box::pin(body.into_data_stream().map_err(std::io::Error::other)),
+        max_body_bytes: state.config().max_push_bytes,
+        on_push,
+    };
+    parts.extensions.clear();
+    let answer = state.git().serve(git_request).await.map_err(|e| match e {
+        GitError::BodyTooLarge(limit) => {
+            ApiError::too_large(format!("push is larger than the server's limit of {limit} bytes"))
+        }
+        other => ApiError::internal(other),
+    })?;
+    let mut response = Response::new(Body::from_stream(answer.body));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (name, value) in answer.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            response.headers_mut().append(n, v);
+        }
+    }
+    Ok(response)
+}

@@ -1,0 +1,89 @@
+//! A small typed client of the REST API that turns error bodies into readable errors.
+
+use crate::profile::{self, Profile};
+use crate::GlobalArgs;
+use anyhow::{anyhow, bail, Context};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Default server when nothing is configured: the server's own default address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7700";
+
+/// An API client bound to one server and (optionally) one token.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Builds a client from flags, environment and the saved profile, in that order.
+    pub fn from_args(g: &GlobalArgs) -> anyhow::Result<Self> {
+        let saved = profile::load(&profile::path(g.cli_config.as_deref()))?;
+        Ok(Self::new(server_url(g, &saved), g.token.clone().or(saved.token)))
+    }
+
+    /// A client for `base` with `token`.
+    pub fn new(base: String, token: Option<String>) -> Self {
+        Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Fails with advice when no token is configured.
+    pub fn require_token(&self) -> anyhow::Result<()> {
+        if self.token.is_none() {
+            bail!("not logged in: run `slipway login` first (or pass --token)");
+        }
+        Ok(())
+    }
+
+    /// Sends a request and decodes the JSON answer (`()`-like for 204).
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.with_context(|| {
+            format!("cannot reach the Slipway server at {} (is `slipway server` running?)", self.base)
+        })?;
+        let status = res.status();
+        let bytes = res.bytes().await.context("reading the server's answer")?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        let text = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+        serde_json::from_slice(text).with_context(|| format!("unexpected answer from {url}"))
+    }
+
+    /// GET helper.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+}
+
+/// The server URL from flags/env, else the profile, else the default.
+pub fn server_url(g: &GlobalArgs, saved: &Profile) -> String {
+    g.server.clone().or_else(|| saved.server.clone()).unwrap_or_else(|| DEFAULT_SERVER.to_owned())
+}
+
+fn api_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    anyhow!("{message} (HTTP {})", status.as_u16())
+}

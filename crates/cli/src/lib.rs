@@ -1,0 +1,95 @@
+//! Slipway's command line. `slipway server` runs the platform; every other
+//! command is a client of its REST API (the same API the web UI uses).
+
+mod client;
+mod commands;
+mod output;
+mod profile;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Self-hosted software delivery: git, CI, deploys, proxy, monitoring, code execution.
+#[derive(Parser)]
+#[command(name = "slipway", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every client command understands.
+#[derive(clap::Args, Clone)]
+pub struct GlobalArgs {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Server URL (default: the one saved by `slipway login`).
+    #[arg(long, global = true, env = "SLIPWAY_SERVER")]
+    server: Option<String>,
+    /// Access token (default: the one saved by `slipway login`).
+    #[arg(long, global = true, env = "SLIPWAY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where the CLI keeps its server and token (default: ~/.config/slipway/cli.toml).
+    #[arg(long, global = true, env = "SLIPWAY_CLI_CONFIG")]
+    cli_config: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Slipway server (API, git hosting, and more).
+    Server(commands::server::ServerArgs),
+    /// Administer a server: first-run setup, accounts.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
+    /// Log in and save the server and a new token for later commands.
+    Login(commands::account::LoginArgs),
+    /// Forget the saved token.
+    Logout,
+    /// Show the account the saved token belongs to.
+    Whoami,
+    /// Create, list and delete repositories.
+    #[command(subcommand)]
+    Repo(commands::repo::RepoCommand),
+    /// Create, list and revoke personal access tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+}
+
+/// Entry point of the `slipway` binary: parses arguments, runs the command and
+/// turns any error into one readable line and a non-zero exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Server(args) => commands::server::run(args).await,
+        Command::Admin(cmd) => commands::admin::run(cmd, &g).await,
+        Command::Login(args) => commands::account::login(args, &g).await,
+        Command::Logout => commands::account::logout(&g),
+        Command::Whoami => commands::account::whoami(&g).await,
+        Command::Repo(cmd) => commands::repo::run(cmd, &g).await,
+        Command::Token(cmd) => commands::token::run(cmd, &g).await,
+    }
+}

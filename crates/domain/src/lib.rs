@@ -1,0 +1,13 @@
+//! Slipway's domain vocabulary.
+//!
+//! Every other crate speaks in these types: validated names (so a path can be built
+//! from them safely), access levels, token scopes and the plain records the store
+//! returns. Nothing here does I/O.
+
+pub mod access;
+pub mod names;
+pub mod records;
+
+pub use access::{effective_access, Access, Scope};
+pub use names::{NameError, RepoName, Username};
+pub use records::{Collaborator, PushEvent, RefUpdate, Repo, TokenInfo, User};
