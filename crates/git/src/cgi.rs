@@ -83,10 +83,15 @@ impl GitHost {
 
         let too_large = Arc::new(AtomicBool::new(false));
         let stdin = child.stdin.take().expect("stdin is piped");
-        tokio::spawn(pump_request_body(req.body, stdin, req.max_body_bytes, too_large.clone()));
+        let pump = tokio::spawn(pump_request_body(req.body, stdin, req.max_body_bytes, too_large.clone()));
         let stderr = tokio::spawn(read_bounded(child.stderr.take().expect("stderr is piped")));
         let mut stdout = BufReader::with_capacity(CHUNK, child.stdout.take().expect("stdout is piped"));
 
+        // Both POST services read their whole request before answering, and
+        // http-backend sends its headers first; so the body is taken in full
+        // before the status is decided, and an oversized push becomes a 413
+        // (with git killed before it could update a ref) rather than a 200.
+        let _ = pump.await;
         let head = read_cgi_head(&mut stdout).await;
         if too_large.load(Ordering::SeqCst) {
             let _ = child.kill().await;

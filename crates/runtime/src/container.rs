@@ -214,7 +214,7 @@ impl Runtime {
     /// whether it was OOM-killed. Call after [`Runtime::start`] (a created,
     /// never-started container counts as stopped).
     pub async fn wait(&self, id: &str) -> Result<ExitStatus> {
-        let mut waits = self.docker.wait_container(
+        let mut waits = self.long_docker().wait_container(
             id,
             Some(WaitContainerOptions {
                 condition: "not-running",
@@ -250,7 +250,7 @@ impl Runtime {
         opts: LogOptions,
     ) -> impl Stream<Item = Result<LogChunk>> + Send + 'static {
         let owned_id = id.to_string();
-        self.docker
+        self.long_docker()
             .logs(
                 id,
                 Some(LogsOptions::<String> {
@@ -329,8 +329,9 @@ impl Runtime {
     /// Stop gracefully: SIGTERM (or the image's stop signal), then SIGKILL
     /// after `timeout_secs`. Used to drain app replicas.
     pub async fn stop(&self, id: &str, timeout_secs: i64) -> Result<()> {
+        // The engine answers only once the container has stopped: use the long client.
         match self
-            .docker
+            .long_docker()
             .stop_container(id, Some(StopContainerOptions { t: timeout_secs }))
             .await
         {

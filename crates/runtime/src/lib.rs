@@ -33,9 +33,12 @@ pub use spec::{ContainerSpec, Mount, NetworkMode, PortPublish, Protocol, Resourc
 
 /// Timeout for the initial ping: a dead daemon should be reported quickly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Timeout for the response headers of later requests (image imports and
-/// builds upload large bodies before the engine answers).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
+/// Timeout for the response headers of ordinary requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Timeout for requests the engine answers only when something finishes:
+/// `wait` sends its headers when the container exits (seen on Engine 20.10),
+/// and imports/builds upload large bodies first. A CI step may run for hours.
+const LONG_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A connection to the Docker Engine; cheap to clone and share.
 ///
@@ -45,6 +48,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
 #[derive(Debug, Clone)]
 pub struct Runtime {
     docker: Docker,
+    /// Same connection, without a practical timeout (wait, follow logs, build, import).
+    long: Docker,
     host: String,
 }
 
@@ -71,8 +76,9 @@ impl Runtime {
         let mut docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
         docker.set_timeout(REQUEST_TIMEOUT);
+        let long = docker.clone().with_timeout(LONG_TIMEOUT);
         tracing::debug!(%host, version = ?docker.client_version(), "connected to Docker Engine");
-        Ok(Runtime { docker, host })
+        Ok(Runtime { docker, long, host })
     }
 
     /// The address this runtime is connected to (for messages and `slipway doctor`).
@@ -83,6 +89,12 @@ impl Runtime {
     /// The underlying bollard client, for the rare call this crate does not wrap.
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    /// The client for calls that may legitimately take hours before the
+    /// engine answers (wait, followed logs, builds, imports).
+    pub(crate) fn long_docker(&self) -> &Docker {
+        &self.long
     }
 
     /// Ping the engine again (health checks of a long-running server).

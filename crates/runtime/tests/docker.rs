@@ -455,6 +455,43 @@ async fn kill_stops_a_long_running_sleep() {
 }
 
 #[tokio::test]
+async fn stop_sends_sigterm_before_killing() {
+    with_env("stop", |rt, t| async move {
+        let id = rt
+            .create(&busybox(&t).shell(
+                "trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 1; done",
+            ))
+            .await
+            .unwrap();
+        rt.start(&id).await.unwrap();
+        // Wait until the trap is installed before stopping.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !rt
+            .collect_logs(&id)
+            .await
+            .unwrap()
+            .stdout_str()
+            .contains("ready")
+        {
+            assert!(Instant::now() < deadline, "container never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        rt.stop(&id, 20).await.unwrap();
+        let status = rt.wait(&id).await.unwrap();
+        assert_eq!(status.code, 0, "SIGTERM trap did not run");
+        assert!(rt
+            .collect_logs(&id)
+            .await
+            .unwrap()
+            .stdout_str()
+            .contains("got-term"));
+        // Stopping a stopped container is fine.
+        rt.stop(&id, 1).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn volumes_persist_and_binds_can_be_read_only() {
     with_env("mounts", |rt, t| async move {
         let vol = unique("vol");

@@ -90,7 +90,7 @@ pub fn build_image<'a>(
         pull: false,
         ..Default::default()
     };
-    let engine = rt.docker().build_image(options, None, Some(context));
+    let engine = rt.long_docker().build_image(options, None, Some(context));
     // Engine messages are fragments of text; re-split them into lines.
     futures::stream::unfold(
         (Box::pin(engine), String::new(), false, tag),

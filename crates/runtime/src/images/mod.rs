@@ -207,7 +207,7 @@ pub async fn import_rootfs(
     let mut all_changes: Vec<&str> = changes.iter().map(String::as_str).collect();
     let managed = format!("LABEL {}=true", labels::MANAGED);
     all_changes.push(&managed);
-    let mut stream = rt.docker().create_image(
+    let mut stream = rt.long_docker().create_image(
         Some(CreateImageOptions {
             from_src: "-",
             repo,

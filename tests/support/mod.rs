@@ -1,0 +1,203 @@
+//! Test harness: real `slipway server` processes in temp folders, a real `git`
+//! client, and plain HTTP against them. Nothing of Slipway is mocked.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running server on a free loopback port with its own data directory.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl TestServer {
+    /// Starts a server with default settings.
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts a server with extra `SLIPWAY_*` settings in its environment.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = TestServer { dir, url: String::new(), child: None, env };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(self.log_file());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start slipway server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("slipway listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        self.url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not report its address within 30 s");
+        self.child = Some(child);
+    }
+
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("server log file")
+    }
+
+    /// What the server wrote to stderr so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Kills the server process and starts it again on the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Kills the server process.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Creates the first administrator through the setup token; returns its token.
+    pub fn setup_admin(&self, username: &str) -> String {
+        let code = std::fs::read_to_string(self.data_dir().join("setup-token")).expect("setup token file");
+        let (status, body) = self.api(
+            "POST",
+            "/setup",
+            None,
+            Some(json!({"setup_token": code.trim(), "username": username, "password": "admin-password"})),
+        );
+        assert_eq!(status, 201, "setup failed: {body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an ordinary user (as admin) and logs them in; returns their token.
+    pub fn create_user(&self, admin_token: &str, username: &str) -> String {
+        let (status, body) = self.api(
+            "POST",
+            "/users",
+            Some(admin_token),
+            Some(json!({"username": username, "password": "user-password"})),
+        );
+        assert_eq!(status, 201, "create user failed: {body}");
+        let (status, body) = self.api(
+            "POST",
+            "/auth/login",
+            None,
+            Some(json!({"username": username, "password": "user-password"})),
+        );
+        assert_eq!(status, 201, "login failed: {body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a JSON API request; returns the status and the decoded body (Null when empty).
+    pub fn api(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client.request(method.parse().unwrap(), format!("{}/api/v1{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().expect("API request");
+        let status = res.status().as_u16();
+        let text = res.text().unwrap_or_default();
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    /// The clone URL of `owner/name`, with `user:token` credentials when given.
+    pub fn git_url(&self, owner: &str, name: &str, cred: Option<(&str, &str)>) -> String {
+        let base = match cred {
+            Some((u, t)) => self.url.replacen("http://", &format!("http://{u}:{t}@"), 1),
+            None => self.url.clone(),
+        };
+        format!("{base}/git/{owner}/{name}.git")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Asserts an API error body has the documented shape and returns its code.
+pub fn error_code(body: &Value) -> String {
+    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an API error body: {body}"));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {body}");
+    code.to_owned()
+}
+
+/// Runs `git` in `dir` with a clean, prompt-free environment.
+pub fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("run git")
+}
+
+/// Runs `git` and panics with its stderr when it fails; returns stdout.
+pub fn git_ok(dir: &Path, args: &[&str]) -> String {
+    let out = git(dir, args);
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Makes a local repository with `commits` commits on main and a `feature` branch.
+pub fn make_repo(dir: &Path, commits: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    git_ok(dir, &["init", "-q", "-b", "main"]);
+    for i in 0..commits {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src").join(format!("file{i}.txt")), format!("content {i}\n")).unwrap();
+        std::fs::write(dir.join("README.md"), format!("revision {i}\n")).unwrap();
+        git_ok(dir, &["add", "-A"]);
+        git_ok(dir, &["commit", "-q", "-m", &format!("commit {i}")]);
+    }
+    git_ok(dir, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(dir.join("feature.txt"), "feature work\n").unwrap();
+    git_ok(dir, &["add", "-A"]);
+    git_ok(dir, &["commit", "-q", "-m", "feature"]);
+    git_ok(dir, &["checkout", "-q", "main"]);
+}
