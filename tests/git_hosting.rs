@@ -30,7 +30,10 @@ fn push_clone_round_trip_records_push_events() {
             "{branch} differs after clone"
         );
     }
-    assert_eq!(git_ok(&src, &["ls-tree", "-r", "main"]), git_ok(&clone, &["ls-tree", "-r", "HEAD"]));
+    assert_eq!(
+        git_ok(&src, &["ls-tree", "-r", "main"]),
+        git_ok(&clone, &["ls-tree", "-r", "HEAD"])
+    );
     assert_eq!(git_ok(&clone, &["rev-list", "--count", "HEAD"]), "5");
 
     // One event per ref, recorded before the push returned.
@@ -39,7 +42,10 @@ fn push_clone_round_trip_records_push_events() {
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 2, "{events:?}");
     let main_sha = git_ok(&src, &["rev-parse", "main"]);
-    let main_event = events.iter().find(|e| e["ref_name"] == "refs/heads/main").expect("main event");
+    let main_event = events
+        .iter()
+        .find(|e| e["ref_name"] == "refs/heads/main")
+        .expect("main event");
     assert_eq!(main_event["old_sha"], "0".repeat(40));
     assert_eq!(main_event["new_sha"], main_sha);
     assert_eq!(main_event["pusher"], "alice");
@@ -50,52 +56,139 @@ fn push_clone_round_trip_records_push_events() {
     git_ok(&src, &["add", "-A"]);
     git_ok(&src, &["commit", "-q", "-m", "more"]);
     git_ok(&src, &["push", "-q", &url, "main", ":feature"]);
-    let last = events.iter().map(|e| e["id"].as_i64().unwrap()).max().unwrap();
-    let (_, newer) = server.api("GET", &format!("/repos/alice/web/events?after={last}"), Some(&admin), None);
+    let last = events
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    let (_, newer) = server.api(
+        "GET",
+        &format!("/repos/alice/web/events?after={last}"),
+        Some(&admin),
+        None,
+    );
     let newer = newer.as_array().unwrap();
     assert_eq!(newer.len(), 2, "{newer:?}");
-    let update = newer.iter().find(|e| e["ref_name"] == "refs/heads/main").unwrap();
+    let update = newer
+        .iter()
+        .find(|e| e["ref_name"] == "refs/heads/main")
+        .unwrap();
     assert_eq!(update["old_sha"], main_sha);
     assert_eq!(update["new_sha"], git_ok(&src, &["rev-parse", "main"]));
-    let deletion = newer.iter().find(|e| e["ref_name"] == "refs/heads/feature").unwrap();
+    let deletion = newer
+        .iter()
+        .find(|e| e["ref_name"] == "refs/heads/feature")
+        .unwrap();
     assert_eq!(deletion["new_sha"], "0".repeat(40));
 
     // Shallow clone and fetch work too.
     let shallow = work.path().join("shallow");
-    git_ok(work.path(), &["clone", "-q", "--depth", "1", &url, shallow.to_str().unwrap()]);
+    git_ok(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &url,
+            shallow.to_str().unwrap(),
+        ],
+    );
     assert_eq!(git_ok(&shallow, &["rev-list", "--count", "HEAD"]), "1");
     git_ok(&clone, &["fetch", "-q", "origin"]);
-    assert_eq!(git_ok(&clone, &["rev-parse", "origin/main"]), git_ok(&src, &["rev-parse", "main"]));
+    assert_eq!(
+        git_ok(&clone, &["rev-parse", "origin/main"]),
+        git_ok(&src, &["rev-parse", "main"])
+    );
 }
 
 #[test]
 fn public_repositories_clone_anonymously_private_ones_prompt() {
     let server = TestServer::start();
     let admin = server.setup_admin("alice");
-    server.api("POST", "/repos", Some(&admin), Some(json!({"name": "open"})));
-    server.api("POST", "/repos", Some(&admin), Some(json!({"name": "closed", "private": true})));
+    server.api(
+        "POST",
+        "/repos",
+        Some(&admin),
+        Some(json!({"name": "open"})),
+    );
+    server.api(
+        "POST",
+        "/repos",
+        Some(&admin),
+        Some(json!({"name": "closed", "private": true})),
+    );
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     make_repo(&src, 1);
     for name in ["open", "closed"] {
-        git_ok(&src, &["push", "-q", &server.git_url("alice", name, Some(("alice", &admin))), "main"]);
+        git_ok(
+            &src,
+            &[
+                "push",
+                "-q",
+                &server.git_url("alice", name, Some(("alice", &admin))),
+                "main",
+            ],
+        );
     }
-    git_ok(work.path(), &["clone", "-q", &server.git_url("alice", "open", None), "anon-open"]);
-    let out = git(work.path(), &["clone", "-q", &server.git_url("alice", "closed", None), "anon-closed"]);
-    assert!(!out.status.success(), "anonymous clone of a private repository must fail");
+    git_ok(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            &server.git_url("alice", "open", None),
+            "anon-open",
+        ],
+    );
+    let out = git(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            &server.git_url("alice", "closed", None),
+            "anon-closed",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "anonymous clone of a private repository must fail"
+    );
 
     // The server answers 401 with a challenge, so a git client prompts.
-    let res = reqwest::blocking::get(format!("{}/git/alice/closed.git/info/refs?service=git-upload-pack", server.url)).unwrap();
+    let res = reqwest::blocking::get(format!(
+        "{}/git/alice/closed.git/info/refs?service=git-upload-pack",
+        server.url
+    ))
+    .unwrap();
     assert_eq!(res.status().as_u16(), 401);
-    assert!(res.headers().get("www-authenticate").unwrap().to_str().unwrap().starts_with("Basic"));
+    assert!(res
+        .headers()
+        .get("www-authenticate")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
     let body: serde_json::Value = res.json().unwrap();
     assert_eq!(error_code(&body), "unauthorized");
 
     // Anonymous push to a public repository is refused the same way.
-    let out = git(&src, &["push", "-q", &server.git_url("alice", "open", None), "main:other"]);
+    let out = git(
+        &src,
+        &[
+            "push",
+            "-q",
+            &server.git_url("alice", "open", None),
+            "main:other",
+        ],
+    );
     assert!(!out.status.success());
     let (_, events) = server.api("GET", "/repos/alice/open/events", Some(&admin), None);
-    assert_eq!(events.as_array().unwrap().len(), 1, "the refused push recorded nothing");
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        1,
+        "the refused push recorded nothing"
+    );
 }
 
 #[test]
@@ -103,11 +196,24 @@ fn restart_keeps_users_tokens_repos_and_history() {
     let mut server = TestServer::start();
     let admin = server.setup_admin("alice");
     let bob = server.create_user(&admin, "bob");
-    server.api("POST", "/repos", Some(&bob), Some(json!({"name": "keep", "private": true})));
+    server.api(
+        "POST",
+        "/repos",
+        Some(&bob),
+        Some(json!({"name": "keep", "private": true})),
+    );
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     make_repo(&src, 3);
-    git_ok(&src, &["push", "-q", &server.git_url("bob", "keep", Some(("bob", &bob))), "main"]);
+    git_ok(
+        &src,
+        &[
+            "push",
+            "-q",
+            &server.git_url("bob", "keep", Some(("bob", &bob))),
+            "main",
+        ],
+    );
 
     server.restart();
 
@@ -119,10 +225,26 @@ fn restart_keeps_users_tokens_repos_and_history() {
     let (_, events) = server.api("GET", "/repos/bob/keep/events", Some(&bob), None);
     assert_eq!(events.as_array().unwrap().len(), 1);
     let clone = work.path().join("clone");
-    git_ok(work.path(), &["clone", "-q", &server.git_url("bob", "keep", Some(("bob", &bob))), clone.to_str().unwrap()]);
-    assert_eq!(git_ok(&clone, &["rev-parse", "HEAD"]), git_ok(&src, &["rev-parse", "main"]));
+    git_ok(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            &server.git_url("bob", "keep", Some(("bob", &bob))),
+            clone.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        git_ok(&clone, &["rev-parse", "HEAD"]),
+        git_ok(&src, &["rev-parse", "main"])
+    );
     // No new setup token after restart: the server is set up.
     assert!(!server.data_dir().join("setup-token").exists());
-    let (status, _) = server.api("POST", "/setup", None, Some(json!({"setup_token": "x", "username": "eve", "password": "eve-password"})));
+    let (status, _) = server.api(
+        "POST",
+        "/setup",
+        None,
+        Some(json!({"setup_token": "x", "username": "eve", "password": "eve-password"})),
+    );
     assert_eq!(status, 409);
 }

@@ -25,8 +25,16 @@ impl TestServer {
     /// Starts a server with extra `SLIPWAY_*` settings in its environment.
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut server = TestServer { dir, url: String::new(), child: None, env };
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut server = TestServer {
+            dir,
+            url: String::new(),
+            child: None,
+            env,
+        };
         server.spawn();
         server
     }
@@ -91,7 +99,8 @@ impl TestServer {
 
     /// Creates the first administrator through the setup token; returns its token.
     pub fn setup_admin(&self, username: &str) -> String {
-        let code = std::fs::read_to_string(self.data_dir().join("setup-token")).expect("setup token file");
+        let code =
+            std::fs::read_to_string(self.data_dir().join("setup-token")).expect("setup token file");
         let (status, body) = self.api(
             "POST",
             "/setup",
@@ -122,9 +131,18 @@ impl TestServer {
     }
 
     /// Sends a JSON API request; returns the status and the decoded body (Null when empty).
-    pub fn api(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let client = reqwest::blocking::Client::new();
-        let mut req = client.request(method.parse().unwrap(), format!("{}/api/v1{path}", self.url));
+        let mut req = client.request(
+            method.parse().unwrap(),
+            format!("{}/api/v1{path}", self.url),
+        );
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -134,7 +152,11 @@ impl TestServer {
         let res = req.send().expect("API request");
         let status = res.status().as_u16();
         let text = res.text().unwrap_or_default();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -156,8 +178,15 @@ impl Drop for TestServer {
 
 /// Asserts an API error body has the documented shape and returns its code.
 pub fn error_code(body: &Value) -> String {
-    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an API error body: {body}"));
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {body}");
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an API error body: {body}"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error without message: {body}"
+    );
     code.to_owned()
 }
 
@@ -180,7 +209,11 @@ pub fn git(dir: &Path, args: &[&str]) -> std::process::Output {
 /// Runs `git` and panics with its stderr when it fails; returns stdout.
 pub fn git_ok(dir: &Path, args: &[&str]) -> String {
     let out = git(dir, args);
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -190,7 +223,11 @@ pub fn make_repo(dir: &Path, commits: usize) {
     git_ok(dir, &["init", "-q", "-b", "main"]);
     for i in 0..commits {
         std::fs::create_dir_all(dir.join("src")).unwrap();
-        std::fs::write(dir.join("src").join(format!("file{i}.txt")), format!("content {i}\n")).unwrap();
+        std::fs::write(
+            dir.join("src").join(format!("file{i}.txt")),
+            format!("content {i}\n"),
+        )
+        .unwrap();
         std::fs::write(dir.join("README.md"), format!("revision {i}\n")).unwrap();
         git_ok(dir, &["add", "-A"]);
         git_ok(dir, &["commit", "-q", "-m", &format!("commit {i}")]);

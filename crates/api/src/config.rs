@@ -37,14 +37,14 @@ impl Default for Config {
 
 impl Config {
     /// Loads defaults, then `file` (if given), then `SLIPWAY_*` variables.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(figment::Error::from(format!(
+                return Err(Box::new(figment::Error::from(format!(
                     "config file {} does not exist",
                     path.display()
-                )));
+                ))));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -54,8 +54,11 @@ impl Config {
             Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
         };
-        fig.merge(Env::prefixed("SLIPWAY_").filter(move |key| known.iter().any(|k| key == k.as_str())))
-            .extract()
+        fig.merge(
+            Env::prefixed("SLIPWAY_").filter(move |key| known.iter().any(|k| key == k.as_str())),
+        )
+        .extract()
+        .map_err(Box::new)
     }
 
     /// Path of the SQLite database.

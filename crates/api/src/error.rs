@@ -23,7 +23,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with the given status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), challenge: false }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            challenge: false,
+        }
     }
     /// 400: the request is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -47,7 +47,9 @@ pub struct MaybeCaller(pub Option<Caller>);
 
 /// Pulls the token out of `Authorization: Bearer T` or `Basic base64(user:T)`.
 pub fn presented_token(parts: &Parts) -> Result<Option<String>, ApiError> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
@@ -60,11 +62,15 @@ pub fn presented_token(parts: &Parts) -> Result<Option<String>, ApiError> {
             .decode(rest.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials").with_challenge())?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("malformed Basic credentials").with_challenge()
+            })?;
         let (_user, secret) = decoded.split_once(':').unwrap_or(("", &decoded));
         return Ok(Some(secret.to_owned()));
     }
-    Err(ApiError::unauthorized("unsupported Authorization scheme: use Bearer with an access token"))
+    Err(ApiError::unauthorized(
+        "unsupported Authorization scheme: use Bearer with an access token",
+    ))
 }
 
 /// Resolves a token to its caller.
@@ -74,7 +80,10 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
     }
     let digest = slipway_auth::token_digest(token);
     match state.store().authenticate_token(&digest).await? {
-        Some((user, info)) => Ok(Caller { user, scopes: info.scopes }),
+        Some((user, info)) => Ok(Caller {
+            user,
+            scopes: info.scopes,
+        }),
         None => Err(ApiError::unauthorized(
             "invalid, expired or revoked access token; run `slipway login` to get a new one",
         )),

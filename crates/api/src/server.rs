@@ -33,7 +33,9 @@ async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     state.store().count_users().await?;
-    Ok(axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })))
+    Ok(axum::Json(
+        serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+    ))
 }
 
 /// A server that is bound and ready to run.
@@ -48,18 +50,27 @@ impl Server {
     /// Opens the store and repositories and binds the listen address.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display())
+            anyhow::anyhow!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
         })?;
         let store = Store::open(&config.database_path()).await?;
         let git = GitHost::new(&config.data_dir, &config.git_bin)?;
         let setup_token = setup::prepare(&store, &config.data_dir).await?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
-            anyhow::anyhow!(
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
                 "cannot listen on {}: {e} (set another address with --listen or SLIPWAY_LISTEN)",
                 config.listen
             )
-        })?;
-        Ok(Self { listener, state: AppState::new(config, store, git), setup_token })
+            })?;
+        Ok(Self {
+            listener,
+            state: AppState::new(config, store, git),
+            setup_token,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -68,9 +79,14 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         Ok(())
     }
 }
@@ -96,7 +112,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

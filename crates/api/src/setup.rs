@@ -20,7 +20,9 @@ pub async fn prepare(store: &Store, data_dir: &Path) -> Result<Option<String>, S
         return Ok(None);
     }
     let code = slipway_auth::random_code(32);
-    store.set_setting(SETUP_DIGEST_KEY, &slipway_auth::token_digest(&code)).await?;
+    store
+        .set_setting(SETUP_DIGEST_KEY, &slipway_auth::token_digest(&code))
+        .await?;
     write_private(&setup_token_path(data_dir), &code)
         .map_err(|e| StoreError::Io(format!("cannot write setup token: {e}")))?;
     Ok(Some(code))

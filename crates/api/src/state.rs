@@ -20,7 +20,9 @@ struct Inner {
 impl AppState {
     /// Bundles the parts handlers need.
     pub fn new(config: Config, store: Store, git: GitHost) -> Self {
-        Self { inner: Arc::new(Inner { config, store, git }) }
+        Self {
+            inner: Arc::new(Inner { config, store, git }),
+        }
     }
     /// The configuration the server started with.
     pub fn config(&self) -> &Config {

@@ -108,7 +108,10 @@ mod tests {
 
     #[test]
     fn short_password_refused() {
-        assert!(matches!(hash_password("short"), Err(AuthError::WeakPassword)));
+        assert!(matches!(
+            hash_password("short"),
+            Err(AuthError::WeakPassword)
+        ));
     }
 
     #[test]

@@ -21,12 +21,19 @@ impl Client {
     /// Builds a client from flags, environment and the saved profile, in that order.
     pub fn from_args(g: &GlobalArgs) -> anyhow::Result<Self> {
         let saved = profile::load(&profile::path(g.cli_config.as_deref()))?;
-        Ok(Self::new(server_url(g, &saved), g.token.clone().or(saved.token)))
+        Ok(Self::new(
+            server_url(g, &saved),
+            g.token.clone().or(saved.token),
+        ))
     }
 
     /// A client for `base` with `token`.
     pub fn new(base: String, token: Option<String>) -> Self {
-        Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
     }
 
     /// The server's base URL.
@@ -58,14 +65,21 @@ impl Client {
             req = req.json(b);
         }
         let res = req.send().await.with_context(|| {
-            format!("cannot reach the Slipway server at {} (is `slipway server` running?)", self.base)
+            format!(
+                "cannot reach the Slipway server at {} (is `slipway server` running?)",
+                self.base
+            )
         })?;
         let status = res.status();
         let bytes = res.bytes().await.context("reading the server's answer")?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
-        let text = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+        let text = if bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
         serde_json::from_slice(text).with_context(|| format!("unexpected answer from {url}"))
     }
 
@@ -77,7 +91,10 @@ impl Client {
 
 /// The server URL from flags/env, else the profile, else the default.
 pub fn server_url(g: &GlobalArgs, saved: &Profile) -> String {
-    g.server.clone().or_else(|| saved.server.clone()).unwrap_or_else(|| DEFAULT_SERVER.to_owned())
+    g.server
+        .clone()
+        .or_else(|| saved.server.clone())
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned())
 }
 
 fn api_error(status: StatusCode, body: &[u8]) -> anyhow::Error {

@@ -28,7 +28,9 @@ pub fn path(explicit: Option<&Path>) -> PathBuf {
 /// Reads the profile; an absent file is an empty profile.
 pub fn load(path: &Path) -> anyhow::Result<Profile> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("cannot read {}", path.display())),
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("cannot read {}", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Profile::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -44,7 +46,9 @@ pub fn save(path: &Path, profile: &Profile) -> anyhow::Result<()> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(toml::to_string(profile)?.as_bytes())?;
     Ok(())
 }

@@ -115,7 +115,12 @@ mod tests {
     use crate::{Repo, User};
 
     fn user(id: i64, admin: bool) -> User {
-        User { id, username: format!("u{id}"), is_admin: admin, created_at: chrono::Utc::now() }
+        User {
+            id,
+            username: format!("u{id}"),
+            is_admin: admin,
+            created_at: chrono::Utc::now(),
+        }
     }
     fn repo(owner: i64, private: bool) -> Repo {
         Repo {
@@ -136,12 +141,24 @@ mod tests {
         let admin = user(3, true);
         let private = repo(1, true);
         let public = repo(1, false);
-        assert_eq!(effective_access(Some(&owner), &private, None), Some(Access::Admin));
-        assert_eq!(effective_access(Some(&admin), &private, None), Some(Access::Admin));
+        assert_eq!(
+            effective_access(Some(&owner), &private, None),
+            Some(Access::Admin)
+        );
+        assert_eq!(
+            effective_access(Some(&admin), &private, None),
+            Some(Access::Admin)
+        );
         assert_eq!(effective_access(Some(&other), &private, None), None);
         assert_eq!(effective_access(None, &private, None), None);
         assert_eq!(effective_access(None, &public, None), Some(Access::Read));
-        assert_eq!(effective_access(Some(&other), &private, Some(Access::Write)), Some(Access::Write));
-        assert_eq!(effective_access(Some(&other), &public, Some(Access::Read)), Some(Access::Read));
+        assert_eq!(
+            effective_access(Some(&other), &private, Some(Access::Write)),
+            Some(Access::Write)
+        );
+        assert_eq!(
+            effective_access(Some(&other), &public, Some(Access::Read)),
+            Some(Access::Read)
+        );
     }
 }

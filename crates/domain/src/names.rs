@@ -106,7 +106,17 @@ mod tests {
         for ok in ["alice", "a", "bob-2", "x9"] {
             assert!(Username::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Alice", "-a", "a-", "a--b", "a/b", "..", "a.b", &"x".repeat(40)] {
+        for bad in [
+            "",
+            "Alice",
+            "-a",
+            "a-",
+            "a--b",
+            "a/b",
+            "..",
+            "a.b",
+            &"x".repeat(40),
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad}");
         }
     }
@@ -117,8 +127,19 @@ mod tests {
             assert!(RepoName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", ".", "..", "../x", "a/../../b", "a/b", ".hidden", "-x", "x.git", "a..b", "a b",
-            "a\0b", "a%2fb",
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/../../b",
+            "a/b",
+            ".hidden",
+            "-x",
+            "x.git",
+            "a..b",
+            "a b",
+            "a\0b",
+            "a%2fb",
         ] {
             assert!(RepoName::parse(bad).is_err(), "{bad:?}");
         }

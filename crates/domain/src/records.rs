@@ -108,7 +108,8 @@ impl RefUpdate {
     pub fn parse_hook_line(line: &str) -> Option<Self> {
         let mut parts = line.split_whitespace();
         let (old, new, name) = (parts.next()?, parts.next()?, parts.next()?);
-        let is_sha = |s: &str| (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_sha =
+            |s: &str| (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
         (is_sha(old) && is_sha(new) && parts.next().is_none()).then(|| RefUpdate {
             ref_name: name.to_owned(),
             old_sha: old.to_owned(),

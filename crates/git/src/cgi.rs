@@ -76,16 +76,31 @@ impl GitHost {
                 return Err(GitError::BodyTooLarge(req.max_body_bytes));
             }
         }
-        let push_log = req.service.is_push().then(|| self.unique_path(&self.tmp_dir, "push"));
-        let mut child = self.backend_command(&req, push_log.as_ref()).spawn().map_err(|e| {
-            GitError::Git(format!("cannot run {} http-backend: {e}", self.git_bin.display()))
-        })?;
+        let push_log = req
+            .service
+            .is_push()
+            .then(|| self.unique_path(&self.tmp_dir, "push"));
+        let mut child = self
+            .backend_command(&req, push_log.as_ref())
+            .spawn()
+            .map_err(|e| {
+                GitError::Git(format!(
+                    "cannot run {} http-backend: {e}",
+                    self.git_bin.display()
+                ))
+            })?;
 
         let too_large = Arc::new(AtomicBool::new(false));
         let stdin = child.stdin.take().expect("stdin is piped");
-        let pump = tokio::spawn(pump_request_body(req.body, stdin, req.max_body_bytes, too_large.clone()));
+        let pump = tokio::spawn(pump_request_body(
+            req.body,
+            stdin,
+            req.max_body_bytes,
+            too_large.clone(),
+        ));
         let stderr = tokio::spawn(read_bounded(child.stderr.take().expect("stderr is piped")));
-        let mut stdout = BufReader::with_capacity(CHUNK, child.stdout.take().expect("stdout is piped"));
+        let mut stdout =
+            BufReader::with_capacity(CHUNK, child.stdout.take().expect("stdout is piped"));
 
         // Both POST services read their whole request before answering, and
         // http-backend sends its headers first; so the body is taken in full
@@ -109,16 +124,30 @@ impl GitHost {
         };
 
         let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-        tokio::spawn(finish_response(stdout, child, stderr, tx, push_log, req.on_push));
+        tokio::spawn(finish_response(
+            stdout,
+            child,
+            stderr,
+            tx,
+            push_log,
+            req.on_push,
+        ));
         let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        Ok(GitResponse { status, headers, body: Box::pin(body) })
+        Ok(GitResponse {
+            status,
+            headers,
+            body: Box::pin(body),
+        })
     }
 
     fn backend_command(&self, req: &GitRequest, push_log: Option<&PathBuf>) -> Command {
         let mut cmd = Command::new(&self.git_bin);
         cmd.arg("http-backend")
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("HOME", &self.home_dir)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_PROJECT_ROOT", &self.repos_dir)
@@ -127,7 +156,10 @@ impl GitHost {
             .env("SERVER_PROTOCOL", "HTTP/1.1")
             .env("REQUEST_METHOD", &req.method)
             .env("QUERY_STRING", &req.query)
-            .env("PATH_INFO", format!("/{}/{}.git/{}", req.owner, req.name, req.rest))
+            .env(
+                "PATH_INFO",
+                format!("/{}/{}.git/{}", req.owner, req.name, req.rest),
+            )
             .env("REMOTE_ADDR", &req.remote_addr)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -260,7 +292,10 @@ async fn finish_response<R: AsyncRead + Unpin>(
     if let Some(log) = push_log {
         let text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
         let _ = tokio::fs::remove_file(&log).await;
-        let updates: Vec<RefUpdate> = text.lines().filter_map(RefUpdate::parse_hook_line).collect();
+        let updates: Vec<RefUpdate> = text
+            .lines()
+            .filter_map(RefUpdate::parse_hook_line)
+            .collect();
         if let (Some(report), false) = (on_push, updates.is_empty()) {
             report(updates).await;
         }

@@ -54,7 +54,13 @@ impl GitHost {
             git_bin: git_bin.into(),
             counter: AtomicU64::new(0),
         };
-        for dir in [&host.repos_dir, &host.hooks_dir, &host.tmp_dir, &host.home_dir, &host.trash_dir] {
+        for dir in [
+            &host.repos_dir,
+            &host.hooks_dir,
+            &host.tmp_dir,
+            &host.home_dir,
+            &host.trash_dir,
+        ] {
             std::fs::create_dir_all(dir)?;
         }
         let hook = host.hooks_dir.join("post-receive");
@@ -66,14 +72,19 @@ impl GitHost {
     /// The bare repository folder of `owner/name`. Validated names make this a
     /// path strictly below the repositories folder.
     pub fn repo_path(&self, owner: &Username, name: &RepoName) -> PathBuf {
-        self.repos_dir.join(owner.as_str()).join(format!("{name}.git"))
+        self.repos_dir
+            .join(owner.as_str())
+            .join(format!("{name}.git"))
     }
 
     /// Creates an empty bare repository whose default branch is `main`.
     pub async fn init(&self, owner: &Username, name: &RepoName) -> Result<(), GitError> {
         let path = self.repo_path(owner, name);
         if path.exists() {
-            return Err(GitError::Git(format!("{} already exists on disk", path.display())));
+            return Err(GitError::Git(format!(
+                "{} already exists on disk",
+                path.display()
+            )));
         }
         let out = Command::new(&self.git_bin)
             .args(["init", "--bare", "--quiet", "--initial-branch=main"])
@@ -84,7 +95,9 @@ impl GitHost {
             .await
             .map_err(|e| GitError::Git(format!("cannot run {}: {e}", self.git_bin.display())))?;
         if !out.status.success() {
-            return Err(GitError::Git(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+            return Err(GitError::Git(
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ));
         }
         Ok(())
     }

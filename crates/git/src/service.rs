@@ -20,9 +20,7 @@ impl Service {
     /// Recognises the endpoint from the path after `<repo>.git/`, the method and
     /// the query string.
     pub fn detect(rest: &str, method: &str, query: &str) -> Option<Self> {
-        let service_param = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("service="));
+        let service_param = query.split('&').find_map(|kv| kv.strip_prefix("service="));
         match (method, rest) {
             ("GET", "info/refs") => match service_param {
                 Some("git-upload-pack") => Some(Service::UploadPackRefs),
@@ -63,7 +61,10 @@ mod tests {
             Service::detect("info/refs", "GET", "service=git-receive-pack"),
             Some(Service::ReceivePackRefs)
         );
-        assert_eq!(Service::detect("git-receive-pack", "POST", ""), Some(Service::ReceivePack));
+        assert_eq!(
+            Service::detect("git-receive-pack", "POST", ""),
+            Some(Service::ReceivePack)
+        );
         assert_eq!(Service::detect("info/refs", "GET", ""), None);
         assert_eq!(Service::detect("objects/info/packs", "GET", ""), None);
         assert_eq!(Service::detect("git-upload-pack", "GET", ""), None);

@@ -29,6 +29,7 @@ pub use container::{
 pub use error::{Result, RuntimeError};
 pub use images::{ImageInfo, ProgressEvent, BUSYBOX_IMAGE, DEBIAN_IMAGE};
 pub use labels::LabelFilter;
+pub use network::ResourceInfo;
 pub use spec::{ContainerSpec, Mount, NetworkMode, PortPublish, Protocol, Resources, Security};
 
 /// Timeout for the initial ping: a dead daemon should be reported quickly.

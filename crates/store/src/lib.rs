@@ -34,7 +34,10 @@ impl Store {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Io(format!("cannot create data directory {}: {e}", dir.display()))
+                StoreError::Io(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?

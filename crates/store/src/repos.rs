@@ -29,7 +29,8 @@ impl From<RepoRow> for Repo {
     }
 }
 
-const REPO_SELECT: &str = "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.description, r.private, r.created_at
+const REPO_SELECT: &str =
+    "SELECT r.id, r.owner_id, u.username AS owner, r.name, r.description, r.private, r.created_at
      FROM repos r JOIN users u ON u.id = r.owner_id";
 
 impl Store {
@@ -52,10 +53,13 @@ impl Store {
         .fetch_one(&self.pool)
         .await;
         match result {
-            Ok(id) => self.repo_by_id(id).await?.ok_or_else(|| StoreError::NotFound("repository".into())),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("repository {name:?} already exists")))
-            }
+            Ok(id) => self
+                .repo_by_id(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound("repository".into())),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "repository {name:?} already exists"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -128,7 +132,10 @@ impl Store {
 
     /// Forgets a repository (its collaborators go with it; push events stay).
     pub async fn delete_repo(&self, id: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM repos WHERE id = ?").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM repos WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("repository".into()));
         }
@@ -141,12 +148,13 @@ impl Store {
         repo_id: i64,
         user_id: i64,
     ) -> Result<Option<Access>, StoreError> {
-        let level: Option<String> =
-            sqlx::query_scalar("SELECT access FROM collaborators WHERE repo_id = ? AND user_id = ?")
-                .bind(repo_id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let level: Option<String> = sqlx::query_scalar(
+            "SELECT access FROM collaborators WHERE repo_id = ? AND user_id = ?",
+        )
+        .bind(repo_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(level.and_then(|l| l.parse().ok()))
     }
 
@@ -193,7 +201,12 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(username, a)| Some(Collaborator { username, access: a.parse().ok()? }))
+            .filter_map(|(username, a)| {
+                Some(Collaborator {
+                    username,
+                    access: a.parse().ok()?,
+                })
+            })
             .collect())
     }
 }

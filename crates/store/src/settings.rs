@@ -5,10 +5,12 @@ use crate::{Store, StoreError};
 impl Store {
     /// Reads a setting.
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Writes a setting, replacing any earlier value.
@@ -25,7 +27,10 @@ impl Store {
 
     /// Removes a setting; true when it existed.
     pub async fn delete_setting(&self, key: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM settings WHERE key = ?").bind(key).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM settings WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }

@@ -50,7 +50,11 @@ fn parse_scopes(text: &str) -> Vec<Scope> {
 }
 
 fn join_scopes(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// How stale `last_used_at` may get before a use writes it again: keeps every
@@ -105,7 +109,11 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        if row.token.last_used_at.is_none_or(|t| now - t > LAST_USED_RESOLUTION) {
+        if row
+            .token
+            .last_used_at
+            .is_none_or(|t| now - t > LAST_USED_RESOLUTION)
+        {
             sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
                 .bind(now)
                 .bind(row.token.id)

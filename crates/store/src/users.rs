@@ -13,7 +13,12 @@ struct UserRow {
 
 impl From<UserRow> for User {
     fn from(r: UserRow) -> Self {
-        User { id: r.id, username: r.username, is_admin: r.is_admin, created_at: r.created_at }
+        User {
+            id: r.id,
+            username: r.username,
+            is_admin: r.is_admin,
+            created_at: r.created_at,
+        }
     }
 }
 
@@ -38,9 +43,9 @@ impl Store {
         .await;
         match result {
             Ok(row) => Ok(row.into()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("user {username:?} already exists")))
-            }
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "user {username:?} already exists"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -69,7 +74,15 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|(id, username, is_admin, created_at, hash)| {
-            (User { id, username, is_admin, created_at }, hash)
+            (
+                User {
+                    id,
+                    username,
+                    is_admin,
+                    created_at,
+                },
+                hash,
+            )
         }))
     }
 
@@ -85,7 +98,9 @@ impl Store {
 
     /// How many accounts exist; zero means the server still awaits its first admin.
     pub async fn count_users(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Replaces an account's password hash.

@@ -26,7 +26,9 @@ pub async fn setup(
 ) -> ApiResult<(StatusCode, axum::Json<IssuedToken>)> {
     let store = state.store();
     if store.count_users().await? > 0 {
-        return Err(ApiError::conflict("this server is already set up; log in instead"));
+        return Err(ApiError::conflict(
+            "this server is already set up; log in instead",
+        ));
     }
     if !setup::check(store, &req.setup_token).await? {
         return Err(ApiError::unauthorized(
@@ -55,7 +57,10 @@ pub async fn create_account(
             slipway_auth::AuthError::WeakPassword => ApiError::invalid(e.to_string()),
             other => ApiError::internal(other),
         })?;
-    Ok(state.store().create_user(username.as_str(), &hash, is_admin).await?)
+    Ok(state
+        .store()
+        .create_user(username.as_str(), &hash, is_admin)
+        .await?)
 }
 
 #[derive(Deserialize)]

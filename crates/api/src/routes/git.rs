@@ -34,13 +34,23 @@ pub async fn serve(
 
     let token = presented_token(&parts).map_err(ApiError::with_challenge)?;
     let caller = match token {
-        Some(t) => Some(authenticate(&state, &t).await.map_err(ApiError::with_challenge)?),
+        Some(t) => Some(
+            authenticate(&state, &t)
+                .await
+                .map_err(ApiError::with_challenge)?,
+        ),
         None => None,
     };
     let repo = match &caller {
         Some(c) => {
-            c.require(if needed == Access::Read { Scope::Read } else { Scope::Write })?;
-            authorize_repo(&state, Some(c), &owner, &name, needed).await?.0
+            c.require(if needed == Access::Read {
+                Scope::Read
+            } else {
+                Scope::Write
+            })?;
+            authorize_repo(&state, Some(c), &owner, &name, needed)
+                .await?
+                .0
         }
         None => {
             let public = match authorize_repo(&state, None, &owner, &name, needed).await {
@@ -48,17 +58,26 @@ pub async fn serve(
                 _ => None,
             };
             public.ok_or_else(|| {
-                ApiError::unauthorized("authentication required: use your user name and an access token as password")
-                    .with_challenge()
+                ApiError::unauthorized(
+                    "authentication required: use your user name and an access token as password",
+                )
+                .with_challenge()
             })?
         }
     };
 
     let header_text = |name: HeaderName| {
-        parts.headers.get(&name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        parts
+            .headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     };
     let content_length = match header_text(header::CONTENT_LENGTH) {
-        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request("bad Content-Length"))?),
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("bad Content-Length"))?,
+        ),
         None => None,
     };
     let pusher = caller.as_ref().map(|c| c.user.username.clone());
@@ -96,9 +115,9 @@ pub async fn serve(
     };
     parts.extensions.clear();
     let answer = state.git().serve(git_request).await.map_err(|e| match e {
-        GitError::BodyTooLarge(limit) => {
-            ApiError::too_large(format!("push is larger than the server's limit of {limit} bytes"))
-        }
+        GitError::BodyTooLarge(limit) => ApiError::too_large(format!(
+            "push is larger than the server's limit of {limit} bytes"
+        )),
         other => ApiError::internal(other),
     })?;
     let mut response = Response::new(Body::from_stream(answer.body));

@@ -26,7 +26,10 @@ pub fn api_routes() -> Router<AppState> {
             "/repos/{owner}/{name}",
             get(repos::show).patch(repos::update).delete(repos::delete),
         )
-        .route("/repos/{owner}/{name}/collaborators", get(repos::collaborators))
+        .route(
+            "/repos/{owner}/{name}/collaborators",
+            get(repos::collaborators),
+        )
         .route(
             "/repos/{owner}/{name}/collaborators/{username}",
             put(repos::add_collaborator).delete(repos::remove_collaborator),

@@ -6,7 +6,9 @@ use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use slipway_domain::{effective_access, Access, Collaborator, PushEvent, Repo, RepoName, Scope, Username};
+use slipway_domain::{
+    effective_access, Access, Collaborator, PushEvent, Repo, RepoName, Scope, Username,
+};
 
 /// A repository as the API shows it: the record plus the caller's access and clone URL path.
 #[derive(Serialize)]
@@ -76,7 +78,9 @@ async fn authorize(
     if let Some(c) = &caller.0 {
         c.require(scope_for(needed))?;
     } else if needed > Access::Read {
-        return Err(ApiError::unauthorized("authentication required: run `slipway login`"));
+        return Err(ApiError::unauthorized(
+            "authentication required: run `slipway login`",
+        ));
     }
     authorize_repo(state, caller.0.as_ref(), owner, name, needed).await
 }
@@ -133,14 +137,18 @@ pub async fn create(
     caller.require(Scope::Write)?;
     let name = RepoName::parse(&req.name)?;
     if req.description.len() > 1000 {
-        return Err(ApiError::invalid("description must be at most 1000 characters"));
+        return Err(ApiError::invalid(
+            "description must be at most 1000 characters",
+        ));
     }
     let owner_user = match req.owner.as_deref() {
         None => caller.user.clone(),
         Some(o) if o == caller.user.username => caller.user.clone(),
         Some(o) => {
             if !caller.user.is_admin {
-                return Err(ApiError::forbidden("you can only create repositories in your own namespace"));
+                return Err(ApiError::forbidden(
+                    "you can only create repositories in your own namespace",
+                ));
             }
             state
                 .store()
@@ -158,7 +166,10 @@ pub async fn create(
         let _ = state.store().delete_repo(repo.id).await;
         return Err(ApiError::internal(e));
     }
-    Ok((StatusCode::CREATED, axum::Json(view(repo, Some(Access::Admin)))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(view(repo, Some(Access::Admin))),
+    ))
 }
 
 /// `GET /api/v1/repos/{owner}/{name}`.
@@ -188,11 +199,20 @@ pub async fn update(
     let (repo, access) = authorize(&state, &caller, &owner, &name, Access::Admin).await?;
     let description = req.description.unwrap_or(repo.description.clone());
     if description.len() > 1000 {
-        return Err(ApiError::invalid("description must be at most 1000 characters"));
+        return Err(ApiError::invalid(
+            "description must be at most 1000 characters",
+        ));
     }
     let private = req.private.unwrap_or(repo.private);
-    state.store().update_repo(repo.id, &description, private).await?;
-    let repo = state.store().repo_by_id(repo.id).await?.ok_or_else(|| ApiError::not_found("repository not found"))?;
+    state
+        .store()
+        .update_repo(repo.id, &description, private)
+        .await?;
+    let repo = state
+        .store()
+        .repo_by_id(repo.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("repository not found"))?;
     Ok(axum::Json(view(repo, Some(access))))
 }
 
@@ -205,7 +225,11 @@ pub async fn delete(
     let (repo, _) = authorize(&state, &caller, &owner, &name, Access::Admin).await?;
     state.store().delete_repo(repo.id).await?;
     let (owner, name) = (Username::parse(&repo.owner)?, RepoName::parse(&repo.name)?);
-    state.git().delete(&owner, &name).await.map_err(ApiError::internal)?;
+    state
+        .git()
+        .delete(&owner, &name)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -241,7 +265,10 @@ pub async fn add_collaborator(
     if user.id == repo.owner_id {
         return Err(ApiError::invalid("the owner already has admin access"));
     }
-    state.store().set_collaborator(repo.id, user.id, req.access).await?;
+    state
+        .store()
+        .set_collaborator(repo.id, user.id, req.access)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -277,5 +304,7 @@ pub async fn events(
 ) -> ApiResult<axum::Json<Vec<PushEvent>>> {
     let (repo, _) = authorize(&state, &caller, &owner, &name, Access::Read).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(axum::Json(state.store().push_events(repo.id, q.after, limit).await?))
+    Ok(axum::Json(
+        state.store().push_events(repo.id, q.after, limit).await?,
+    ))
 }

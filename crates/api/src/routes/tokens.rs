@@ -41,7 +41,11 @@ pub async fn issue_token(
             expires_at,
         })
         .await?;
-    Ok(IssuedToken { token: fresh.secret, info, user: user.clone() })
+    Ok(IssuedToken {
+        token: fresh.secret,
+        info,
+        user: user.clone(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -66,7 +70,9 @@ pub async fn create(
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::invalid("token name must be 1-100 characters"));
     }
-    let scopes = req.scopes.unwrap_or_else(|| vec![Scope::Read, Scope::Write]);
+    let scopes = req
+        .scopes
+        .unwrap_or_else(|| vec![Scope::Read, Scope::Write]);
     if scopes.is_empty() {
         return Err(ApiError::invalid("a token needs at least one scope"));
     }
@@ -77,7 +83,9 @@ pub async fn create(
     }
     let expires_at = match req.expires_in_days {
         Some(0) | Some(3651..) => {
-            return Err(ApiError::invalid("expires_in_days must be between 1 and 3650"))
+            return Err(ApiError::invalid(
+                "expires_in_days must be between 1 and 3650",
+            ))
         }
         Some(days) => Some(Utc::now() + Duration::days(days.into())),
         None => None,

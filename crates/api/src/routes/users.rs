@@ -30,7 +30,10 @@ pub async fn create(
 }
 
 /// `GET /api/v1/users`: every account.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<User>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Vec<User>>> {
     caller.require_admin()?;
     Ok(axum::Json(state.store().list_users().await?))
 }
@@ -64,7 +67,9 @@ pub async fn delete(
         .user_by_name(&username)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {username:?} not found")))?;
-    let owned = store.list_repos(Some((user.id, false)), Some(&username)).await?;
+    let owned = store
+        .list_repos(Some((user.id, false)), Some(&username))
+        .await?;
     store.delete_user(user.id).await?;
     for repo in owned {
         if let (Ok(owner), Ok(name)) = (

@@ -59,10 +59,21 @@ pub async fn whoami(g: &GlobalArgs) -> anyhow::Result<()> {
     if g.json {
         return output::json(&user);
     }
-    println!("{}{} on {}", user.username, if user.is_admin { " (administrator)" } else { "" }, client.base());
+    println!(
+        "{}{} on {}",
+        user.username,
+        if user.is_admin {
+            " (administrator)"
+        } else {
+            ""
+        },
+        client.base()
+    );
     Ok(())
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "host".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
 }

@@ -44,7 +44,11 @@ pub enum AdminCommand {
 /// Runs an admin command.
 pub async fn run(cmd: AdminCommand, g: &GlobalArgs) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::Setup { setup_token, username, password_stdin } => {
+        AdminCommand::Setup {
+            setup_token,
+            username,
+            password_stdin,
+        } => {
             let username = read_username(username)?;
             let password = read_password(password_stdin, "Password: ")?;
             let path = profile::path(g.cli_config.as_deref());
@@ -61,10 +65,18 @@ pub async fn run(cmd: AdminCommand, g: &GlobalArgs) -> anyhow::Result<()> {
             if g.json {
                 return output::json(&issued["user"]);
             }
-            println!("Administrator {username} created and logged in to {}.", client.base());
+            println!(
+                "Administrator {username} created and logged in to {}.",
+                client.base()
+            );
             Ok(())
         }
-        AdminCommand::CreateUser { username, admin, password_stdin, data_dir } => {
+        AdminCommand::CreateUser {
+            username,
+            admin,
+            password_stdin,
+            data_dir,
+        } => {
             let password = read_password(password_stdin, "Password for the new user: ")?;
             let user: Value = match data_dir {
                 Some(dir) => create_offline(&dir, &username, &password, admin).await?,
@@ -83,7 +95,11 @@ pub async fn run(cmd: AdminCommand, g: &GlobalArgs) -> anyhow::Result<()> {
             if g.json {
                 return output::json(&user);
             }
-            println!("User {} created{}.", user["username"].as_str().unwrap_or(&username), if admin { " (administrator)" } else { "" });
+            println!(
+                "User {} created{}.",
+                user["username"].as_str().unwrap_or(&username),
+                if admin { " (administrator)" } else { "" }
+            );
             Ok(())
         }
         AdminCommand::Users => {
@@ -95,7 +111,13 @@ pub async fn run(cmd: AdminCommand, g: &GlobalArgs) -> anyhow::Result<()> {
             }
             let rows = users
                 .iter()
-                .map(|u| vec![u.username.clone(), if u.is_admin { "admin" } else { "" }.into(), output::when(&u.created_at)])
+                .map(|u| {
+                    vec![
+                        u.username.clone(),
+                        if u.is_admin { "admin" } else { "" }.into(),
+                        output::when(&u.created_at),
+                    ]
+                })
                 .collect();
             output::table(&["USER", "ROLE", "CREATED"], rows, "No users.");
             Ok(())
@@ -113,7 +135,12 @@ pub fn save_login(path: &std::path::Path, server: &str, issued: &Value) -> anyho
     profile::save(path, &profile)
 }
 
-async fn create_offline(dir: &std::path::Path, username: &str, password: &str, admin: bool) -> anyhow::Result<Value> {
+async fn create_offline(
+    dir: &std::path::Path,
+    username: &str,
+    password: &str,
+    admin: bool,
+) -> anyhow::Result<Value> {
     let name = slipway_domain::Username::parse(username)?;
     let hash = slipway_auth::hash_password(password)?;
     let store = slipway_store::Store::open(&dir.join("slipway.db"))

@@ -13,7 +13,10 @@ use std::io::{BufRead, IsTerminal};
 pub fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
     if from_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
     if !std::io::stdin().is_terminal() {

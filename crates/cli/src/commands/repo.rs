@@ -41,16 +41,20 @@ pub enum RepoCommand {
 }
 
 fn split(full: &str) -> anyhow::Result<(&str, &str)> {
-    full.split_once('/').filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/')).with_context(|| {
-        format!("{full:?} is not OWNER/NAME")
-    })
+    full.split_once('/')
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+        .with_context(|| format!("{full:?} is not OWNER/NAME"))
 }
 
 /// Runs a repo command.
 pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> anyhow::Result<()> {
     let client = Client::from_args(g)?;
     match cmd {
-        RepoCommand::Create { name, private, description } => {
+        RepoCommand::Create {
+            name,
+            private,
+            description,
+        } => {
             client.require_token()?;
             let (owner, name) = match name.split_once('/') {
                 Some((o, n)) => (Some(o.to_owned()), n.to_owned()),
@@ -66,8 +70,15 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> anyhow::Result<()> {
             if g.json {
                 return output::json(&repo);
             }
-            println!("Created {}.", repo["full_name"].as_str().unwrap_or_default());
-            println!("Push to it with:\n  git remote add slipway {}{}\n  git push slipway main", client.base(), repo["clone_path"].as_str().unwrap_or_default());
+            println!(
+                "Created {}.",
+                repo["full_name"].as_str().unwrap_or_default()
+            );
+            println!(
+                "Push to it with:\n  git remote add slipway {}{}\n  git push slipway main",
+                client.base(),
+                repo["clone_path"].as_str().unwrap_or_default()
+            );
         }
         RepoCommand::List { owner } => {
             let path = match owner {
@@ -83,13 +94,22 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 .map(|r| {
                     vec![
                         r["full_name"].as_str().unwrap_or_default().to_owned(),
-                        if r["private"].as_bool().unwrap_or(false) { "private" } else { "public" }.to_owned(),
+                        if r["private"].as_bool().unwrap_or(false) {
+                            "private"
+                        } else {
+                            "public"
+                        }
+                        .to_owned(),
                         r["permission"].as_str().unwrap_or("-").to_owned(),
                         r["description"].as_str().unwrap_or_default().to_owned(),
                     ]
                 })
                 .collect();
-            output::table(&["REPOSITORY", "VISIBILITY", "ACCESS", "DESCRIPTION"], rows, "No repositories yet: create one with `slipway repo create NAME`.");
+            output::table(
+                &["REPOSITORY", "VISIBILITY", "ACCESS", "DESCRIPTION"],
+                rows,
+                "No repositories yet: create one with `slipway repo create NAME`.",
+            );
         }
         RepoCommand::Show { repo } => {
             let (owner, name) = split(&repo)?;
@@ -98,9 +118,20 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 return output::json(&r);
             }
             println!("{}", r["full_name"].as_str().unwrap_or_default());
-            println!("  visibility: {}", if r["private"].as_bool().unwrap_or(false) { "private" } else { "public" });
+            println!(
+                "  visibility: {}",
+                if r["private"].as_bool().unwrap_or(false) {
+                    "private"
+                } else {
+                    "public"
+                }
+            );
             println!("  access:     {}", r["permission"].as_str().unwrap_or("-"));
-            println!("  clone:      {}{}", client.base(), r["clone_path"].as_str().unwrap_or_default());
+            println!(
+                "  clone:      {}{}",
+                client.base(),
+                r["clone_path"].as_str().unwrap_or_default()
+            );
         }
         RepoCommand::Delete { repo, yes } => {
             let (owner, name) = split(&repo)?;
@@ -108,7 +139,9 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 bail!("deleting {repo} destroys its history: repeat with --yes to confirm");
             }
             client.require_token()?;
-            client.call::<(), Value>(Method::DELETE, &format!("/repos/{owner}/{name}"), None).await?;
+            client
+                .call::<(), Value>(Method::DELETE, &format!("/repos/{owner}/{name}"), None)
+                .await?;
             if g.json {
                 return output::json(&json!({"deleted": repo}));
             }

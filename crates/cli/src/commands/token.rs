@@ -37,10 +37,18 @@ pub async fn run(cmd: TokenCommand, g: &GlobalArgs) -> anyhow::Result<()> {
     let client = Client::from_args(g)?;
     client.require_token()?;
     match cmd {
-        TokenCommand::Create { name, scopes, expires_days } => {
+        TokenCommand::Create {
+            name,
+            scopes,
+            expires_days,
+        } => {
             let scopes = (!scopes.is_empty()).then_some(scopes);
             let issued: Value = client
-                .call(Method::POST, "/user/tokens", Some(&json!({"name": name, "scopes": scopes, "expires_in_days": expires_days})))
+                .call(
+                    Method::POST,
+                    "/user/tokens",
+                    Some(&json!({"name": name, "scopes": scopes, "expires_in_days": expires_days})),
+                )
                 .await?;
             if g.json {
                 return output::json(&issued);
@@ -60,17 +68,41 @@ pub async fn run(cmd: TokenCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                         t.id.to_string(),
                         t.name.clone(),
                         format!("{}…", t.prefix),
-                        t.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+                        t.scopes
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
                         output::when(&t.created_at),
-                        t.last_used_at.as_ref().map(output::when).unwrap_or_else(|| "never".into()),
-                        t.expires_at.as_ref().map(output::when).unwrap_or_else(|| "never".into()),
+                        t.last_used_at
+                            .as_ref()
+                            .map(output::when)
+                            .unwrap_or_else(|| "never".into()),
+                        t.expires_at
+                            .as_ref()
+                            .map(output::when)
+                            .unwrap_or_else(|| "never".into()),
                     ]
                 })
                 .collect();
-            output::table(&["ID", "NAME", "TOKEN", "SCOPES", "CREATED", "LAST USED", "EXPIRES"], rows, "No tokens.");
+            output::table(
+                &[
+                    "ID",
+                    "NAME",
+                    "TOKEN",
+                    "SCOPES",
+                    "CREATED",
+                    "LAST USED",
+                    "EXPIRES",
+                ],
+                rows,
+                "No tokens.",
+            );
         }
         TokenCommand::Revoke { id } => {
-            client.call::<(), Value>(Method::DELETE, &format!("/user/tokens/{id}"), None).await?;
+            client
+                .call::<(), Value>(Method::DELETE, &format!("/user/tokens/{id}"), None)
+                .await?;
             if g.json {
                 return output::json(&json!({"revoked": id}));
             }

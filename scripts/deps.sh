@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs and starts what Slipway and its tests need on a Debian machine:
+# git, the Docker Engine (Debian's docker.io) and busybox-static (the tiny base
+# image is built from it). Idempotent; safe to run on every start.
+set -euo pipefail
+
+need_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v git >/dev/null 2>&1 || missing+=(git)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing ${missing[*]} from Debian" >&2
+    need_root apt-get update -qq
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+docker_up() { timeout 5 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+if ! docker_up; then
+    echo "==> starting the Docker Engine" >&2
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+        need_root systemctl start docker || true
+    fi
+    if ! docker_up; then
+        need_root sh -c 'nohup dockerd >/var/log/slipway-dockerd.log 2>&1 &'
+    fi
+    for _ in $(seq 1 60); do
+        docker_up && break
+        sleep 0.5
+    done
+fi
+if ! docker_up; then
+    echo "error: the Docker Engine did not start; see /var/log/slipway-dockerd.log" >&2
+    exit 1
+fi
+echo "==> Docker Engine $(docker version --format '{{.Server.Version}}') is up" >&2
