@@ -13,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -29,7 +32,11 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "bench@example.com")
         .output()
         .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A repository of `files` files of `size` pseudo-random (incompressible) bytes.
@@ -85,7 +92,7 @@ fn measure(t: &Target, src: &Path, work: &Path, rounds: usize) -> (Duration, Dur
 }
 
 struct Slipway {
-    child: Child,
+    child: Reaped,
     url: String,
     token: String,
 }
@@ -112,7 +119,29 @@ fn start_slipway(data: &Path) -> Slipway {
         .unwrap()
         .json()
         .unwrap();
-    Slipway { child, url: line, token: res["token"].as_str().unwrap().to_owned() }
+    Slipway {
+        child: Reaped(child),
+        url: line,
+        token: res["token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// A child process killed when dropped, so a failed run leaves no server behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -125,19 +154,31 @@ fn which(bin: &str) -> Option<PathBuf> {
 }
 
 /// nginx + fcgiwrap running `git http-backend` on `root`.
-fn start_peer(dir: &Path, root: &Path) -> Option<(Vec<Child>, String)> {
+fn start_peer(dir: &Path, root: &Path) -> Option<(Vec<Reaped>, String)> {
     let nginx = which("nginx")?;
     let fcgiwrap = which("fcgiwrap")?;
-    let git_backend = String::from_utf8(Command::new("git").arg("--exec-path").output().ok()?.stdout).ok()?;
+    let git_backend =
+        String::from_utf8(Command::new("git").arg("--exec-path").output().ok()?.stdout).ok()?;
     let backend = Path::new(git_backend.trim()).join("git-http-backend");
     let sock = dir.join("fcgi.sock");
-    let fcgi = Command::new(fcgiwrap).args(["-c", "2", "-s"]).arg(format!("unix:{}", sock.display())).spawn().ok()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let fcgi = Command::new(fcgiwrap)
+        .args(["-c", "2", "-s"])
+        .arg(format!("unix:{}", sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let fcgi = Reaped(fcgi);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
         format!(
-            "daemon off; worker_processes 2; pid {d}/nginx.pid; error_log {d}/error.log;
+            "daemon off; worker_processes 2; {user} pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections 256; }}
 http {{
   access_log off; client_max_body_size 0; client_body_temp_path {d}/body;
@@ -161,14 +202,22 @@ http {{
   }}
 }}
 ",
+            user = if is_root() { "user root;" } else { "" },
             d = dir.display(),
             sock = sock.display(),
             backend = backend.display(),
-            root = root.parent()?.display(),
+            root = root.display(),
         ),
     )
     .ok()?;
-    let ng = Command::new(nginx).arg("-c").arg(&conf).stderr(Stdio::null()).spawn().ok()?;
+    let ng = Command::new(nginx)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let ng = Reaped(ng);
     for _ in 0..50 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some((vec![fcgi, ng], format!("http://127.0.0.1:{port}")));
@@ -188,7 +237,7 @@ fn main() {
     eprintln!("generating {files} files of {size} bytes ...");
     generate_repo(&src, files, size);
 
-    let mut slipway = start_slipway(&work.join("slipway"));
+    let slipway = start_slipway(&work.join("slipway"));
     let client = reqwest::blocking::Client::new();
     let s_url = slipway.url.clone();
     let s_token = slipway.token.clone();
@@ -196,7 +245,10 @@ fn main() {
         name: "slipway",
         urls: Box::new(move |i| {
             let authed = s_url.replacen("http://", &format!("http://bench:{s_token}@"), 1);
-            (format!("{authed}/git/bench/r{i}.git"), format!("{authed}/git/bench/r{i}.git"))
+            (
+                format!("{authed}/git/bench/r{i}.git"),
+                format!("{authed}/git/bench/r{i}.git"),
+            )
         }),
         prepare: {
             let (url, token) = (slipway.url.clone(), slipway.token.clone());
@@ -212,28 +264,41 @@ fn main() {
         },
     };
     let (s_push, s_clone) = measure(&slip, &src, work, rounds);
-    let _ = slipway.child.kill();
+    drop(slipway);
 
     let peer_root = work.join("peer").join("git");
     std::fs::create_dir_all(&peer_root).unwrap();
-    let peer = start_peer(&work.join("peer"), &peer_root.join("x"));
+    // nginx maps /git/rN.git to <peer>/git/rN.git, where the bare repositories are.
+    let peer = start_peer(&work.join("peer"), &work.join("peer"));
     let size_mb = (files * size) as f64 / 1e6;
     println!("git over HTTP, {files} files, {size_mb:.1} MB, median of {rounds} rounds");
     println!("{:<28} {:>10} {:>10}", "", "push", "clone");
-    println!("{:<28} {:>9.2}s {:>9.2}s", "slipway", s_push.as_secs_f64(), s_clone.as_secs_f64());
+    println!(
+        "{:<28} {:>9.2}s {:>9.2}s",
+        "slipway",
+        s_push.as_secs_f64(),
+        s_clone.as_secs_f64()
+    );
     match peer {
-        Some((mut children, url)) => {
+        Some((children, url)) => {
             let root = peer_root.clone();
             let p = Target {
                 name: "nginx",
-                urls: Box::new(move |i| (format!("{url}/git/r{i}.git"), format!("{url}/git/r{i}.git"))),
-                prepare: Box::new(move |i| git(&root, &["init", "-q", "--bare", &format!("r{i}.git")])),
+                urls: Box::new(move |i| {
+                    (format!("{url}/git/r{i}.git"), format!("{url}/git/r{i}.git"))
+                }),
+                prepare: Box::new(move |i| {
+                    git(&root, &["init", "-q", "--bare", &format!("r{i}.git")])
+                }),
             };
             let (p_push, p_clone) = measure(&p, &src, work, rounds);
-            for c in &mut children {
-                let _ = c.kill();
-            }
-            println!("{:<28} {:>9.2}s {:>9.2}s", "nginx+fcgiwrap http-backend", p_push.as_secs_f64(), p_clone.as_secs_f64());
+            drop(children);
+            println!(
+                "{:<28} {:>9.2}s {:>9.2}s",
+                "nginx+fcgiwrap http-backend",
+                p_push.as_secs_f64(),
+                p_clone.as_secs_f64()
+            );
             println!(
                 "{:<28} {:>9.2}x {:>9.2}x   (goal: <= 1.20x)",
                 "ratio slipway/peer",
@@ -241,6 +306,8 @@ fn main() {
                 s_clone.as_secs_f64() / p_clone.as_secs_f64()
             );
         }
-        None => println!("peer not measured: install it with `apt-get install nginx-light fcgiwrap`"),
+        None => {
+            println!("peer not measured: install it with `apt-get install nginx-light fcgiwrap`")
+        }
     }
 }

@@ -21,6 +21,20 @@ pub struct Config {
     pub max_push_bytes: u64,
     /// Largest JSON request body accepted by the API, in bytes.
     pub max_api_body_bytes: usize,
+    /// CI pipelines run at the same time (`SLIPWAY_CI_CONCURRENCY`).
+    pub ci_concurrency: usize,
+    /// Code execution jobs run at once (`SLIPWAY_EXEC_WORKERS`).
+    pub exec_workers: usize,
+    /// Pending code execution jobs before submissions get 429 (`SLIPWAY_EXEC_MAX_PENDING`).
+    pub exec_max_pending: i64,
+    /// Pending jobs of one user before their submissions get 429.
+    pub exec_max_pending_per_user: i64,
+    /// Submissions one user may make per minute.
+    pub exec_submissions_per_minute: usize,
+    /// Largest run wall time a job may ask for, in milliseconds.
+    pub exec_max_run_timeout_ms: u64,
+    /// Largest memory limit a job may ask for, in bytes.
+    pub exec_max_memory_bytes: i64,
 }
 
 impl Default for Config {
@@ -31,6 +45,13 @@ impl Default for Config {
             git_bin: PathBuf::from("git"),
             max_push_bytes: 2 * 1024 * 1024 * 1024,
             max_api_body_bytes: 1024 * 1024,
+            ci_concurrency: 2,
+            exec_workers: 4,
+            exec_max_pending: 256,
+            exec_max_pending_per_user: 64,
+            exec_submissions_per_minute: 600,
+            exec_max_run_timeout_ms: 60_000,
+            exec_max_memory_bytes: 1 << 30,
         }
     }
 }
@@ -59,6 +80,26 @@ impl Config {
         )
         .extract()
         .map_err(Box::new)
+    }
+
+    /// The code execution service's settings.
+    pub fn exec_config(&self) -> slipway_exec::ExecConfig {
+        let d = slipway_exec::ExecConfig::default();
+        slipway_exec::ExecConfig {
+            workers: self.exec_workers,
+            max_pending: self.exec_max_pending,
+            max_pending_per_user: self.exec_max_pending_per_user,
+            submissions_per_minute: self.exec_submissions_per_minute,
+            run_timeout_ms: (
+                d.run_timeout_ms.0.min(self.exec_max_run_timeout_ms),
+                self.exec_max_run_timeout_ms,
+            ),
+            memory_bytes: (
+                d.memory_bytes.0.min(self.exec_max_memory_bytes),
+                self.exec_max_memory_bytes,
+            ),
+            ..d
+        }
     }
 
     /// Path of the SQLite database.

@@ -66,9 +66,11 @@ impl Server {
                 config.listen
             )
             })?;
+        let state = AppState::new(config, store, git);
+        start_exec(&state).await;
         Ok(Self {
             listener,
-            state: AppState::new(config, store, git),
+            state,
             setup_token,
         })
     }
@@ -83,11 +85,30 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // CI worker: recovers pipelines interrupted by a crash, then runs the queue.
+        self.state.ci().start();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())
+    }
+}
+
+/// Starts the code execution service when the Docker Engine answers; without
+/// Docker the rest of the server still works and exec routes answer 503.
+async fn start_exec(state: &AppState) {
+    let rt = match slipway_runtime::Runtime::connect().await {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!(error = %e, "code execution is disabled");
+            return;
+        }
+    };
+    let config = state.config().exec_config();
+    match slipway_exec::ExecService::start(state.store().clone(), rt, config).await {
+        Ok(exec) => state.set_exec(exec),
+        Err(e) => tracing::error!(error = %e, "code execution could not start"),
     }
 }
 

@@ -15,13 +15,30 @@ struct Inner {
     config: Config,
     store: Store,
     git: GitHost,
+    /// Continuous integration: queue, worker, cancel and retry.
+    ci: slipway_ci::Ci,
+    /// Code execution, set once Docker answered at start-up.
+    exec: std::sync::OnceLock<slipway_exec::ExecService>,
 }
 
 impl AppState {
     /// Bundles the parts handlers need.
     pub fn new(config: Config, store: Store, git: GitHost) -> Self {
         Self {
-            inner: Arc::new(Inner { config, store, git }),
+            inner: Arc::new(Inner {
+                ci: slipway_ci::Ci::new(
+                    store.clone(),
+                    slipway_ci::CiOptions {
+                        data_dir: config.data_dir.clone(),
+                        git_bin: config.git_bin.clone(),
+                        concurrency: config.ci_concurrency,
+                    },
+                ),
+                config,
+                store,
+                git,
+                exec: std::sync::OnceLock::new(),
+            }),
         }
     }
     /// The configuration the server started with.
@@ -35,5 +52,17 @@ impl AppState {
     /// The repositories on disk.
     pub fn git(&self) -> &GitHost {
         &self.inner.git
+    }
+    /// The CI service (its worker is started by the server).
+    pub fn ci(&self) -> &slipway_ci::Ci {
+        &self.inner.ci
+    }
+    /// The code execution service, if it started (it needs Docker).
+    pub fn exec(&self) -> Option<&slipway_exec::ExecService> {
+        self.inner.exec.get()
+    }
+    /// Installs the code execution service (once, at start-up).
+    pub fn set_exec(&self, exec: slipway_exec::ExecService) {
+        let _ = self.inner.exec.set(exec);
     }
 }

@@ -83,6 +83,27 @@ impl Client {
         serde_json::from_slice(text).with_context(|| format!("unexpected answer from {url}"))
     }
 
+    /// Sends a GET and returns the successful response unread (plain text, event streams).
+    pub async fn get_raw(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the Slipway server at {} (is `slipway server` running?)",
+                self.base
+            )
+        })?;
+        let status = res.status();
+        if !status.is_success() {
+            let bytes = res.bytes().await.unwrap_or_default();
+            return Err(api_error(status, &bytes));
+        }
+        Ok(res)
+    }
+
     /// GET helper.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call::<(), T>(Method::GET, path, None).await

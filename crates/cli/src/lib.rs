@@ -55,6 +55,15 @@ enum Command {
     /// Create, list and revoke personal access tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// CI pipelines: list, show, follow logs, cancel, retry.
+    #[command(subcommand)]
+    Pipeline(commands::pipeline::PipelineCommand),
+    /// Local base images (no registry): busybox, Debian, language layers.
+    #[command(subcommand)]
+    Images(commands::images::ImagesCommand),
+    /// Run code in sandboxed containers; list jobs, runtimes; build language images.
+    #[command(subcommand)]
+    Exec(commands::exec::ExecCommand),
 }
 
 /// Entry point of the `slipway` binary: parses arguments, runs the command and
@@ -94,5 +103,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Whoami => commands::account::whoami(&g).await,
         Command::Repo(cmd) => commands::repo::run(cmd, &g).await,
         Command::Token(cmd) => commands::token::run(cmd, &g).await,
+        Command::Exec(cmd) => commands::exec::run(cmd, &g).await,
+        Command::Pipeline(cmd) => commands::pipeline::run(cmd, &g).await,
+        Command::Images(cmd) => commands::images::run(cmd, &g).await,
     }
 }

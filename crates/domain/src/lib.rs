@@ -6,8 +6,10 @@
 
 pub mod access;
 pub mod names;
+pub mod pipeline;
 pub mod records;
 
 pub use access::{effective_access, Access, Scope};
 pub use names::{NameError, RepoName, Username};
+pub use pipeline::{LogLine, PipelineRecord, Status, StepRecord};
 pub use records::{Collaborator, PushEvent, RefUpdate, Repo, TokenInfo, User};

@@ -8,12 +8,16 @@
 
 mod error;
 mod events;
+mod exec_jobs;
+mod pipelines;
 mod repos;
 mod settings;
 mod tokens;
 mod users;
 
 pub use error::StoreError;
+pub use exec_jobs::{ExecJobRecord, NewExecJob};
+pub use pipelines::{NewPipeline, NewStep};
 pub use tokens::NewTokenRecord;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -84,10 +84,14 @@ pub async fn serve(
     let on_push: Option<PushCompletion> = match (&pusher, service.is_push()) {
         (Some(who), true) => {
             let (store, repo, who) = (state.store().clone(), repo.clone(), who.clone());
+            let ci = state.ci().clone();
             Some(Box::new(move |updates| {
                 async move {
                     match store.record_push(&repo, &who, &updates).await {
-                        Ok(events) => tracing::info!(repo = %repo.full_name(), pusher = %who, refs = events.len(), "push recorded"),
+                        Ok(events) => {
+                            tracing::info!(repo = %repo.full_name(), pusher = %who, refs = events.len(), "push recorded");
+                            ci.on_push(&repo, &events).await;
+                        }
                         Err(e) => tracing::error!(repo = %repo.full_name(), error = %e, "could not record push"),
                     }
                 }

@@ -1,7 +1,9 @@
 //! The REST API's routes, one module per resource.
 
 mod account;
+mod exec;
 pub(crate) mod git;
+mod pipelines;
 mod repos;
 mod tokens;
 mod users;
@@ -35,6 +37,46 @@ pub fn api_routes() -> Router<AppState> {
             put(repos::add_collaborator).delete(repos::remove_collaborator),
         )
         .route("/repos/{owner}/{name}/events", get(repos::events))
+        .route("/repos/{owner}/{name}/pipelines", get(pipelines::list))
+        .route(
+            "/repos/{owner}/{name}/pipelines/{number}",
+            get(pipelines::show),
+        )
+        .route(
+            "/repos/{owner}/{name}/pipelines/{number}/cancel",
+            post(pipelines::cancel),
+        )
+        .route(
+            "/repos/{owner}/{name}/pipelines/{number}/retry",
+            post(pipelines::retry),
+        )
+        .route(
+            "/repos/{owner}/{name}/pipelines/{number}/steps/{step}/logs",
+            get(pipelines::logs),
+        )
+        .route(
+            "/repos/{owner}/{name}/pipelines/{number}/steps/{step}/logs/stream",
+            get(pipelines::logs_stream),
+        )
+        .route(
+            "/repos/{owner}/{name}/secrets",
+            get(pipelines::list_secrets),
+        )
+        .route(
+            "/repos/{owner}/{name}/secrets/{secret}",
+            put(pipelines::put_secret).delete(pipelines::delete_secret),
+        )
+        .route(
+            "/repos/{owner}/{name}/commits/{sha}/status",
+            get(pipelines::commit_status),
+        )
+        .route("/repos/{owner}/{name}/badge.svg", get(pipelines::badge))
+        .route("/exec/runtimes", get(exec::runtimes))
+        .route("/exec/jobs", get(exec::list).post(exec::submit))
+        .route("/exec/jobs/{id}", get(exec::show).delete(exec::cancel))
+        .route("/exec/jobs/{id}/output.zip", get(exec::output))
+        .route("/exec/jobs/{id}/events", get(exec::events))
+        .route("/exec/run", post(exec::run))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -68,7 +68,7 @@ fn scope_for(needed: Access) -> Scope {
 }
 
 /// Authorises a signed-in or anonymous caller, checking the token scope too.
-async fn authorize(
+pub(crate) async fn authorize(
     state: &AppState,
     caller: &MaybeCaller,
     owner: &str,

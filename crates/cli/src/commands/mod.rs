@@ -2,6 +2,9 @@
 
 pub mod account;
 pub mod admin;
+pub mod exec;
+pub mod images;
+pub mod pipeline;
 pub mod repo;
 pub mod server;
 pub mod token;

@@ -1,0 +1,217 @@
+//! Slipway's continuous integration.
+//!
+//! A push to a repository with a `.slipway.yml` queues a pipeline ([`config`]
+//! parses and validates the file, [`queue`] turns push events into queued
+//! pipelines); the worker ([`worker`]) claims queued pipelines from the store
+//! and the executor ([`executor`]) runs their steps as containers through
+//! `slipway-runtime`, with logs masked ([`mask`]) and stored line by line so
+//! they can be followed live.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod executor;
+mod logs;
+pub mod mask;
+pub mod queue;
+pub mod worker;
+
+use slipway_domain::{PipelineRecord, Repo, Status};
+use slipway_runtime::Runtime;
+use slipway_store::{NewPipeline, Store, StoreError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{Mutex, Notify, OnceCell};
+use tokio_util::sync::CancellationToken;
+
+/// How the CI service is set up by the server.
+#[derive(Debug, Clone)]
+pub struct CiOptions {
+    /// The server's data directory (repositories live in `<data>/repos`).
+    pub data_dir: PathBuf,
+    /// The git program.
+    pub git_bin: PathBuf,
+    /// Pipelines run at the same time.
+    pub concurrency: usize,
+}
+
+/// The CI service: queueing, running, cancelling and retrying pipelines.
+/// Cheap to clone; every clone shares one worker.
+#[derive(Clone)]
+pub struct Ci {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    options: CiOptions,
+    wake: Notify,
+    runtime: OnceCell<Runtime>,
+    instance: OnceCell<String>,
+    running: std::sync::Mutex<HashMap<i64, CancellationToken>>,
+    cursor_lock: Mutex<()>,
+}
+
+/// Why a cancel or retry was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CiError {
+    /// The pipeline is not in a state that allows it.
+    #[error("{0}")]
+    State(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Ci {
+    /// A CI service on `store`; nothing runs until [`Ci::start`].
+    pub fn new(store: Store, options: CiOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                options,
+                wake: Notify::new(),
+                runtime: OnceCell::new(),
+                instance: OnceCell::new(),
+                running: std::sync::Mutex::new(HashMap::new()),
+                cursor_lock: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn git_bin(&self) -> &Path {
+        &self.inner.options.git_bin
+    }
+
+    /// The bare repository of `repo` (same layout as the git host's).
+    pub(crate) fn repo_path(&self, repo: &Repo) -> PathBuf {
+        self.inner
+            .options
+            .data_dir
+            .join("repos")
+            .join(&repo.owner)
+            .join(format!("{}.git", repo.name))
+    }
+
+    /// The Docker connection, made on first use so a server without Docker
+    /// still serves git and the API.
+    pub(crate) async fn runtime(&self) -> Result<Runtime, String> {
+        self.inner
+            .runtime
+            .get_or_try_init(Runtime::connect)
+            .await
+            .cloned()
+            .map_err(|e| e.to_string())
+    }
+
+    /// This data directory's CI instance id, labelling its containers so
+    /// several servers can share one Docker Engine.
+    pub async fn instance(&self) -> Result<String, StoreError> {
+        self.inner
+            .instance
+            .get_or_try_init(|| async {
+                if let Some(v) = self.store().setting("ci.instance").await? {
+                    return Ok(v);
+                }
+                let v = hex::encode(rand::random::<[u8; 6]>());
+                self.store().set_setting("ci.instance", &v).await?;
+                Ok(v)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Wakes the worker (a pipeline was queued).
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Stops a pipeline: a queued one is cancelled at once, a running one has
+    /// its containers killed.
+    pub async fn cancel(&self, pipeline: &PipelineRecord) -> Result<(), CiError> {
+        match pipeline.status {
+            Status::Pending => {
+                self.store()
+                    .finish_pipeline(
+                        pipeline.id,
+                        Status::Cancelled,
+                        Some("cancelled before it started"),
+                        Status::Cancelled,
+                    )
+                    .await?;
+                Ok(())
+            }
+            Status::Running => {
+                self.store().request_cancel(pipeline.id).await?;
+                if let Some(t) = self.inner.running.lock().unwrap().get(&pipeline.id) {
+                    t.cancel();
+                }
+                Ok(())
+            }
+            s => Err(CiError::State(format!(
+                "pipeline #{} has already ended ({s})",
+                pipeline.number
+            ))),
+        }
+    }
+
+    /// Queues a new pipeline with the same commit and configuration as an ended one.
+    pub async fn retry(
+        &self,
+        pipeline: &PipelineRecord,
+        repo: &Repo,
+        actor: &str,
+    ) -> Result<PipelineRecord, CiError> {
+        if !pipeline.status.is_finished() {
+            return Err(CiError::State(format!(
+                "pipeline #{} is still {}; cancel it first",
+                pipeline.number, pipeline.status
+            )));
+        }
+        let branch = pipeline
+            .ref_name
+            .strip_prefix("refs/heads/")
+            .or_else(|| pipeline.ref_name.strip_prefix("refs/tags/"))
+            .unwrap_or(&pipeline.ref_name)
+            .to_string();
+        // Re-read the file at the commit: the stored config exists only for valid files.
+        let text =
+            match queue::read_pipeline_file(self.git_bin(), &self.repo_path(repo), &pipeline.sha)
+                .await
+                .map_err(CiError::State)?
+            {
+                queue::FileAt::Missing => {
+                    return Err(CiError::State(format!(
+                        "commit {} has no {}",
+                        pipeline.sha,
+                        config::PIPELINE_FILE
+                    )))
+                }
+                queue::FileAt::Text(t) => t,
+            };
+        let new = self.new_pipeline(
+            repo.id,
+            &pipeline.ref_name,
+            &pipeline.sha,
+            &pipeline.event,
+            &branch,
+            &text,
+        );
+        let created = self
+            .store()
+            .create_pipeline(&NewPipeline {
+                retry_of: Some(pipeline.id),
+                actor: actor.to_string(),
+                ..new
+            })
+            .await?;
+        self.wake();
+        Ok(created)
+    }
+}

@@ -1,0 +1,172 @@
+//! What clients send and get back: job requests, phase results, job states.
+
+use serde::{Deserialize, Serialize};
+
+/// One source file of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// File name inside the work directory (no `/`, no `..`); the runtime's
+    /// source file name when omitted.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// File contents (UTF-8 text).
+    pub content: String,
+}
+
+/// A request to compile and run a program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Language name or alias.
+    pub language: String,
+    /// Wanted version (exact or prefix); any when omitted.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Source files; the first one is the entry point.
+    pub files: Vec<JobFile>,
+    /// Standard input of the run.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Command-line arguments of the run.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Wall-clock limit of the compile step in milliseconds.
+    #[serde(default)]
+    pub compile_timeout: Option<u64>,
+    /// Wall-clock limit of the run in milliseconds.
+    #[serde(default)]
+    pub run_timeout: Option<u64>,
+    /// Memory limit of the sandbox in bytes.
+    #[serde(default)]
+    pub memory_limit: Option<i64>,
+}
+
+/// Outcome of one phase (compile or run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseResult {
+    /// Standard output, cut at the output cap.
+    pub stdout: String,
+    /// Standard error, cut at the output cap.
+    pub stderr: String,
+    /// Exit code (128+N when killed by signal N), None when it never finished.
+    pub exit_code: Option<i64>,
+    /// Name of the signal that killed it (`SIGKILL`, `SIGXCPU`…).
+    pub signal: Option<String>,
+    /// Wall time in milliseconds (10 ms resolution).
+    pub time_ms: u64,
+    /// Peak memory, when the engine reports it.
+    pub memory_kb: Option<u64>,
+    /// Output was cut at the cap (or the program hit the file-size limit).
+    pub truncated: bool,
+    /// The kernel's OOM killer stopped it (memory limit hit).
+    pub oom_killed: bool,
+    /// The wall-time or CPU-time limit stopped it.
+    pub timed_out: bool,
+}
+
+/// Everything a finished job reports (stored as JSON in the job row).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The compile phase, for compiled languages.
+    pub compile: Option<PhaseResult>,
+    /// The run phase, unless compilation failed.
+    pub run: Option<PhaseResult>,
+    /// A problem of the platform (not of the program), e.g. a missing image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Life cycle of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted and persisted, waiting for a worker.
+    Pending,
+    /// Claimed by a worker and running.
+    Running,
+    /// Compiled (if needed) and exited 0.
+    Succeeded,
+    /// Compile error, non-zero exit, signal, OOM or platform error.
+    Failed,
+    /// Hit the wall-time or CPU-time limit.
+    TimedOut,
+    /// Cancelled by its owner.
+    Cancelled,
+}
+
+impl JobState {
+    /// The spelling stored in the database and shown to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::TimedOut => "timed_out",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job can no longer change.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Running)
+    }
+
+    /// Parse the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => JobState::Pending,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "timed_out" => JobState::TimedOut,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl JobResult {
+    /// The final state this result implies.
+    pub fn state(&self) -> JobState {
+        if self.error.is_some() {
+            return JobState::Failed;
+        }
+        for phase in [&self.compile, &self.run].into_iter().flatten() {
+            if phase.timed_out {
+                return JobState::TimedOut;
+            }
+            if phase.exit_code != Some(0) || phase.oom_killed {
+                return JobState::Failed;
+            }
+        }
+        if self.run.is_some() {
+            JobState::Succeeded
+        } else {
+            JobState::Failed
+        }
+    }
+}
+
+/// Name of signal `n` for reports (Linux numbering).
+pub fn signal_name(n: i64) -> String {
+    let name = match n {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return format!("SIG{n}"),
+    };
+    name.to_string()
+}

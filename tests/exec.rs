@@ -1,0 +1,469 @@
+//! Code execution end to end: a real server, real Docker sandboxes on the
+//! tiny busybox runtime (seconds per job), real HTTP. Fails loudly without Docker.
+//!
+//! The language test is ignored by default because it builds the Debian
+//! images (minutes, needs the Debian mirror); run it with
+//! `cargo test --test exec -- --ignored every_language`.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn require_docker() {
+    let ok = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "these tests need a running Docker Engine and none is reachable \
+         (run `bash scripts/deps.sh` or start dockerd)"
+    );
+}
+
+/// A server with an admin and two users; returns (server, alice, bob).
+fn server_with_users(env: &[(&str, &str)]) -> (TestServer, String, String) {
+    require_docker();
+    let server = TestServer::start_with_env(env);
+    let admin = server.setup_admin("admin");
+    let alice = server.create_user(&admin, "alice");
+    let bob = server.create_user(&admin, "bob");
+    (server, alice, bob)
+}
+
+fn sh(script: &str) -> Value {
+    json!({"language": "busybox-sh", "files": [{"name": "main.sh", "content": script}]})
+}
+
+/// POST a job; returns (status, body, Retry-After header).
+fn submit(server: &TestServer, token: &str, body: &Value) -> (u16, Value, Option<String>) {
+    let res = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/exec/jobs", server.url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .expect("submit request");
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, res.json().unwrap_or(Value::Null), retry)
+}
+
+fn submit_ok(server: &TestServer, token: &str, body: Value) -> String {
+    let (status, body, _) = submit(server, token, &body);
+    assert_eq!(status, 202, "submit failed: {body}\n{}", server.log());
+    assert_eq!(body["state"], "pending");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+fn wait(server: &TestServer, token: &str, id: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(240);
+    loop {
+        let (status, job) = server.api("GET", &format!("/exec/jobs/{id}"), Some(token), None);
+        assert_eq!(status, 200, "{job}");
+        let state = job["state"].as_str().unwrap();
+        if state != "pending" && state != "running" {
+            return job;
+        }
+        assert!(
+            Instant::now() < until,
+            "job {id} did not finish: {job}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run(server: &TestServer, token: &str, body: Value) -> Value {
+    let id = submit_ok(server, token, body);
+    wait(server, token, &id)
+}
+
+fn sandbox_containers(job: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.slipway.exec.job={job}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn basics_hello_stdin_args_compile_error_output_and_privacy() {
+    let (server, alice, bob) = server_with_users(&[]);
+
+    let (status, runtimes) = server.api("GET", "/exec/runtimes", Some(&alice), None);
+    assert_eq!(status, 200, "{runtimes}");
+    let names: Vec<&str> = runtimes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["language"].as_str().unwrap())
+        .collect();
+    for lang in [
+        "busybox-sh",
+        "python",
+        "c",
+        "c++",
+        "go",
+        "javascript",
+        "ruby",
+        "bash",
+    ] {
+        assert!(names.contains(&lang), "{lang} missing from {names:?}");
+    }
+
+    let hello = run(&server, &alice, sh("echo hello, world"));
+    assert_eq!(hello["state"], "succeeded", "{hello}");
+    assert_eq!(hello["run"]["stdout"], "hello, world\n");
+    assert_eq!(hello["run"]["exit_code"], 0);
+    assert_eq!(hello["compile"]["exit_code"], 0);
+    assert_eq!(hello["run"]["truncated"], false);
+    assert!(hello["started_at"].is_string() && hello["finished_at"].is_string());
+    assert!(sandbox_containers(hello["id"].as_str().unwrap()).is_empty());
+
+    let mut echo = sh("read line; echo \"in=$line args=$# $1|$2\"; echo oops >&2; exit 3");
+    echo["stdin"] = json!("from stdin\n");
+    echo["args"] = json!(["a b", "c"]);
+    let echo = run(&server, &alice, echo);
+    assert_eq!(echo["state"], "failed", "{echo}");
+    assert_eq!(echo["run"]["stdout"], "in=from stdin args=2 a b|c\n");
+    assert_eq!(echo["run"]["stderr"], "oops\n");
+    assert_eq!(echo["run"]["exit_code"], 3);
+
+    let broken = run(&server, &alice, sh("if then fi (("));
+    assert_eq!(broken["state"], "failed", "{broken}");
+    assert_ne!(broken["compile"]["exit_code"], 0);
+    assert!(!broken["compile"]["stderr"].as_str().unwrap().is_empty());
+    assert!(
+        broken["run"].is_null(),
+        "must not run after a compile error"
+    );
+
+    let writer = run(
+        &server,
+        &alice,
+        sh("echo result-data > output/result.txt; mkdir output/sub; echo nested > output/sub/n.txt"),
+    );
+    assert_eq!(writer["state"], "succeeded", "{writer}");
+    let id = writer["id"].as_str().unwrap();
+    let res = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/exec/jobs/{id}/output.zip", server.url))
+        .bearer_auth(&alice)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let bytes = res.bytes().unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("result.txt").unwrap(), &mut text).unwrap();
+    assert_eq!(text, "result-data\n");
+    assert!(zip.by_name("sub/n.txt").is_ok());
+
+    // Privacy: bob sees none of alice's jobs.
+    let (status, body) = server.api("GET", &format!("/exec/jobs/{id}"), Some(&bob), None);
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    let (status, _) = server.api(
+        "GET",
+        &format!("/exec/jobs/{id}/output.zip"),
+        Some(&bob),
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, _) = server.api("DELETE", &format!("/exec/jobs/{id}"), Some(&bob), None);
+    assert_eq!(status, 404);
+    let (_, bobs) = server.api("GET", "/exec/jobs", Some(&bob), None);
+    assert_eq!(bobs, json!([]));
+    let (_, alices) = server.api("GET", "/exec/jobs", Some(&alice), None);
+    assert_eq!(alices.as_array().unwrap().len(), 4);
+
+    // Validation and auth.
+    for bad in [
+        json!({"language": "cobol", "files": [{"content": "x"}]}),
+        json!({"language": "busybox-sh", "files": []}),
+        json!({"language": "busybox-sh", "files": [{"name": "../evil", "content": "x"}]}),
+        json!({"language": "busybox-sh", "files": [{"name": "a/b", "content": "x"}]}),
+        json!({"language": "busybox-sh", "files": [{"content": "x"}], "run_timeout": 999999999}),
+    ] {
+        let (status, body, _) = submit(&server, &alice, &bad);
+        assert_eq!(status, 422, "{bad} -> {body}");
+        error_code(&body);
+    }
+    let (status, _) = server.api("POST", "/exec/jobs", None, Some(sh("echo")));
+    assert_eq!(status, 401);
+
+    // Synchronous run and cancellation.
+    let (status, done) = server.api("POST", "/exec/run", Some(&bob), Some(sh("echo sync")));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["run"]["stdout"], "sync\n");
+    let slow = submit_ok(&server, &bob, sh("sleep 30"));
+    let (status, body) = server.api("DELETE", &format!("/exec/jobs/{slow}"), Some(&bob), None);
+    assert_eq!(status, 200, "{body}");
+    let cancelled = wait(&server, &bob, &slow);
+    assert_eq!(cancelled["state"], "cancelled");
+}
+
+#[test]
+fn containment_bombs_limits_network_and_isolation() {
+    let (server, alice, _) = server_with_users(&[("SLIPWAY_EXEC_WORKERS", "4")]);
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+
+    // A job holding a secret in its files while the snoop runs.
+    let mut secret =
+        sh("echo TOP-SECRET-A > /work/secret.txt; echo TOP-SECRET-B > /tmp/secret.txt; sleep 4");
+    secret["run_timeout"] = json!(10000);
+    let secret = submit_ok(&server, &alice, secret);
+    let fork_bomb = submit_ok(&server, &alice, sh("while :; do sleep 100 & done"));
+    let mut mem = sh("x=aaaaaaaaaaaaaaaa; while :; do x=\"$x$x\"; done");
+    mem["memory_limit"] = json!(32 * 1024 * 1024);
+    let memory_bomb = submit_ok(&server, &alice, mem);
+    let mut spin = sh("while :; do :; done");
+    spin["run_timeout"] = json!(2000);
+    let infinite = submit_ok(&server, &alice, spin);
+    let flood = submit_ok(&server, &alice, sh("yes"));
+    let network = submit_ok(
+        &server,
+        &alice,
+        sh(&format!(
+            "if wget -q -T 2 -O- http://127.0.0.1:{port}/healthz; then echo NET-OPEN; else echo NET-BLOCKED; fi\n\
+             if nc -w 2 1.1.1.1 80 </dev/null; then echo NET-OPEN; else echo NET-BLOCKED; fi\n\
+             ls /sys/class/net"
+        )),
+    );
+    let readonly = submit_ok(
+        &server,
+        &alice,
+        sh("for f in /etc/passwd /x /usr/y /home/slipway/z; do if echo x > $f; then echo WROTE $f; fi; done 2>/dev/null\n\
+            echo ok > /tmp/t && echo tmp-ok\nid -u"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut snoop = sh(
+        "cat /work/secret.txt /tmp/secret.txt 2>&1; find / -name secret.txt 2>/dev/null; \
+         grep -rs TOP-SECRE[T] /work /tmp /home /var 2>/dev/null | head; ls -a /work; echo snoop-done",
+    );
+    snoop["run_timeout"] = json!(20000);
+    let snoop = submit_ok(&server, &alice, snoop);
+
+    let job = wait(&server, &alice, &fork_bomb);
+    assert_eq!(job["state"], "failed", "fork bomb: {job}");
+    assert!(
+        job["run"]["stderr"].as_str().unwrap().contains("fork"),
+        "fork bomb should die of the pids limit: {job}"
+    );
+
+    let job = wait(&server, &alice, &memory_bomb);
+    assert_eq!(job["state"], "failed", "memory bomb: {job}");
+    assert_eq!(job["run"]["oom_killed"], true, "memory bomb: {job}");
+
+    let job = wait(&server, &alice, &infinite);
+    assert_eq!(job["state"], "timed_out", "infinite loop: {job}");
+    assert_eq!(job["run"]["timed_out"], true);
+
+    let job = wait(&server, &alice, &flood);
+    assert_eq!(job["run"]["truncated"], true, "flood: {job}");
+    let out = job["run"]["stdout"].as_str().unwrap();
+    assert!(
+        out.len() <= 64 * 1024 && out.starts_with("y\ny\n"),
+        "flood: {}",
+        out.len()
+    );
+
+    let job = wait(&server, &alice, &network);
+    let out = job["run"]["stdout"].as_str().unwrap();
+    assert_eq!(out.matches("NET-BLOCKED").count(), 2, "network: {job}");
+    assert!(
+        !out.contains("NET-OPEN") && !out.contains("eth0"),
+        "network: {job}"
+    );
+
+    let job = wait(&server, &alice, &readonly);
+    let out = job["run"]["stdout"].as_str().unwrap();
+    assert!(!out.contains("WROTE"), "read-only root: {job}");
+    assert!(
+        out.contains("tmp-ok") && out.contains("1000"),
+        "read-only root: {job}"
+    );
+
+    let job = wait(&server, &alice, &snoop);
+    let out = job["run"]["stdout"].as_str().unwrap();
+    assert!(out.contains("snoop-done"), "{job}");
+    assert!(
+        !out.contains("TOP-SECRET"),
+        "another job's files leaked: {job}"
+    );
+    assert_eq!(wait(&server, &alice, &secret)["state"], "succeeded");
+
+    // The host and the service are fine afterwards, and nothing is left behind.
+    let after = run(&server, &alice, sh("echo still alive"));
+    assert_eq!(after["run"]["stdout"], "still alive\n", "{after}");
+    for id in [
+        &fork_bomb,
+        &memory_bomb,
+        &infinite,
+        &flood,
+        &network,
+        &readonly,
+        &snoop,
+    ] {
+        assert!(
+            sandbox_containers(id).is_empty(),
+            "sandbox of {id} left behind"
+        );
+    }
+}
+
+#[test]
+fn many_concurrent_jobs_are_bounded_and_none_are_lost_or_mixed() {
+    let (server, alice, bob) = server_with_users(&[
+        ("SLIPWAY_EXEC_MAX_PENDING", "8"),
+        ("SLIPWAY_EXEC_WORKERS", "4"),
+    ]);
+    let server = std::sync::Arc::new(server);
+    let mut threads = Vec::new();
+    for t in 0..6 {
+        let server = server.clone();
+        let token = if t % 2 == 0 {
+            alice.clone()
+        } else {
+            bob.clone()
+        };
+        threads.push(std::thread::spawn(move || {
+            let mut accepted = Vec::new();
+            let mut refused = 0;
+            for i in 0..10 {
+                let marker = format!("marker-{t}-{i}");
+                let (status, body, retry) = submit(&server, &token, &sh(&format!("echo {marker}")));
+                match status {
+                    202 => accepted.push((body["id"].as_str().unwrap().to_owned(), marker)),
+                    429 => {
+                        assert_eq!(error_code(&body), "too_many_requests");
+                        assert!(retry.is_some(), "429 without Retry-After");
+                        refused += 1;
+                    }
+                    other => panic!("unexpected {other}: {body}"),
+                }
+            }
+            (token, accepted, refused)
+        }));
+    }
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let refused: usize = results.iter().map(|r| r.2).sum();
+    let accepted: usize = results.iter().map(|r| r.1.len()).sum();
+    assert_eq!(refused + accepted, 60);
+    assert!(
+        refused > 0,
+        "a queue of 8 must refuse some of 60 fast submissions"
+    );
+    assert!(accepted >= 8, "only {accepted} accepted");
+
+    let mut ids = HashSet::new();
+    for (token, jobs, _) in &results {
+        for (id, marker) in jobs {
+            assert!(ids.insert(id.clone()), "duplicate id {id}");
+            let job = wait(&server, token, id);
+            assert_eq!(job["state"], "succeeded", "{job}");
+            assert_eq!(
+                job["run"]["stdout"],
+                format!("{marker}\n"),
+                "mixed up: {job}"
+            );
+            assert_eq!(job["attempts"], 1);
+        }
+    }
+    for token in [&alice, &bob] {
+        let (_, list) = server.api("GET", "/exec/jobs", Some(token), None);
+        let mine: HashSet<String> = results
+            .iter()
+            .filter(|r| &r.0 == token)
+            .flat_map(|r| r.1.iter().map(|(id, _)| id.clone()))
+            .collect();
+        let listed: HashSet<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            listed, mine,
+            "job lists must hold exactly the user's own jobs"
+        );
+    }
+}
+
+#[test]
+fn a_server_restart_loses_no_accepted_job() {
+    let (mut server, alice, _) = server_with_users(&[("SLIPWAY_EXEC_WORKERS", "2")]);
+    let jobs: Vec<(String, String)> = (0..10)
+        .map(|i| {
+            let marker = format!("survivor-{i}");
+            let id = submit_ok(&server, &alice, sh(&format!("sleep 1; echo {marker}")));
+            (id, marker)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    server.restart();
+    let mut retried = 0;
+    for (id, marker) in &jobs {
+        let job = wait(&server, &alice, id);
+        assert_eq!(job["state"], "succeeded", "{job}\n{}", server.log());
+        assert_eq!(job["run"]["stdout"], format!("{marker}\n"));
+        if job["attempts"].as_i64().unwrap() > 1 {
+            retried += 1;
+        }
+    }
+    assert!(
+        retried > 0,
+        "the restart should have interrupted a running job"
+    );
+    for (id, _) in &jobs {
+        assert!(
+            sandbox_containers(id).is_empty(),
+            "sandbox of {id} left behind"
+        );
+    }
+}
+
+/// Builds every language image (Debian bootstrap ~100 s, then apt) and runs
+/// hello world plus a stdin echo in each. Run with
+/// `cargo test --test exec -- --ignored every_language --nocapture`.
+#[test]
+#[ignore = "builds the Debian language images: minutes and the Debian mirror"]
+fn every_language_runs_hello_world_and_echoes_stdin() {
+    let (server, alice, _) = server_with_users(&[]);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["exec", "images", "build"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the language images failed");
+    let programs = [
+        ("python", "import sys\nprint('hello ' + sys.stdin.readline().strip())\n"),
+        ("javascript", "const l = require('fs').readFileSync(0, 'utf8').split('\\n')[0];\nconsole.log('hello ' + l);\n"),
+        ("c", "#include <stdio.h>\nint main(void){char b[64];fgets(b,64,stdin);b[5]=0;printf(\"hello %s\\n\",b);return 0;}\n"),
+        ("c++", "#include <iostream>\n#include <string>\nint main(){std::string s;std::getline(std::cin,s);std::cout<<\"hello \"<<s<<std::endl;}\n"),
+        ("go", "package main\nimport (\"bufio\";\"fmt\";\"os\";\"strings\")\nfunc main(){r:=bufio.NewReader(os.Stdin);l,_:=r.ReadString('\\n');fmt.Println(\"hello \"+strings.TrimSpace(l))}\n"),
+        ("ruby", "puts \"hello #{STDIN.gets.strip}\"\n"),
+        ("bash", "read -r l; echo \"hello $l\"\n"),
+        ("busybox-sh", "read l; echo \"hello $l\"\n"),
+    ];
+    for (lang, code) in programs {
+        let job = run(
+            &server,
+            &alice,
+            json!({"language": lang, "files": [{"content": code}], "stdin": "world\n",
+                   "compile_timeout": 120000, "memory_limit": 1073741824}),
+        );
+        assert_eq!(job["state"], "succeeded", "{lang}: {job}");
+        assert_eq!(job["run"]["stdout"], "hello world\n", "{lang}: {job}");
+        eprintln!("{lang}: ok in {} ms", job["run"]["time_ms"]);
+    }
+}
