@@ -169,7 +169,7 @@ fn main() {
                         "--user",
                         "1000:1000",
                         "--tmpfs",
-                        "/tmp",
+                        "/tmp:exec",
                     ])
                     .arg(&image)
                     .args(&raw)

@@ -74,25 +74,29 @@ struct Target {
     prepare: Box<dyn Fn(usize)>,
 }
 
-fn measure(t: &Target, src: &Path, work: &Path, rounds: usize) -> (Duration, Duration) {
-    let (mut pushes, mut clones) = (Vec::new(), Vec::new());
-    for i in 0..rounds {
-        (t.prepare)(i);
-        let (push_url, clone_url) = (t.urls)(i);
-        let start = Instant::now();
-        git(src, &["push", "-q", &push_url, "main"]);
-        pushes.push(start.elapsed());
-        let dest = work.join(format!("clone-{}-{i}", t.name));
-        let start = Instant::now();
-        git(work, &["clone", "-q", &clone_url, dest.to_str().unwrap()]);
-        clones.push(start.elapsed());
-        let _ = std::fs::remove_dir_all(&dest);
-    }
-    (median(pushes), median(clones))
+/// One push into a fresh repository and one clone of it: `(push, clone)` times.
+fn round(t: &Target, src: &Path, work: &Path, i: usize) -> (Duration, Duration) {
+    (t.prepare)(i);
+    let (push_url, clone_url) = (t.urls)(i);
+    let start = Instant::now();
+    git(src, &["push", "-q", &push_url, "main"]);
+    let push = start.elapsed();
+    let dest = work.join(format!("clone-{}-{i}", t.name));
+    let start = Instant::now();
+    git(work, &["clone", "-q", &clone_url, dest.to_str().unwrap()]);
+    let clone = start.elapsed();
+    let _ = std::fs::remove_dir_all(&dest);
+    (push, clone)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 struct Slipway {
-    child: Reaped,
+    _process: Reaped,
     url: String,
     token: String,
 }
@@ -120,7 +124,7 @@ fn start_slipway(data: &Path) -> Slipway {
         .json()
         .unwrap();
     Slipway {
-        child: Reaped(child),
+        _process: Reaped(child),
         url: line,
         token: res["token"].as_str().unwrap().to_owned(),
     }
@@ -263,15 +267,42 @@ fn main() {
             })
         },
     };
-    let (s_push, s_clone) = measure(&slip, &src, work, rounds);
-    drop(slipway);
-
     let peer_root = work.join("peer").join("git");
     std::fs::create_dir_all(&peer_root).unwrap();
     // nginx maps /git/rN.git to <peer>/git/rN.git, where the bare repositories are.
     let peer = start_peer(&work.join("peer"), &work.join("peer"));
+    let peer_target = peer.as_ref().map(|(_, url)| {
+        let (url, root) = (url.clone(), peer_root.clone());
+        Target {
+            name: "nginx",
+            urls: Box::new(move |i| (format!("{url}/git/r{i}.git"), format!("{url}/git/r{i}.git"))),
+            prepare: Box::new(move |i| git(&root, &["init", "-q", "--bare", &format!("r{i}.git")])),
+        }
+    });
+
+    // Rounds alternate between the two servers so that a change in machine
+    // load during the run affects both alike.
+    let (mut s_runs, mut p_runs) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        s_runs.push(round(&slip, &src, work, i));
+        if let Some(p) = &peer_target {
+            p_runs.push(round(p, &src, work, i));
+        }
+    }
+    drop(slipway);
+    drop(peer);
+    let medians = |runs: &[(Duration, Duration)]| {
+        (
+            median(runs.iter().map(|r| r.0).collect()),
+            median(runs.iter().map(|r| r.1).collect()),
+        )
+    };
+    let (s_push, s_clone) = medians(&s_runs);
     let size_mb = (files * size) as f64 / 1e6;
-    println!("git over HTTP, {files} files, {size_mb:.1} MB, median of {rounds} rounds");
+    println!(
+        "git over HTTP, {files} files, {size_mb:.1} MB, median of {rounds} rounds, load average {}",
+        load_average()
+    );
     println!("{:<28} {:>10} {:>10}", "", "push", "clone");
     println!(
         "{:<28} {:>9.2}s {:>9.2}s",
@@ -279,35 +310,21 @@ fn main() {
         s_push.as_secs_f64(),
         s_clone.as_secs_f64()
     );
-    match peer {
-        Some((children, url)) => {
-            let root = peer_root.clone();
-            let p = Target {
-                name: "nginx",
-                urls: Box::new(move |i| {
-                    (format!("{url}/git/r{i}.git"), format!("{url}/git/r{i}.git"))
-                }),
-                prepare: Box::new(move |i| {
-                    git(&root, &["init", "-q", "--bare", &format!("r{i}.git")])
-                }),
-            };
-            let (p_push, p_clone) = measure(&p, &src, work, rounds);
-            drop(children);
-            println!(
-                "{:<28} {:>9.2}s {:>9.2}s",
-                "nginx+fcgiwrap http-backend",
-                p_push.as_secs_f64(),
-                p_clone.as_secs_f64()
-            );
-            println!(
-                "{:<28} {:>9.2}x {:>9.2}x   (goal: <= 1.20x)",
-                "ratio slipway/peer",
-                s_push.as_secs_f64() / p_push.as_secs_f64(),
-                s_clone.as_secs_f64() / p_clone.as_secs_f64()
-            );
-        }
-        None => {
-            println!("peer not measured: install it with `apt-get install nginx-light fcgiwrap`")
-        }
+    if p_runs.is_empty() {
+        println!("peer not measured: install it with `apt-get install nginx-light fcgiwrap`");
+        return;
     }
+    let (p_push, p_clone) = medians(&p_runs);
+    println!(
+        "{:<28} {:>9.2}s {:>9.2}s",
+        "nginx+fcgiwrap http-backend",
+        p_push.as_secs_f64(),
+        p_clone.as_secs_f64()
+    );
+    println!(
+        "{:<28} {:>9.2}x {:>9.2}x   (goal: <= 1.20x)",
+        "ratio slipway/peer",
+        s_push.as_secs_f64() / p_push.as_secs_f64(),
+        s_clone.as_secs_f64() / p_clone.as_secs_f64()
+    );
 }

@@ -377,6 +377,51 @@ fn secrets_are_masked_in_stored_and_streamed_logs() {
     assert!(!streamed.contains(secret), "{streamed}");
     let p = f.wait("sec", 1, Duration::from_secs(60));
     assert_eq!(p["status"], "success", "{p}");
+    // Encrypted at rest: not in the database files.
+    for file in ["slipway.db", "slipway.db-wal"] {
+        let bytes = std::fs::read(f.server.data_dir().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{file} holds the secret in clear"
+        );
+    }
+    // Readers may watch but not cancel, retry or touch secrets.
+    let reader = f.server.create_user(&f.token, "bob");
+    let (s, _) = f.server.api(
+        "PUT",
+        "/repos/alice/sec/collaborators/bob",
+        Some(&f.token),
+        Some(json!({"access": "read"})),
+    );
+    assert_eq!(s, 204);
+    let (s, _) = f
+        .server
+        .api("GET", "/repos/alice/sec/pipelines/1", Some(&reader), None);
+    assert_eq!(s, 200);
+    for (method, path) in [
+        ("POST", "/repos/alice/sec/pipelines/1/retry"),
+        ("POST", "/repos/alice/sec/pipelines/1/cancel"),
+        ("GET", "/repos/alice/sec/secrets"),
+        ("DELETE", "/repos/alice/sec/secrets/DEPLOY_TOKEN"),
+    ] {
+        let (s, e) = f.server.api(method, path, Some(&reader), None);
+        assert_eq!(
+            (s, error_code(&e).as_str()),
+            (403, "forbidden"),
+            "{method} {path}"
+        );
+    }
+    let (s, e) = f
+        .server
+        .api("POST", "/repos/alice/sec/pipelines/1/retry", None, None);
+    assert_eq!((s, error_code(&e).as_str()), (401, "unauthorized"));
+    let (s, e) = f.server.api(
+        "PUT",
+        "/repos/alice/sec/secrets/bad-name",
+        Some(&f.token),
+        Some(json!({"value": "x"})),
+    );
+    assert_eq!((s, error_code(&e).as_str()), (422, "invalid"));
     let stored = f.logs("sec", 1, "leak");
     // stdout and stderr are separate pipes: their relative order is not fixed.
     let mut lines: Vec<&str> = stored.lines().collect();
@@ -504,4 +549,113 @@ fn cli_lists_shows_and_follows_pipelines() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn services_are_reachable_by_name() {
+    let (tokio, rt) = docker();
+    let f = Fixture::new();
+    f.create_repo("svc");
+    f.push(
+        "svc",
+        &format!(
+            "services:
+  web:
+    image: {IMAGE}
+    commands:
+      - mkdir -p /tmp/www && echo served-by-web > /tmp/www/index.html
+      - exec httpd -f -p 8080 -h /tmp/www
+steps:
+  fetch:
+    image: {IMAGE}
+    timeout: 30s
+    commands:
+      - for i in $(seq 1 100); do wget -qO- http://web:8080/ && exit 0; sleep 0.1; done; exit 1
+"
+        ),
+    );
+    let p = f.wait("svc", 1, Duration::from_secs(60));
+    assert_eq!(p["status"], "success", "{p}\n{}", f.logs("svc", 1, "fetch"));
+    assert!(f.logs("svc", 1, "fetch").contains("served-by-web"));
+    wait_no_leftovers(&tokio, &rt, "svc", p["id"].as_i64().unwrap());
+}
+
+/// Accepts one HTTP request on 127.0.0.1; returns its URL and a receiver of (head, body).
+fn one_shot_listener() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let len = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; len.min(1 << 20)];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        let _ =
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let _ = tx.send((head, body));
+    });
+    (url, rx)
+}
+
+#[test]
+fn webhook_is_signed_and_sent_when_a_pipeline_ends() {
+    let (_tokio, _rt) = docker();
+    let f = Fixture::new();
+    f.create_repo("hook");
+    let (url, rx) = one_shot_listener();
+    let (s, b) = f.server.api(
+        "POST",
+        "/repos/alice/hook/hooks",
+        Some(&f.token),
+        Some(json!({"url": url, "secret": "hook-key"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert!(!b.to_string().contains("hook-key"));
+    let (s, e) = f.server.api(
+        "POST",
+        "/repos/alice/hook/hooks",
+        Some(&f.token),
+        Some(json!({"url": "file:///etc/passwd", "secret": "x"})),
+    );
+    assert_eq!((s, error_code(&e).as_str()), (422, "invalid"));
+    f.push(
+        "hook",
+        &format!("steps:\n  one: {{image: {IMAGE}, commands: [echo hi]}}\n"),
+    );
+    let (head, body) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("webhook was not called");
+    let sig = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-slipway-signature-256"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .expect("signature header");
+    assert_eq!(sig, slipway_ci::webhooks::signature("hook-key", &body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["event"], "pipeline");
+    assert_eq!(v["repo"], "alice/hook");
+    assert_eq!(v["pipeline"]["status"], "success");
+    assert_eq!(v["pipeline"]["number"], 1);
 }

@@ -37,6 +37,10 @@ pub(crate) struct Context {
     pub volume: String,
     pub secrets: HashMap<String, String>,
     pub cancel: CancellationToken,
+    /// The commit as a tar, copied into the workspace by the first step created.
+    pub archive: bytes::Bytes,
+    /// Set once the workspace holds the commit (or why it could not).
+    pub checked_out: tokio::sync::OnceCell<Result<(), String>>,
 }
 
 /// The label filter selecting every object of one pipeline of one instance.
@@ -69,11 +73,7 @@ pub(crate) async fn execute(
         .pipeline_steps(pipeline.id)
         .await
         .map_err(|e| e.to_string())?;
-    let secrets = ci
-        .store()
-        .secret_values(pipeline.repo_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let secrets = ci.secret_values(pipeline.repo_id).await?;
     let instance = ci.instance().await.map_err(|e| e.to_string())?;
     let prefix = format!("slipway-ci-{instance}-{}", pipeline.id);
     let labels = HashMap::from([
@@ -97,19 +97,10 @@ pub(crate) async fn execute(
         volume,
         secrets,
         cancel,
+        archive: bytes::Bytes::new(),
+        checked_out: tokio::sync::OnceCell::new(),
     };
-    let first_image = config
-        .steps
-        .iter()
-        .find(|s| {
-            records
-                .iter()
-                .any(|r| r.name == s.name && r.status == Status::Pending)
-        })
-        .map(|s| s.image.clone());
-    if let Some(image) = first_image {
-        checkout(&ctx, &repo_path, &image).await?;
-    }
+    ctx.archive = archive(ci, &repo_path, &pipeline.sha).await?;
     if !config.services.is_empty() {
         let name = format!("{}-net", ctx.prefix);
         ctx.rt
@@ -122,45 +113,47 @@ pub(crate) async fn execute(
     Ok(run_dag(Arc::new(ctx), &config, records).await)
 }
 
-/// Copies the commit into the workspace volume: `git archive` piped into a
-/// created (never started) helper container that mounts the volume.
-async fn checkout(ctx: &Context, repo_path: &PathBuf, image: &str) -> Result<(), String> {
-    let out = tokio::process::Command::new(ctx.ci.git_bin())
+/// The commit as a tar archive (`git archive`), for the workspace.
+async fn archive(ci: &Ci, repo_path: &PathBuf, sha: &str) -> Result<bytes::Bytes, String> {
+    let out = tokio::process::Command::new(ci.git_bin())
         .arg("--git-dir")
         .arg(repo_path)
-        .args(["archive", "--format=tar", &ctx.pipeline.sha])
+        .args(["archive", "--format=tar", sha])
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .await
         .map_err(|e| format!("cannot run git archive: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "git archive {} failed: {}",
-            ctx.pipeline.sha,
+            "git archive {sha} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let mut spec = ContainerSpec::new(image)
-        .name(format!("{}-checkout", ctx.prefix))
-        .cmd(["true"])
-        .volume(ctx.volume.clone(), WORKSPACE)
-        .network(NetworkMode::None);
-    spec.labels = ctx.labels.clone();
-    let id = ctx.rt.create(&spec).await.map_err(|e| e.to_string())?;
-    let uploaded = ctx
-        .rt
-        .docker()
-        .upload_to_container(
-            &id,
-            Some(bollard::container::UploadToContainerOptions {
-                path: WORKSPACE.to_string(),
-                no_overwrite_dir_non_dir: String::new(),
-            }),
-            out.stdout.into(),
-        )
-        .await;
-    let _ = ctx.rt.remove(&id).await;
-    uploaded.map_err(|e| format!("copying the commit into the workspace failed: {e}"))
+    Ok(out.stdout.into())
+}
+
+/// Copies the commit into the workspace volume through `container` (created,
+/// not started, with the volume mounted). Only the first caller uploads;
+/// steps created at the same time wait for it, so no step starts on an empty
+/// workspace and no extra helper container is needed.
+async fn checkout(ctx: &Context, container: &str) -> Result<(), String> {
+    ctx.checked_out
+        .get_or_init(|| async {
+            ctx.rt
+                .docker()
+                .upload_to_container(
+                    container,
+                    Some(bollard::container::UploadToContainerOptions {
+                        path: WORKSPACE.to_string(),
+                        no_overwrite_dir_non_dir: String::new(),
+                    }),
+                    ctx.archive.clone(),
+                )
+                .await
+                .map_err(|e| format!("copying the commit into the workspace failed: {e}"))
+        })
+        .await
+        .clone()
 }
 
 async fn start_services(ctx: &Context, config: &Pipeline) -> Result<(), String> {
@@ -348,6 +341,7 @@ async fn step_container(
     let rt = &ctx.rt;
     let id = rt.create(&spec).await.map_err(|e| e.to_string())?;
     let result = async {
+        checkout(ctx, &id).await?;
         ctx.ci
             .store()
             .start_step(record.id)
@@ -392,6 +386,14 @@ async fn step_container(
                 break;
             }
         }
+        // The output stream can end early (engine hiccup): still honour the deadline and cancel.
+        if !killed {
+            tokio::select! {
+                _ = rt.wait(&id) => {}
+                _ = &mut deadline => { timed_out = true; let _ = rt.kill(&id, None).await; }
+                _ = ctx.cancel.cancelled() => { cancelled = true; let _ = rt.kill(&id, None).await; }
+            }
+        }
         let exit = rt.wait(&id).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(if cancelled {
             (Status::Cancelled, Some(exit.code), Some("cancelled".into()))
@@ -421,7 +423,12 @@ async fn step_container(
         })
     }
     .await;
-    let _ = rt.remove(&id).await;
+    // Removal runs in the background so dependents start sooner; the
+    // pipeline's final cleanup by label catches anything it misses.
+    let rt = rt.clone();
+    tokio::spawn(async move {
+        let _ = rt.remove(&id).await;
+    });
     result
 }
 

@@ -14,6 +14,8 @@ pub mod executor;
 mod logs;
 pub mod mask;
 pub mod queue;
+pub mod secrets;
+pub mod webhooks;
 pub mod worker;
 
 use slipway_domain::{PipelineRecord, Repo, Status};
@@ -51,6 +53,7 @@ struct Inner {
     instance: OnceCell<String>,
     running: std::sync::Mutex<HashMap<i64, CancellationToken>>,
     cursor_lock: Mutex<()>,
+    secret_box: std::sync::OnceLock<secrets::SecretBox>,
 }
 
 /// Why a cancel or retry was refused.
@@ -59,6 +62,12 @@ pub enum CiError {
     /// The pipeline is not in a state that allows it.
     #[error("{0}")]
     State(String),
+    /// The request is invalid (bad URL, too many webhooks…).
+    #[error("{0}")]
+    Invalid(String),
+    /// The secret key file could not be used.
+    #[error("{0}")]
+    Secret(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -76,6 +85,7 @@ impl Ci {
                 instance: OnceCell::new(),
                 running: std::sync::Mutex::new(HashMap::new()),
                 cursor_lock: Mutex::new(()),
+                secret_box: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -125,6 +135,42 @@ impl Ci {
             })
             .await
             .cloned()
+    }
+
+    pub(crate) fn secret_box(&self) -> Result<&secrets::SecretBox, String> {
+        if let Some(b) = self.inner.secret_box.get() {
+            return Ok(b);
+        }
+        let b = secrets::SecretBox::load_or_create(
+            &self.inner.options.data_dir.join("ci-secrets.key"),
+        )?;
+        Ok(self.inner.secret_box.get_or_init(|| b))
+    }
+
+    /// Stores a repository secret, encrypted at rest.
+    pub async fn set_secret(&self, repo_id: i64, name: &str, value: &str) -> Result<(), CiError> {
+        let sealed = self
+            .secret_box()
+            .and_then(|b| b.seal(repo_id, name, value))
+            .map_err(CiError::Secret)?;
+        Ok(self.store().set_secret(repo_id, name, &sealed).await?)
+    }
+
+    /// Decrypted secrets of a repository, for injection into steps only.
+    pub(crate) async fn secret_values(
+        &self,
+        repo_id: i64,
+    ) -> Result<HashMap<String, String>, String> {
+        let sealed = self
+            .store()
+            .secret_values(repo_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let b = self.secret_box()?;
+        sealed
+            .into_iter()
+            .map(|(name, v)| b.open(repo_id, &name, &v).map(|plain| (name, plain)))
+            .collect()
     }
 
     /// Wakes the worker (a pipeline was queued).

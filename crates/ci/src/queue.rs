@@ -174,7 +174,14 @@ impl Ci {
     pub(crate) async fn catch_up(&self) {
         let cursor = match self.store().setting(CURSOR_KEY).await {
             Ok(Some(v)) => v.parse::<i64>().unwrap_or(0),
-            Ok(None) => 0,
+            // First start with CI: pushes from before it existed are history, not work.
+            Ok(None) => {
+                match self.store().last_push_event_id().await {
+                    Ok(last) => self.advance_cursor(last).await,
+                    Err(e) => tracing::error!(error = %e, "cannot read push events"),
+                }
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the CI event cursor");
                 return;

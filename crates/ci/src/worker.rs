@@ -162,6 +162,9 @@ impl Ci {
             tracing::error!(pipeline = p.id, error = %e, "cannot record the end of a pipeline");
         }
         tracing::info!(pipeline = p.id, %status, "pipeline ended");
+        if let Ok(Some(ended)) = self.store().pipeline_by_id(p.id).await {
+            self.notify_webhooks(&ended).await;
+        }
         if let (Ok(rt), Ok(instance)) = (self.runtime().await, self.instance().await) {
             let filter = pipeline_filter(&instance, p.id);
             match tokio::time::timeout(CLEANUP_TIMEOUT, rt.cleanup(&filter)).await {

@@ -14,11 +14,13 @@ mod repos;
 mod settings;
 mod tokens;
 mod users;
+mod webhooks;
 
 pub use error::StoreError;
 pub use exec_jobs::{ExecJobRecord, NewExecJob};
 pub use pipelines::{NewPipeline, NewStep};
 pub use tokens::NewTokenRecord;
+pub use webhooks::WebhookRow;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;

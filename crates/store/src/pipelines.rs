@@ -539,6 +539,16 @@ impl Store {
             .collect())
     }
 
+    /// Id of the newest push event (0 when there is none).
+    pub async fn last_push_event_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM push_events")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
     /// Creates or replaces a repository secret.
     pub async fn set_secret(
         &self,

@@ -71,6 +71,14 @@ pub fn api_routes() -> Router<AppState> {
             get(pipelines::commit_status),
         )
         .route("/repos/{owner}/{name}/badge.svg", get(pipelines::badge))
+        .route(
+            "/repos/{owner}/{name}/hooks",
+            get(pipelines::list_hooks).post(pipelines::create_hook),
+        )
+        .route(
+            "/repos/{owner}/{name}/hooks/{id}",
+            axum::routing::delete(pipelines::delete_hook),
+        )
         .route("/exec/runtimes", get(exec::runtimes))
         .route("/exec/jobs", get(exec::list).post(exec::submit))
         .route("/exec/jobs/{id}", get(exec::show).delete(exec::cancel))

@@ -77,6 +77,8 @@ impl From<CiError> for ApiError {
         match e {
             CiError::State(m) => ApiError::conflict(m),
             CiError::Store(s) => s.into(),
+            CiError::Secret(m) => ApiError::internal(m),
+            CiError::Invalid(m) => ApiError::invalid(m),
         }
     }
 }
@@ -345,10 +347,7 @@ pub async fn put_secret(
             "a secret value must be 1 to {MAX_SECRET_BYTES} bytes"
         )));
     }
-    state
-        .store()
-        .set_secret(repo.id, &secret, &body.value)
-        .await?;
+    state.ci().set_secret(repo.id, &secret, &body.value).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -440,4 +439,50 @@ fn badge_svg(label: &str, text: &str, colour: &str) -> String {
         lx = lw / 2,
         tx = lw + tw / 2,
     )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    url: String,
+    secret: String,
+}
+
+/// `GET /repos/{owner}/{name}/hooks`: webhooks (never their secrets).
+pub async fn list_hooks(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path((owner, name)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Vec<slipway_ci::webhooks::WebhookView>>> {
+    let (repo, _) = authorize(&state, &caller, &owner, &name, Access::Admin).await?;
+    Ok(axum::Json(state.ci().webhooks(repo.id).await?))
+}
+
+/// `POST /repos/{owner}/{name}/hooks` `{"url", "secret"}`: called when a pipeline ends.
+pub async fn create_hook(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path((owner, name)): Path<(String, String)>,
+    Json(body): Json<WebhookBody>,
+) -> ApiResult<(StatusCode, axum::Json<slipway_ci::webhooks::WebhookView>)> {
+    let (repo, _) = authorize(&state, &caller, &owner, &name, Access::Admin).await?;
+    let hook = state
+        .ci()
+        .add_webhook(repo.id, &body.url, &body.secret)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(hook)))
+}
+
+/// `DELETE /repos/{owner}/{name}/hooks/{id}`.
+pub async fn delete_hook(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+) -> ApiResult<StatusCode> {
+    let (repo, _) = authorize(&state, &caller, &owner, &name, Access::Admin).await?;
+    if state.store().delete_webhook(repo.id, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("webhook {id} not found")))
+    }
 }

@@ -1,0 +1,279 @@
+//! Load balancer throughput and tail latency: `wrk` drives two tiny hyper
+//! backends through Slipway's proxy and through HAProxy configured the same
+//! way (HTTP mode, round robin, keep-alive both sides, X-Forwarded-For) in the
+//! same run. Prints requests/s, p99 latency, errors and the ratios (goal:
+//! ≥ 1.0× HAProxy's throughput at equal p99, no errors).
+//!
+//! Needs `wrk` and `haproxy` (Debian packages). Run with
+//! `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10) and
+//! `BENCH_CONNECTIONS` (default 64) bound the load.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use slipway_proxy::{Pool, Proxy, ProxyConfig, Route, RouteTable};
+use tokio::net::TcpListener;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args([
+            "-c",
+            &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: apt-get install -y wrk haproxy"
+    );
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A backend answering every request with a 13-byte body.
+async fn backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                            b"hello, world\n",
+                        ))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn haproxy(dir: &std::path::Path, port: u16, backends: &[SocketAddr]) -> Reaped {
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("    server s{i} {a}\n"))
+        .collect();
+    let cfg = format!(
+        "global\n    maxconn 4096\n    nbthread 2\n\
+         defaults\n    mode http\n    option http-keep-alive\n    option forwardfor\n\
+         \x20   timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
+         backend be\n    balance roundrobin\n    http-reuse always\n{servers}"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let bin = if std::path::Path::new("/usr/sbin/haproxy").exists() {
+        "/usr/sbin/haproxy"
+    } else {
+        "haproxy"
+    };
+    let child = Reaped(
+        Command::new(bin)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("haproxy.log")).unwrap())
+            .spawn()
+            .expect("start haproxy"),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
+    panic!("haproxy did not listen on {port}: {log}");
+}
+
+struct Run {
+    rps: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn to_ms(v: &str) -> f64 {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn wrk(port: u16, seconds: u64, connections: u64) -> Run {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            "Host: app.example.com",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "wrk failed: {text}");
+    let mut run = Run {
+        rps: 0.0,
+        p99_ms: f64::NAN,
+        errors: 0,
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v] => run.rps = v.parse().unwrap_or(0.0),
+            ["99%", v] => run.p99_ms = to_ms(v),
+            ["Non-2xx", "or", "3xx", "responses:", n] => {
+                run.errors += n.parse::<u64>().unwrap_or(0)
+            }
+            ["Socket", "errors:", rest @ ..] => {
+                run.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+fn main() {
+    need("wrk");
+    need("haproxy");
+    let seconds = env_num("BENCH_SECONDS", 10);
+    let connections = env_num("BENCH_CONNECTIONS", 64);
+    let before = loadavg();
+
+    // Backends on their own runtime, so both proxies face the same upstreams.
+    let backends_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("backend")
+        .enable_all()
+        .build()
+        .unwrap();
+    let backends = backends_rt.block_on(async { vec![backend().await, backend().await] });
+
+    // The proxy on one current-thread runtime per core, all accepting from
+    // one listener: thread-per-core like HAProxy's `nbthread 2`.
+    // `BENCH_PROXY_MODE=shared` runs it on one multi-thread runtime instead.
+    let threads = env_num("BENCH_PROXY_THREADS", 2) as usize;
+    let shared = std::env::var("BENCH_PROXY_MODE").as_deref() == Ok("shared");
+    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("slipway-proxy")
+        .enable_all()
+        .build()
+        .unwrap();
+    let proxy = proxy_rt.block_on(async {
+        let proxy = Proxy::new(ProxyConfig::default());
+        proxy.set_routes(RouteTable::new().route(Route::new(
+            "*",
+            "/",
+            Pool::new("bench", backends.clone()),
+        )));
+        proxy
+    });
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let slipway_port = std_listener.local_addr().unwrap().port();
+    if shared {
+        let _guard = proxy_rt.enter();
+        let listener = TcpListener::from_std(std_listener).unwrap();
+        let p = proxy.clone();
+        proxy_rt.spawn(async move { p.serve(listener).await });
+    } else {
+        for _ in 0..threads {
+            let std_listener = std_listener.try_clone().unwrap();
+            let p = proxy.clone();
+            std::thread::Builder::new()
+                .name("slipway-proxy".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(std_listener).unwrap();
+                        p.serve(listener).await
+                    })
+                    .unwrap();
+                })
+                .unwrap();
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let haproxy_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _haproxy = haproxy(dir.path(), haproxy_port, &backends);
+
+    // Warm both (connection pools, caches), then measure.
+    wrk(slipway_port, 2, connections);
+    wrk(haproxy_port, 2, connections);
+    let slipway = wrk(slipway_port, seconds, connections);
+    let haproxy = wrk(haproxy_port, seconds, connections);
+
+    println!(
+        "proxy benchmark: wrk -t2 -c{connections} -d{seconds}s, 2 hyper backends, round robin"
+    );
+    println!("load average before: {before}; after: {}", loadavg());
+    for (name, r) in [("slipway", &slipway), ("haproxy", &haproxy)] {
+        println!(
+            "{name:>8}: {:>10.0} req/s   p99 {:>7.2} ms   errors {}",
+            r.rps, r.p99_ms, r.errors
+        );
+    }
+    println!(
+        "   ratio: throughput {:.2}x HAProxy (goal >= 1.0), p99 {:.2}x HAProxy (lower is better)",
+        slipway.rps / haproxy.rps,
+        slipway.p99_ms / haproxy.p99_ms
+    );
+}
