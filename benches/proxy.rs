@@ -5,8 +5,11 @@
 //! ≥ 1.0× HAProxy's throughput at equal p99, no errors).
 //!
 //! Needs `wrk` and `haproxy` (Debian packages). Run with
-//! `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10) and
-//! `BENCH_CONNECTIONS` (default 64) bound the load.
+//! `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10), `BENCH_ROUNDS`
+//! (default 3, alternating) and `BENCH_CONNECTIONS` (default 64) bound the
+//! load. The proxy runs thread-per-core (one current-thread runtime per
+//! thread, `BENCH_PROXY_THREADS`, default 2, like `nbthread 2`);
+//! `BENCH_PROXY_MODE=shared` puts it on one multi-thread runtime instead.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -187,6 +190,7 @@ fn main() {
     need("haproxy");
     let seconds = env_num("BENCH_SECONDS", 10);
     let connections = env_num("BENCH_CONNECTIONS", 64);
+    let rounds = env_num("BENCH_ROUNDS", 3).max(1);
     let before = loadavg();
 
     // Backends on their own runtime, so both proxies face the same upstreams.
@@ -255,14 +259,25 @@ fn main() {
         .port();
     let _haproxy = haproxy(dir.path(), haproxy_port, &backends);
 
-    // Warm both (connection pools, caches), then measure.
+    // Warm both (connection pools, caches), then alternate rounds so that
+    // load from elsewhere on the machine hits both alike; medians are shown.
     wrk(slipway_port, 2, connections);
     wrk(haproxy_port, 2, connections);
-    let slipway = wrk(slipway_port, seconds, connections);
-    let haproxy = wrk(haproxy_port, seconds, connections);
+    let (mut slipway, mut haproxy) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        slipway.push(wrk(slipway_port, seconds, connections));
+        haproxy.push(wrk(haproxy_port, seconds, connections));
+    }
+    let ratios: Vec<f64> = slipway
+        .iter()
+        .zip(&haproxy)
+        .map(|(s, h)| s.rps / h.rps)
+        .collect();
+    let (slipway, haproxy) = (median(slipway), median(haproxy));
 
     println!(
-        "proxy benchmark: wrk -t2 -c{connections} -d{seconds}s, 2 hyper backends, round robin"
+        "proxy benchmark: wrk -t2 -c{connections} -d{seconds}s x {rounds} rounds (medians), \
+         2 hyper backends, round robin, proxies on 2 threads"
     );
     println!("load average before: {before}; after: {}", loadavg());
     for (name, r) in [("slipway", &slipway), ("haproxy", &haproxy)] {
@@ -271,9 +286,24 @@ fn main() {
             r.rps, r.p99_ms, r.errors
         );
     }
+    let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     println!(
-        "   ratio: throughput {:.2}x HAProxy (goal >= 1.0), p99 {:.2}x HAProxy (lower is better)",
+        "   ratio: throughput {:.2}x HAProxy (goal >= 1.0; per round {}), p99 {:.2}x HAProxy (lower is better)",
         slipway.rps / haproxy.rps,
+        per_round.join(" "),
         slipway.p99_ms / haproxy.p99_ms
     );
+}
+
+/// Median throughput and median p99 of the rounds; errors summed.
+fn median(runs: Vec<Run>) -> Run {
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    Run {
+        rps: mid(runs.iter().map(|r| r.rps).collect()),
+        p99_ms: mid(runs.iter().map(|r| r.p99_ms).collect()),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
 }

@@ -198,8 +198,13 @@ impl GitHost {
     }
 }
 
+/// How much of an oversized body is still read (and thrown away) after the
+/// limit is hit, so the client finishes sending and can read the 413 instead
+/// of failing with a broken pipe. Beyond this the connection is simply cut.
+const OVERSIZE_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Copies the request body into git's stdin, stopping (and flagging) once it
-/// exceeds `max` bytes.
+/// exceeds `max` bytes; git then sees a truncated pack, so no ref changes.
 async fn pump_request_body(
     mut body: BoxStream<'static, Result<Bytes, std::io::Error>>,
     mut stdin: ChildStdin,
@@ -212,6 +217,8 @@ async fn pump_request_body(
         seen += chunk.len() as u64;
         if seen > max {
             too_large.store(true, Ordering::SeqCst);
+            drop(stdin);
+            drain(body, OVERSIZE_DRAIN_BYTES).await;
             return;
         }
         if stdin.write_all(&chunk).await.is_err() {
@@ -219,6 +226,17 @@ async fn pump_request_body(
         }
     }
     let _ = stdin.shutdown().await;
+}
+
+/// Reads and discards up to `limit` more bytes of a body.
+async fn drain(mut body: BoxStream<'static, Result<Bytes, std::io::Error>>, limit: u64) {
+    let mut dropped: u64 = 0;
+    while let Some(Ok(chunk)) = body.next().await {
+        dropped += chunk.len() as u64;
+        if dropped > limit {
+            return;
+        }
+    }
 }
 
 /// Reads the CGI header block: `Status:` becomes the status, the rest headers.

@@ -180,3 +180,32 @@ async fn removed_upstream_drains_its_in_flight_requests() {
             .await
     );
 }
+
+#[tokio::test]
+async fn a_request_that_never_reached_a_dead_replica_goes_to_another_whatever_its_method() {
+    let mut dead = Backend::start("dead").await;
+    let live = Backend::start("live").await;
+    let (_proxy, addr) = start_proxy(
+        ProxyConfig::default(),
+        table(vec![dead.addr, live.addr], None),
+    )
+    .await;
+    dead.kill();
+    let cl = client();
+    for i in 0..4 {
+        let req = hyper::Request::post(format!("http://{addr}/echo"))
+            .header("host", "x.test")
+            .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                "body {i}"
+            ))))
+            .unwrap();
+        let resp = cl.request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, format!("body {i}").as_bytes());
+    }
+    assert_eq!(live.hits(), 4);
+}
