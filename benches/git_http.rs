@@ -85,6 +85,12 @@ fn round(t: &Target, src: &Path, work: &Path, i: usize) -> (Duration, Duration) 
     let start = Instant::now();
     git(work, &["clone", "-q", &clone_url, dest.to_str().unwrap()]);
     let clone = start.elapsed();
+    // A clone that skipped its checkout would be unfairly fast: make sure it did not.
+    assert!(
+        dest.join("d00").join("f0.bin").exists(),
+        "{} clone has no work tree",
+        t.name
+    );
     let _ = std::fs::remove_dir_all(&dest);
     (push, clone)
 }
@@ -276,7 +282,12 @@ fn main() {
         Target {
             name: "nginx",
             urls: Box::new(move |i| (format!("{url}/git/r{i}.git"), format!("{url}/git/r{i}.git"))),
-            prepare: Box::new(move |i| git(&root, &["init", "-q", "--bare", &format!("r{i}.git")])),
+            prepare: Box::new(move |i| {
+                git(
+                    &root,
+                    &["init", "-q", "--bare", "-b", "main", &format!("r{i}.git")],
+                )
+            }),
         }
     });
 
