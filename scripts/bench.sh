@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
-# Runs Slipway's benchmarks with their peers installed. Usage: scripts/bench.sh [git]
+# Runs Slipway's benchmarks with their peers installed.
+# Usage: scripts/bench.sh [git|ci|exec|proxy|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what="${1:-git}"
-case "$what" in
-    git)
-        if ! command -v fcgiwrap >/dev/null 2>&1 || ! { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }; then
-            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light fcgiwrap >/dev/null
-        fi
-        cargo bench --locked --bench git_http
-        ;;
-    *) echo "unknown benchmark $what (known: git)" >&2; exit 2 ;;
-esac
+
+install_missing() {
+    local missing=()
+    for pair in "$@"; do
+        local bin="${pair%%:*}" pkg="${pair##*:}"
+        command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+run() {
+    case "$1" in
+        git)   install_missing nginx:nginx-light fcgiwrap:fcgiwrap; cargo bench --locked --bench git_http ;;
+        ci)    bash scripts/deps.sh; cargo bench --locked --bench ci ;;
+        exec)  bash scripts/deps.sh; cargo bench --locked --bench exec ;;
+        proxy) install_missing wrk:wrk haproxy:haproxy; cargo bench --locked --bench proxy ;;
+        *) echo "unknown benchmark $1 (known: git, ci, exec, proxy, all)" >&2; exit 2 ;;
+    esac
+}
+
+what="${1:-all}"
+if [ "$what" = all ]; then
+    for b in git ci exec proxy; do run "$b"; done
+else
+    run "$what"
+fi
