@@ -56,25 +56,9 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> anyhow::Result<T> {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut req = self.http.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let res = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the Slipway server at {} (is `slipway server` running?)",
-                self.base
-            )
-        })?;
-        let status = res.status();
+        let res = self.send(method, path, body).await?;
+        let url = res.url().to_string();
         let bytes = res.bytes().await.context("reading the server's answer")?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
         let text = if bytes.is_empty() {
             &b"null"[..]
         } else {
@@ -85,10 +69,23 @@ impl Client {
 
     /// Sends a GET and returns the successful response unread (plain text, event streams).
     pub async fn get_raw(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        self.send::<()>(Method::GET, path, None).await
+    }
+
+    /// Sends a request with the token; a non-2xx answer becomes a readable error.
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}/api/v1{path}", self.base);
-        let mut req = self.http.get(&url);
+        let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
         }
         let res = req.send().await.with_context(|| {
             format!(
