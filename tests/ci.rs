@@ -659,3 +659,72 @@ fn webhook_is_signed_and_sent_when_a_pipeline_ends() {
     assert_eq!(v["pipeline"]["status"], "success");
     assert_eq!(v["pipeline"]["number"], 1);
 }
+
+#[test]
+fn cache_directories_survive_between_pipelines() {
+    let (tokio, rt) = docker();
+    let f = Fixture::new();
+    f.create_repo("cached");
+    let yaml = format!(
+        "cache: [deps, build/out]
+steps:
+  count:
+    image: {IMAGE}
+    commands:
+      - n=$(cat deps/count 2>/dev/null || echo 0)
+      - n=$((n+1)); echo $n > deps/count; echo run-$n
+      - touch build/out/marker-$n; ls build/out
+      - if [ -e stray ]; then echo stray-survived; fi; touch stray
+"
+    );
+    f.push("cached", &yaml);
+    let p = f.wait("cached", 1, Duration::from_secs(60));
+    assert_eq!(
+        p["status"],
+        "success",
+        "{p}\n{}",
+        f.logs("cached", 1, "count")
+    );
+    assert!(f.logs("cached", 1, "count").contains("run-1"));
+
+    f.push("cached", &yaml);
+    let p = f.wait("cached", 2, Duration::from_secs(60));
+    let log = f.logs("cached", 2, "count");
+    assert_eq!(p["status"], "success", "{p}\n{log}");
+    assert!(log.contains("run-2"), "the cache kept deps/count: {log}");
+    assert!(
+        log.contains("marker-1"),
+        "nested cache directories work too: {log}"
+    );
+    assert!(
+        !log.contains("stray-survived"),
+        "the rest of the workspace is fresh: {log}"
+    );
+
+    // The cache volumes outlive the pipelines; remove this test's ones.
+    let filter = LabelFilter::managed()
+        .with("io.slipway.owner", "ci-cache")
+        .with("io.slipway.repo", "alice/cached");
+    let volumes = tokio
+        .block_on(rt.list_volumes(&filter))
+        .expect("list volumes");
+    assert!(volumes.len() >= 2, "{volumes:?}");
+    for v in volumes {
+        tokio.block_on(rt.remove_volume(&v.name)).ok();
+    }
+}
+
+#[test]
+fn cache_paths_are_validated() {
+    let f = Fixture::new();
+    f.create_repo("badcache");
+    f.push(
+        "badcache",
+        &format!(
+            "cache: [../outside]\nsteps:\n  a:\n    image: {IMAGE}\n    commands: [\"true\"]\n"
+        ),
+    );
+    let p = f.wait("badcache", 1, Duration::from_secs(30));
+    assert_eq!(p["status"], "error", "{p}");
+    assert!(p.to_string().contains("cache directory"), "{p}");
+}

@@ -55,6 +55,10 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     /// Side containers started before the steps.
     pub services: Vec<Service>,
+    /// Workspace directories kept between pipelines of the repository
+    /// (dependency caches, build outputs), relative to the workspace.
+    #[serde(default)]
+    pub cache: Vec<String>,
 }
 
 /// One step: a container running shell commands in the workspace.
@@ -170,6 +174,8 @@ struct RawFile {
     steps: Named<RawStep>,
     #[serde(default)]
     services: Option<Named<RawService>>,
+    #[serde(default)]
+    cache: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -400,7 +406,12 @@ fn validate(raw: RawFile) -> Result<Pipeline, ConfigError> {
         });
     }
     check_graph(&steps)?;
-    Ok(Pipeline { steps, services })
+    let cache = validate_cache(raw.cache)?;
+    Ok(Pipeline {
+        steps,
+        services,
+        cache,
+    })
 }
 
 fn check_name(name: &str, what: &str) -> Result<(), ConfigError> {
@@ -450,6 +461,49 @@ fn env_map(
             }
         })
         .collect()
+}
+
+/// Most `cache:` directories one pipeline may declare.
+const MAX_CACHE_DIRS: usize = 10;
+
+/// Checks `cache:` entries: relative paths inside the workspace, made of
+/// plain segments, without duplicates.
+fn validate_cache(paths: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if paths.len() > MAX_CACHE_DIRS {
+        return Err(ConfigError::new(format!(
+            "{} cache directories; at most {MAX_CACHE_DIRS} are allowed",
+            paths.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(paths.len());
+    for raw in paths {
+        let path = raw.trim().trim_end_matches('/').to_owned();
+        let plain = |seg: &str| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        if path.is_empty()
+            || path.len() > 200
+            || path.starts_with('/')
+            || !path.split('/').all(plain)
+        {
+            return Err(ConfigError::new(format!(
+                "cache directory {raw:?} must be a relative path inside the workspace made of letters, digits, '.', '_' and '-' (no '..')"
+            )));
+        }
+        if !seen.insert(path.clone()) {
+            return Err(ConfigError::new(format!(
+                "cache directory {path:?} is listed twice"
+            )));
+        }
+        out.push(path);
+    }
+    Ok(out)
 }
 
 /// Parses `30s`, `10m`, `1h30m`, or a plain number of seconds.

@@ -35,6 +35,8 @@ pub(crate) struct Context {
     pub labels: HashMap<String, String>,
     pub network: Option<String>,
     pub volume: String,
+    /// Workspace directories backed by the repository's cache volumes: `(path, volume)`.
+    pub cache: Vec<(String, String)>,
     pub secrets: HashMap<String, String>,
     pub cancel: CancellationToken,
     /// The commit as a tar, copied into the workspace by the first step created.
@@ -49,6 +51,25 @@ pub fn pipeline_filter(instance: &str, pipeline_id: i64) -> LabelFilter {
         .with(labels::OWNER, "ci")
         .with(INSTANCE_LABEL, instance)
         .with(labels::PIPELINE, pipeline_id.to_string())
+}
+
+/// The volume that keeps `path` of `repo`'s workspace between pipelines. The
+/// name is derived from the server instance, the repository id and a digest
+/// of the path, so it is stable across restarts and never shared between two
+/// servers using one Docker Engine.
+pub fn cache_volume(instance: &str, repo: &Repo, path: &str) -> String {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(path.as_bytes()));
+    format!("slipway-ci-cache-{instance}-{}-{}", repo.id, &digest[..16])
+}
+
+/// Labels of cache volumes: managed and owned by CI, but without a pipeline
+/// label, so the clean-up after each pipeline leaves them in place.
+fn cache_labels(repo: &Repo) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::OWNER.to_string(), "ci-cache".to_string()),
+        (REPO_LABEL.to_string(), repo.full_name()),
+    ])
 }
 
 /// Runs a claimed pipeline to its end; `Err` carries a pipeline-level error.
@@ -95,11 +116,20 @@ pub(crate) async fn execute(
         labels,
         network: None,
         volume,
+        cache: Vec::new(),
         secrets,
         cancel,
         archive: bytes::Bytes::new(),
         checked_out: tokio::sync::OnceCell::new(),
     };
+    for path in &config.cache {
+        let volume = cache_volume(&instance, &ctx.repo, path);
+        ctx.rt
+            .create_volume(&volume, &cache_labels(&ctx.repo))
+            .await
+            .map_err(|e| e.to_string())?;
+        ctx.cache.push((path.clone(), volume));
+    }
     ctx.archive = archive(ci, &repo_path, &pipeline.sha).await?;
     if !config.services.is_empty() {
         let name = format!("{}-net", ctx.prefix);
@@ -316,6 +346,9 @@ async fn step_container(
         .env("CI_STEP_NAME", &step.name)
         .env("CI_WORKSPACE", WORKSPACE);
     spec.init = true;
+    for (path, volume) in &ctx.cache {
+        spec = spec.volume(volume.clone(), format!("{WORKSPACE}/{path}"));
+    }
     if let Some(net) = &ctx.network {
         spec = spec.network(NetworkMode::Named {
             name: net.clone(),
