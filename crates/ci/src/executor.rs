@@ -22,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 pub const INSTANCE_LABEL: &str = "io.slipway.ci-instance";
 /// Label carrying the repository (`owner/name`) a CI object works for.
 pub const REPO_LABEL: &str = "io.slipway.repo";
+/// Most processes one step may run at once: generous for parallel builds,
+/// but a fork bomb in a pipeline cannot take the host down.
+pub const STEP_PIDS_LIMIT: i64 = 4096;
+
 /// Where the checked-out commit appears in every step.
 pub const WORKSPACE: &str = "/workspace";
 
@@ -336,6 +340,7 @@ async fn step_container(
         .shell(step.script())
         .working_dir(WORKSPACE)
         .volume(ctx.volume.clone(), WORKSPACE)
+        .pids_limit(STEP_PIDS_LIMIT)
         .env("CI", "true")
         .env("SLIPWAY", "true")
         .env("CI_REPO", ctx.repo.full_name())
