@@ -4,7 +4,7 @@
 //! streamed in and out. Anonymous callers get `401` + `WWW-Authenticate` for
 //! anything but reading a public repository, so git prompts for credentials.
 
-use super::repos::authorize_repo;
+use super::repos::{authorize_repo, scope_for};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{authenticate, presented_token};
 use crate::state::AppState;
@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::{FutureExt, TryStreamExt};
-use slipway_domain::{Access, RepoName, Scope, Username};
+use slipway_domain::{Access, RepoName, Username};
 use slipway_git::{GitError, GitRequest, PushCompletion, Service};
 use std::net::SocketAddr;
 
@@ -43,11 +43,7 @@ pub async fn serve(
     };
     let repo = match &caller {
         Some(c) => {
-            c.require(if needed == Access::Read {
-                Scope::Read
-            } else {
-                Scope::Write
-            })?;
+            c.require(scope_for(needed))?;
             authorize_repo(&state, Some(c), &owner, &name, needed)
                 .await?
                 .0

@@ -59,7 +59,7 @@ pub async fn authorize_repo(
     Ok((repo, access))
 }
 
-fn scope_for(needed: Access) -> Scope {
+pub(crate) fn scope_for(needed: Access) -> Scope {
     if needed == Access::Read {
         Scope::Read
     } else {
