@@ -206,6 +206,18 @@ fn basics_hello_stdin_args_compile_error_output_and_privacy() {
     let (status, done) = server.api("POST", "/exec/run", Some(&bob), Some(sh("echo sync")));
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["run"]["stdout"], "sync\n");
+    // The first file is the entry point whatever its name (as `slipway exec run hi.sh` sends it),
+    // and a second file keeps its own name.
+    let (status, done) = server.api(
+        "POST",
+        "/exec/run",
+        Some(&bob),
+        Some(json!({"language": "busybox-sh", "stdin": "piped",
+            "files": [{"name": "hi.sh", "content": ". ./lib.sh; greet; cat"},
+                      {"name": "lib.sh", "content": "greet() { echo hello-from-lib; }"}]})),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["run"]["stdout"], "hello-from-lib\npiped", "{done}");
     let slow = submit_ok(&server, &bob, sh("sleep 30"));
     let (status, body) = server.api("DELETE", &format!("/exec/jobs/{slow}"), Some(&bob), None);
     assert_eq!(status, 200, "{body}");

@@ -398,12 +398,10 @@ impl ExecService {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let name = f
-                    .name
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| default_name(def, i));
-                (name, f.content.clone().into_bytes())
+                (
+                    file_name(def, i, f.name.as_deref()),
+                    f.content.clone().into_bytes(),
+                )
             })
             .collect();
         let input = sandbox::Input {
@@ -424,11 +422,15 @@ fn clamp(asked: Option<u64>, (default, max): (u64, u64)) -> u64 {
     asked.unwrap_or(default).clamp(100, max)
 }
 
-fn default_name(def: &RuntimeDef, i: usize) -> String {
-    if i == 0 {
-        def.source_file.clone()
-    } else {
-        format!("file{i}")
+/// The name a submitted file gets in the sandbox. The first file is the entry
+/// point, so it always takes the runtime's source file name (`main.py`,
+/// `main.c`, …) that the compile and run commands use; the others keep their
+/// own names (or `fileN` when they have none).
+fn file_name(def: &RuntimeDef, i: usize, given: Option<&str>) -> String {
+    match given.filter(|n| !n.is_empty()) {
+        _ if i == 0 => def.source_file.clone(),
+        Some(n) => n.to_owned(),
+        None => format!("file{i}"),
     }
 }
 
@@ -452,26 +454,32 @@ pub fn validate(c: &ExecConfig, req: &JobRequest) -> Result<&'static RuntimeDef,
     let mut names = std::collections::HashSet::new();
     for (i, f) in req.files.iter().enumerate() {
         total += f.content.len();
-        let name = f
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| default_name(def, i));
-        if name.len() > 100
-            || name.contains('/')
-            || name.contains('\\')
-            || name.contains('\0')
-            || name == "."
-            || name == ".."
-            || name.contains("..")
-            || name.starts_with(".slipway")
-            || name == ".bin"
-            || name == "output"
+        // A given name must be acceptable even for the entry point, which is
+        // then stored under the runtime's source file name.
+        for name in [
+            f.name.clone().filter(|n| !n.is_empty()),
+            Some(file_name(def, i, None)),
+        ]
+        .into_iter()
+        .flatten()
         {
-            return invalid(format!(
-                "file name `{name}` is not allowed: use a plain name without `/` or `..`"
-            ));
+            if name.len() > 100
+                || name.contains('/')
+                || name.contains('\\')
+                || name.contains('\0')
+                || name == "."
+                || name == ".."
+                || name.contains("..")
+                || name.starts_with(".slipway")
+                || name == ".bin"
+                || name == "output"
+            {
+                return invalid(format!(
+                    "file name `{name}` is not allowed: use a plain name without `/` or `..`"
+                ));
+            }
         }
+        let name = file_name(def, i, f.name.as_deref());
         if !names.insert(name.clone()) {
             return invalid(format!("file name `{name}` is used twice"));
         }
