@@ -479,3 +479,61 @@ fn every_language_runs_hello_world_and_echoes_stdin() {
         eprintln!("{lang}: ok in {} ms", job["run"]["time_ms"]);
     }
 }
+
+#[test]
+fn cli_exec_run_prints_output_and_exit_status() {
+    let (server, alice, _) = server_with_users(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let slipway = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("SLIPWAY_SERVER", &server.url)
+            .env("SLIPWAY_TOKEN", &alice)
+            .env("SLIPWAY_CLI_CONFIG", dir.path().join("cli.toml"))
+            .output()
+            .unwrap()
+    };
+    std::fs::write(dir.path().join("hi.sh"), "echo \"hello $1\"; cat").unwrap();
+    let out = slipway(&[
+        "exec",
+        "run",
+        "hi.sh",
+        "--lang",
+        "busybox-sh",
+        "--stdin",
+        "piped",
+        "--",
+        "world",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\npiped");
+
+    // A failing program: its stderr is shown and the CLI exits non-zero with one error line.
+    std::fs::write(dir.path().join("bad.sh"), "echo oops >&2; exit 3").unwrap();
+    let out = slipway(&["exec", "run", "bad.sh", "--lang", "busybox-sh"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("oops") && err.contains("exit code 3"), "{err}");
+
+    // --json gives the whole result; the jobs list has both runs.
+    let out = slipway(&["exec", "run", "hi.sh", "--lang", "busybox-sh", "--json"]);
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let out = slipway(&["exec", "jobs", "--json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 3, "{jobs}");
+
+    // An unknown language: one readable line, exit 1.
+    let out = slipway(&["exec", "run", "hi.sh", "--lang", "cobol"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("unknown language"),
+        "{err}"
+    );
+}
