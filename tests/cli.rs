@@ -169,3 +169,74 @@ fn cli_setup_login_repos_and_tokens() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `slipway server` running?"));
 }
+
+#[test]
+fn cli_manages_pipeline_secrets_without_showing_values() {
+    let server = TestServer::start();
+    let admin = server.setup_admin("root");
+    let home = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        config: home.path().join("cli.toml"),
+        server: server.url.clone(),
+    };
+    let (status, _) = server.api(
+        "POST",
+        "/repos",
+        Some(&admin),
+        Some(serde_json::json!({"name": "app"})),
+    );
+    assert_eq!(status, 201);
+    let with_token = |args: &[&str]| {
+        let mut all = vec!["--token", admin.as_str()];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let owned = with_token(args);
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        cli.run(&refs, stdin)
+    };
+
+    let out = run(
+        &["secret", "set", "root/app", "DEPLOY_TOKEN", "--value-stdin"],
+        Some("s3cret-value\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["secret", "list", "root/app"], None);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("DEPLOY_TOKEN"), "{table}");
+    assert!(!table.contains("s3cret-value"), "values are never shown");
+    let out = run(&["secret", "list", "root/app", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "DEPLOY_TOKEN");
+    assert!(!listed.to_string().contains("s3cret-value"));
+
+    // Bad names and unknown repositories: one error line, exit 1.
+    for args in [
+        vec!["secret", "set", "root/app", "bad name", "--value-stdin"],
+        vec!["secret", "list", "root/missing"],
+        vec!["secret", "list", "not-a-repo"],
+    ] {
+        let out = run(&args, Some("x\n"));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("error: ") && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+
+    let out = run(&["secret", "remove", "root/app", "DEPLOY_TOKEN"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["secret", "list", "root/app", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.as_array().unwrap().is_empty());
+}

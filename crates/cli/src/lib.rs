@@ -58,6 +58,9 @@ enum Command {
     /// CI pipelines: list, show, follow logs, cancel, retry.
     #[command(subcommand)]
     Pipeline(commands::pipeline::PipelineCommand),
+    /// Pipeline secrets of a repository: set, list, remove.
+    #[command(subcommand)]
+    Secret(commands::secret::SecretCommand),
     /// Local base images (no registry): busybox, Debian, language layers.
     #[command(subcommand)]
     Images(commands::images::ImagesCommand),
@@ -105,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => commands::token::run(cmd, &g).await,
         Command::Exec(cmd) => commands::exec::run(cmd, &g).await,
         Command::Pipeline(cmd) => commands::pipeline::run(cmd, &g).await,
+        Command::Secret(cmd) => commands::secret::run(cmd, &g).await,
         Command::Images(cmd) => commands::images::run(cmd, &g).await,
     }
 }

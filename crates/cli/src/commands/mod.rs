@@ -6,6 +6,7 @@ pub mod exec;
 pub mod images;
 pub mod pipeline;
 pub mod repo;
+pub mod secret;
 pub mod server;
 pub mod token;
 

@@ -40,7 +40,8 @@ pub enum RepoCommand {
     },
 }
 
-fn split(full: &str) -> anyhow::Result<(&str, &str)> {
+/// Splits `OWNER/NAME`, with a readable error for anything else.
+pub(crate) fn split(full: &str) -> anyhow::Result<(&str, &str)> {
     full.split_once('/')
         .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
         .with_context(|| format!("{full:?} is not OWNER/NAME"))
