@@ -35,6 +35,15 @@ fn server_with_users(env: &[(&str, &str)]) -> (TestServer, String, String) {
     (server, alice, bob)
 }
 
+/// A server with an admin and one user; returns (server, admin, alice).
+fn server_with_admin(env: &[(&str, &str)]) -> (TestServer, String, String) {
+    require_docker();
+    let server = TestServer::start_with_env(env);
+    let admin = server.setup_admin("admin");
+    let alice = server.create_user(&admin, "alice");
+    (server, admin, alice)
+}
+
 fn sh(script: &str) -> Value {
     json!({"language": "busybox-sh", "files": [{"name": "main.sh", "content": script}]})
 }
@@ -85,17 +94,26 @@ fn run(server: &TestServer, token: &str, body: Value) -> Value {
     wait(server, token, &id)
 }
 
+/// Containers still named after `job` once its teardown (which runs after
+/// the result is stored) had up to 30 s to finish; empty when all are gone.
 fn sandbox_containers(job: &str) -> String {
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.slipway.exec.job={job}"),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("name=slipway-exec-job-{job}-"),
+            ])
+            .output()
+            .unwrap();
+        let left = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if left.is_empty() || Instant::now() >= until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -536,4 +554,153 @@ fn cli_exec_run_prints_output_and_exit_status() {
         err.starts_with("error: ") && err.contains("unknown language"),
         "{err}"
     );
+}
+
+/// Scrape `/metrics` of `server` (with `token`, if any); returns (status, body).
+fn scrape(server: &TestServer, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::blocking::Client::new().get(format!("{}/metrics", server.url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().expect("scrape /metrics");
+    (res.status().as_u16(), res.text().unwrap())
+}
+
+/// The value of sample `name` whose labels include all of `labels` (summed when several match).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let values: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+#[test]
+fn warm_pool_serves_jobs_and_leaks_nothing_between_them() {
+    let (server, admin, alice) = server_with_admin(&[
+        ("SLIPWAY_EXEC_WORKERS", "1"),
+        ("SLIPWAY_EXEC_POOL_SIZE", "2"),
+    ]);
+    // A job that leaves files in /work and /tmp and a detached process behind.
+    let leaker = run(
+        &server,
+        &alice,
+        sh(
+            "echo LEAKED-W > /work/leak.txt; echo LEAKED-T > /tmp/leak.txt; \
+            setsid sleep 1000 > /dev/null 2>&1 < /dev/null & \
+            sleep 1000 > /dev/null 2>&1 & echo planted",
+        ),
+    );
+    assert_eq!(leaker["run"]["stdout"], "planted\n", "{leaker}");
+    let probe = "cat /work/leak.txt /tmp/leak.txt 2>/dev/null; ls -a /work /tmp; \
+                 ps -o pid,user,args | grep -c 'sleep 100[0]'; echo probe-done";
+    for i in 0..4 {
+        // Let the refill finish, so the next job is served warm.
+        std::thread::sleep(Duration::from_millis(1500));
+        let job = run(&server, &alice, sh(probe));
+        let out = job["run"]["stdout"].as_str().unwrap();
+        assert!(
+            out.ends_with("0\nprobe-done\n"),
+            "job {i} sees a leftover process: {job}"
+        );
+        assert!(
+            !out.contains("LEAKED") && !out.contains("leak.txt"),
+            "job {i} sees leftover files: {job}"
+        );
+    }
+    let (status, text) = scrape(&server, Some(&admin));
+    assert_eq!(status, 200, "{text}");
+    let hits = sample(
+        &text,
+        "slipway_exec_pool_hits_total",
+        &[("language", "busybox-sh")],
+    );
+    assert!(
+        hits.unwrap_or(0.0) >= 3.0,
+        "the probes should be served warm:\n{text}"
+    );
+    assert!(sandbox_containers(leaker["id"].as_str().unwrap()).is_empty());
+}
+
+#[test]
+fn memory_peak_is_reported_per_phase() {
+    let (server, alice, _) = server_with_users(&[]);
+    let small = run(&server, &alice, sh("echo small"));
+    let big = run(
+        &server,
+        &alice,
+        sh("awk 'BEGIN { s = sprintf(\"%52428800s\", \"\"); print length(s) }'"),
+    );
+    assert_eq!(big["run"]["stdout"], "52428800\n", "{big}");
+    let kb = big["run"]["memory_kb"]
+        .as_u64()
+        .expect("memory_kb of the run");
+    assert!(kb > 40_000, "50 MB allocated but memory_kb = {kb}: {big}");
+    let small_kb = small["run"]["memory_kb"]
+        .as_u64()
+        .expect("memory_kb of a small run");
+    assert!(small_kb < kb / 4, "small job {small_kb} kB vs big {kb} kB");
+    assert!(small["compile"]["memory_kb"].as_u64().is_some(), "{small}");
+}
+
+#[test]
+fn metrics_count_jobs_and_need_an_admin() {
+    let (server, admin, alice) = server_with_admin(&[]);
+    let (status, body) = scrape(&server, None);
+    assert_eq!(status, 401, "{body}");
+    let err: Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(error_code(&err), "unauthorized");
+    let (status, _) = scrape(&server, Some(&alice));
+    assert_eq!(status, 403);
+
+    let (_, before) = scrape(&server, Some(&admin));
+    let ok = [("language", "busybox-sh"), ("outcome", "succeeded")];
+    let failed = [("language", "busybox-sh"), ("outcome", "failed")];
+    let ok0 = sample(&before, "slipway_exec_jobs_total", &ok).unwrap_or(0.0);
+    run(&server, &alice, sh("echo one"));
+    run(&server, &alice, sh("echo two"));
+    run(&server, &alice, sh("exit 4"));
+    let (status, text) = scrape(&server, Some(&admin));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        sample(&text, "slipway_exec_jobs_total", &ok),
+        Some(ok0 + 2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "slipway_exec_jobs_total", &failed),
+        Some(1.0),
+        "{text}"
+    );
+    let lang = [("language", "busybox-sh")];
+    let runs = sample(&text, "slipway_exec_run_seconds_count", &lang);
+    assert_eq!(runs, Some(3.0), "{text}");
+    let waits = sample(&text, "slipway_exec_queue_wait_seconds_count", &lang);
+    assert_eq!(waits, Some(3.0), "{text}");
+    assert_eq!(
+        sample(&text, "slipway_exec_queue_length", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    let hits = sample(&text, "slipway_exec_pool_hits_total", &lang).unwrap_or(0.0);
+    let misses = sample(&text, "slipway_exec_pool_misses_total", &lang).unwrap_or(0.0);
+    assert_eq!(hits + misses, 3.0, "{text}");
+    assert!(misses >= 1.0, "the first job of a language misses: {text}");
+
+    // With `metrics_public` anyone may scrape.
+    drop(server);
+    let public = TestServer::start_with_env(&[("SLIPWAY_METRICS_PUBLIC", "true")]);
+    let (status, text) = scrape(&public, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("slipway_exec_queue_length"), "{text}");
 }

@@ -35,6 +35,16 @@ pub struct Config {
     pub exec_max_run_timeout_ms: u64,
     /// Largest memory limit a job may ask for, in bytes.
     pub exec_max_memory_bytes: i64,
+    /// Warm sandboxes kept per language once used (`SLIPWAY_EXEC_POOL_SIZE`; 0 = no pool).
+    pub exec_pool_size: usize,
+    /// Per-language overrides of `exec_pool_size` (TOML table `[exec_pool_sizes]`, e.g. `python = 4`).
+    pub exec_pool_sizes: std::collections::BTreeMap<String, usize>,
+    /// Warm sandboxes across all languages (`SLIPWAY_EXEC_POOL_MAX_TOTAL`).
+    pub exec_pool_max_total: usize,
+    /// Seconds an unused warm sandbox is kept before it is destroyed.
+    pub exec_pool_idle_secs: u64,
+    /// Serve `GET /metrics` without an admin token (`SLIPWAY_METRICS_PUBLIC`).
+    pub metrics_public: bool,
 }
 
 impl Default for Config {
@@ -52,6 +62,11 @@ impl Default for Config {
             exec_submissions_per_minute: 600,
             exec_max_run_timeout_ms: 60_000,
             exec_max_memory_bytes: 1 << 30,
+            exec_pool_size: 2,
+            exec_pool_sizes: Default::default(),
+            exec_pool_max_total: 8,
+            exec_pool_idle_secs: 300,
+            metrics_public: false,
         }
     }
 }
@@ -98,6 +113,12 @@ impl Config {
                 d.memory_bytes.0.min(self.exec_max_memory_bytes),
                 self.exec_max_memory_bytes,
             ),
+            pool: slipway_exec::PoolConfig {
+                size: self.exec_pool_size,
+                sizes: self.exec_pool_sizes.clone(),
+                max_total: self.exec_pool_max_total,
+                idle: std::time::Duration::from_secs(self.exec_pool_idle_secs.max(1)),
+            },
             ..d
         }
     }

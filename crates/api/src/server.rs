@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(routes::metrics::scrape))
         .nest("/api/v1", api)
         .merge(git)
         .fallback(routes::not_found)
@@ -107,7 +108,15 @@ async fn start_exec(state: &AppState) {
     };
     let config = state.config().exec_config();
     match slipway_exec::ExecService::start(state.store().clone(), rt, config).await {
-        Ok(exec) => state.set_exec(exec),
+        Ok(exec) => {
+            exec.register_metrics(
+                &mut state
+                    .metrics_registry()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            state.set_exec(exec)
+        }
         Err(e) => tracing::error!(error = %e, "code execution could not start"),
     }
 }

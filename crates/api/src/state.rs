@@ -19,6 +19,8 @@ struct Inner {
     ci: slipway_ci::Ci,
     /// Code execution, set once Docker answered at start-up.
     exec: std::sync::OnceLock<slipway_exec::ExecService>,
+    /// Prometheus registry served at `/metrics`; subsystems register at start-up.
+    metrics: Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
                 store,
                 git,
                 exec: std::sync::OnceLock::new(),
+                metrics: Default::default(),
             }),
         }
     }
@@ -60,6 +63,13 @@ impl AppState {
     /// The code execution service, if it started (it needs Docker).
     pub fn exec(&self) -> Option<&slipway_exec::ExecService> {
         self.inner.exec.get()
+    }
+    /// The Prometheus registry behind `GET /metrics`: lock it and `register`
+    /// (or `sub_registry_with_prefix`) a subsystem's metrics at start-up.
+    pub fn metrics_registry(
+        &self,
+    ) -> &Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
+        &self.inner.metrics
     }
     /// Installs the code execution service (once, at start-up).
     pub fn set_exec(&self, exec: slipway_exec::ExecService) {

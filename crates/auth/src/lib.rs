@@ -4,6 +4,8 @@
 //! them. Tokens carry 240 bits of randomness, so a fast SHA-256 digest is enough
 //! to store them: the store never holds a usable secret.
 
+pub mod secrets;
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::{distributions::Alphanumeric, rngs::OsRng, Rng};

@@ -59,6 +59,29 @@ pub struct Pipeline {
     /// (dependency caches, build outputs), relative to the workspace.
     #[serde(default)]
     pub cache: Vec<String>,
+    /// App images built (and deployed) after the steps succeed; added by the
+    /// queue for apps deployed from the pushed branch, never by the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageBuild>,
+}
+
+/// An app image to build from the commit once the steps succeed, then
+/// release through the deployer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageBuild {
+    /// The app's id.
+    pub app_id: i64,
+    /// The app's name.
+    pub app: String,
+    /// Dockerfile path in the repository.
+    pub dockerfile: String,
+}
+
+impl ImageBuild {
+    /// Name of the pipeline step that builds it (`:` never appears in file step names).
+    pub fn step_name(&self) -> String {
+        format!("image:{}", self.app)
+    }
 }
 
 /// One step: a container running shell commands in the workspace.
@@ -411,6 +434,7 @@ fn validate(raw: RawFile) -> Result<Pipeline, ConfigError> {
         steps,
         services,
         cache,
+        images: Vec::new(),
     })
 }
 

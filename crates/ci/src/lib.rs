@@ -14,7 +14,7 @@ pub mod executor;
 mod logs;
 pub mod mask;
 pub mod queue;
-pub mod secrets;
+pub use slipway_auth::secrets;
 pub mod webhooks;
 pub mod worker;
 
@@ -226,20 +226,28 @@ impl Ci {
             .or_else(|| pipeline.ref_name.strip_prefix("refs/tags/"))
             .unwrap_or(&pipeline.ref_name)
             .to_string();
+        // The same app images as the original (its stored configuration has them).
+        let images = match self.store().pipeline_config(pipeline.id).await? {
+            Some(c) => serde_json::from_str::<config::Pipeline>(&c)
+                .map(|p| p.images)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         // Re-read the file at the commit: the stored config exists only for valid files.
         let text =
             match queue::read_pipeline_file(self.git_bin(), &self.repo_path(repo), &pipeline.sha)
                 .await
                 .map_err(CiError::State)?
             {
-                queue::FileAt::Missing => {
+                queue::FileAt::Missing if images.is_empty() => {
                     return Err(CiError::State(format!(
                         "commit {} has no {}",
                         pipeline.sha,
                         config::PIPELINE_FILE
                     )))
                 }
-                queue::FileAt::Text(t) => t,
+                queue::FileAt::Missing => None,
+                queue::FileAt::Text(t) => Some(t),
             };
         let new = self.new_pipeline(
             repo.id,
@@ -247,12 +255,67 @@ impl Ci {
             &pipeline.sha,
             &pipeline.event,
             &branch,
-            &text,
+            text.as_deref(),
+            images,
         );
         let created = self
             .store()
             .create_pipeline(&NewPipeline {
                 retry_of: Some(pipeline.id),
+                actor: actor.to_string(),
+                ..new
+            })
+            .await?;
+        self.wake();
+        Ok(created)
+    }
+
+    /// Queues a manual pipeline that runs the steps of `branch`'s head and
+    /// then builds and deploys `app` from it.
+    pub async fn deploy(
+        &self,
+        repo: &Repo,
+        app: &slipway_domain::AppRecord,
+        branch: &str,
+        actor: &str,
+    ) -> Result<PipelineRecord, CiError> {
+        let ref_name = format!("refs/heads/{branch}");
+        let out = tokio::process::Command::new(self.git_bin())
+            .arg("--git-dir")
+            .arg(self.repo_path(repo))
+            .args(["rev-parse", "--verify", "--quiet"])
+            .arg(format!("{ref_name}^{{commit}}"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .await
+            .map_err(|e| CiError::State(format!("cannot run git: {e}")))?;
+        if !out.status.success() {
+            return Err(CiError::Invalid(format!(
+                "{} has no branch {branch:?}; push it first",
+                repo.full_name()
+            )));
+        }
+        let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let text = match queue::read_pipeline_file(self.git_bin(), &self.repo_path(repo), &sha)
+            .await
+            .map_err(CiError::State)?
+        {
+            queue::FileAt::Missing => None,
+            queue::FileAt::Text(t) => Some(t),
+        };
+        let images = queue::image_builds(std::slice::from_ref(app), branch, "manual");
+        let new = self.new_pipeline(
+            repo.id,
+            &ref_name,
+            &sha,
+            "manual",
+            branch,
+            text.as_deref(),
+            images,
+        );
+        let created = self
+            .store()
+            .create_pipeline(&NewPipeline {
                 actor: actor.to_string(),
                 ..new
             })

@@ -5,9 +5,9 @@
 //! events recorded just before a crash are queued at the next start. The
 //! unique event id on pipelines makes handling an event twice harmless.
 
-use crate::config::{self, Pipeline, MAX_FILE_BYTES, PIPELINE_FILE};
+use crate::config::{self, ImageBuild, Pipeline, MAX_FILE_BYTES, PIPELINE_FILE};
 use crate::Ci;
-use slipway_domain::{PipelineRecord, PushEvent, Repo, Status};
+use slipway_domain::{AppRecord, PipelineRecord, PushEvent, Repo, Status};
 use slipway_store::{NewPipeline, NewStep, StoreError};
 use std::path::Path;
 use std::process::Stdio;
@@ -62,6 +62,14 @@ pub async fn read_pipeline_file(git_bin: &Path, repo: &Path, sha: &str) -> Resul
 
 /// The pipeline rows for a valid file: steps whose `when:` does not match are skipped up front.
 pub fn new_steps(p: &Pipeline, branch: &str, event: &str) -> Vec<NewStep> {
+    let all_steps: Vec<String> = p.steps.iter().map(|s| s.name.clone()).collect();
+    let images = p.images.iter().map(|b| NewStep {
+        name: b.step_name(),
+        image: format!("docker build {}", b.dockerfile),
+        depends_on: all_steps.clone(),
+        status: Status::Pending,
+        error: None,
+    });
     p.steps
         .iter()
         .map(|s| {
@@ -77,6 +85,19 @@ pub fn new_steps(p: &Pipeline, branch: &str, event: &str) -> Vec<NewStep> {
                 },
                 error: (!runs).then(|| "skipped: `when:` does not match".to_string()),
             }
+        })
+        .chain(images)
+        .collect()
+}
+
+/// The image builds for `apps` (those deployed from `branch` on pushes).
+pub fn image_builds(apps: &[AppRecord], branch: &str, event: &str) -> Vec<ImageBuild> {
+    apps.iter()
+        .filter(|a| event == "manual" || (event == "push" && a.spec.branch == branch))
+        .map(|a| ImageBuild {
+            app_id: a.id,
+            app: a.name.clone(),
+            dockerfile: a.spec.dockerfile.clone(),
         })
         .collect()
 }
@@ -112,11 +133,26 @@ impl Ci {
             return Ok(None);
         }
         let path = self.repo_path(repo);
+        let apps = self
+            .store()
+            .apps_for_repo(repo.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let builds = image_builds(&apps, branch, event);
         let text = match read_pipeline_file(self.git_bin(), &path, &ev.new_sha).await? {
-            FileAt::Missing => return Ok(None),
-            FileAt::Text(t) => t,
+            FileAt::Missing if builds.is_empty() => return Ok(None),
+            FileAt::Missing => None,
+            FileAt::Text(t) => Some(t),
         };
-        let new = self.new_pipeline(repo.id, &ev.ref_name, &ev.new_sha, event, branch, &text);
+        let new = self.new_pipeline(
+            repo.id,
+            &ev.ref_name,
+            &ev.new_sha,
+            event,
+            branch,
+            text.as_deref(),
+            builds,
+        );
         let new = NewPipeline {
             event_id: Some(ev.id),
             actor: ev.pusher.clone(),
@@ -133,7 +169,9 @@ impl Ci {
     }
 
     /// A pipeline row for `text` read at `sha`: pending with steps when valid,
-    /// `error` with the validation message otherwise.
+    /// `error` with the validation message otherwise. Without a file, only
+    /// the image builds run.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new_pipeline(
         &self,
         repo_id: i64,
@@ -141,7 +179,8 @@ impl Ci {
         sha: &str,
         event: &str,
         branch: &str,
-        text: &str,
+        text: Option<&str>,
+        images: Vec<ImageBuild>,
     ) -> NewPipeline {
         let base = NewPipeline {
             repo_id,
@@ -156,7 +195,16 @@ impl Ci {
             retry_of: None,
             steps: Vec::new(),
         };
-        match config::parse(text) {
+        let parsed = match text {
+            Some(text) => config::parse(text),
+            None => Ok(Pipeline {
+                steps: Vec::new(),
+                services: Vec::new(),
+                cache: Vec::new(),
+                images: Vec::new(),
+            }),
+        };
+        match parsed.map(|p| Pipeline { images, ..p }) {
             Ok(p) => NewPipeline {
                 config: serde_json::to_string(&p).ok(),
                 steps: new_steps(&p, branch, event),

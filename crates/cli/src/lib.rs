@@ -67,6 +67,11 @@ enum Command {
     /// Run code in sandboxed containers; list jobs, runtimes; build language images.
     #[command(subcommand)]
     Exec(commands::exec::ExecCommand),
+    /// Apps deployed from repositories: create, list, show, set, delete, secrets.
+    #[command(subcommand)]
+    App(commands::app::AppCommand),
+    #[command(flatten)]
+    Deploy(commands::app::DeployCommand),
 }
 
 /// Entry point of the `slipway` binary: parses arguments, runs the command and
@@ -110,5 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(cmd) => commands::pipeline::run(cmd, &g).await,
         Command::Secret(cmd) => commands::secret::run(cmd, &g).await,
         Command::Images(cmd) => commands::images::run(cmd, &g).await,
+        Command::App(cmd) => commands::app::run(cmd, &g).await,
+        Command::Deploy(cmd) => commands::app::run_verb(cmd, &g).await,
     }
 }

@@ -5,11 +5,13 @@
 //! returns. Nothing here does I/O.
 
 pub mod access;
+pub mod app;
 pub mod names;
 pub mod pipeline;
 pub mod records;
 
 pub use access::{effective_access, Access, Scope};
+pub use app::{AppName, AppRecord, AppSpec, HealthSpec, ReleaseRecord, ReleaseStatus};
 pub use names::{NameError, RepoName, Username};
 pub use pipeline::{LogLine, PipelineRecord, Status, StepRecord};
 pub use records::{Collaborator, PushEvent, RefUpdate, Repo, TokenInfo, User};

@@ -1,16 +1,21 @@
 //! Slipway's code execution service (Piston/Judge0 style): clients submit
 //! programs in one of the [`runtimes`], jobs are persisted in the store, a
 //! pool of workers claims them and runs each in a fresh [`sandbox`]
-//! container, and results (plus an `output.zip`) are stored for the owner.
+//! container (started ahead of time by a warm pool, used once), and results
+//! (plus an `output.zip`) are stored for the owner. [`metrics`] exports the
+//! queue, job and pool figures to Prometheus.
 
 #![warn(missing_docs)]
 
 pub mod images;
+pub mod metrics;
 pub mod model;
+mod pool;
 pub mod runtimes;
 pub mod sandbox;
 mod service;
 
 pub use model::{JobFile, JobRequest, JobResult, JobState, PhaseResult};
+pub use pool::PoolConfig;
 pub use runtimes::RuntimeDef;
 pub use service::{job_view, ExecConfig, ExecService, SubmitError};

@@ -1,24 +1,30 @@
-//! One job in one throw-away container.
+//! One job in one throw-away container, prepared ahead of the job.
 //!
-//! Per run: a tmpfs-backed Docker volume (size-capped, in RAM, owned by uid
-//! 1000) is mounted at `/work`; the container has a read-only root, no
-//! network, no capabilities, no-new-privileges, Docker's default seccomp, a
-//! pids limit, a memory limit and a small `/tmp` tmpfs. The job's files are
-//! uploaded as a tar once the container runs (Engine 20.10 cannot upload into a
-//! plain tmpfs mount, but can into a volume), the wrapper script compiles and
-//! runs with `ulimit -t`/`-f` and `timeout`, and the results are downloaded
-//! before container and volume are removed. Nothing is shared between jobs.
+//! [`prepare`] does the expensive part: it creates and starts a container with
+//! a read-only root, no network, no capabilities, no-new-privileges, Docker's
+//! default seccomp, a pids limit, a memory limit, a size-capped tmpfs `/work`
+//! (owned by uid 1000) and `/tmp`, and attaches to its standard streams. The
+//! container's entry process just waits (blocked in `tar -x` on stdin, no CPU)
+//! for a job. [`Warm::run`] hands the job over: the files, the wrapper script
+//! and the job's settings go in as one tar on stdin; the wrapper compiles and
+//! runs with `ulimit -t`/`-f` and `timeout`, then writes a marker and a tar of
+//! the results to stdout and exits, and the container removes itself (auto
+//! remove). A container serves at most one job, so nothing is shared between
+//! jobs; one that is never used kills itself after `self_destruct`.
+//!
+//! No Docker archive call (`docker cp`, ~100 ms each on Engine 20.10) is on a
+//! job's path: only the already open attach stream.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
-use bollard::container::{DownloadFromContainerOptions, UploadToContainerOptions};
-use bollard::volume::{CreateVolumeOptions, RemoveVolumeOptions};
-use bytes::Bytes;
-use futures::StreamExt;
-use slipway_runtime::labels::{self, OWNER};
-use slipway_runtime::{ContainerSpec, LogOptions, Runtime, Security};
+use bollard::container::{AttachContainerOptions, CreateContainerOptions, LogOutput};
+use futures::{Stream, StreamExt};
+use slipway_runtime::labels::OWNER;
+use slipway_runtime::{ContainerSpec, Runtime, RuntimeError, Security};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{signal_name, JobResult, PhaseResult};
@@ -26,14 +32,14 @@ use crate::runtimes::RuntimeDef;
 
 /// Label carrying the server instance that owns a sandbox (for crash cleanup).
 pub const INSTANCE_LABEL: &str = "io.slipway.exec.instance";
-/// Label carrying the job id of a sandbox.
-pub const JOB_LABEL: &str = "io.slipway.exec.job";
-/// Printed by the wrapper when both phases are recorded.
-const DONE_MARKER: &str = "SLIPWAY-EXEC-DONE";
-/// The wrapper script uploaded with every job.
+/// Label carrying the language a sandbox was prepared for (warm pool and cold alike).
+pub const POOL_LABEL: &str = "io.slipway.exec.pool";
+/// Printed by the wrapper before the result tar.
+const RESULT_MARKER: &[u8] = b"SLIPWAY-EXEC-RESULT\n";
+/// The wrapper script sent with every job.
 const WRAPPER: &str = include_str!("wrapper.sh");
-/// Largest result tar read back from a sandbox.
-const MAX_DOWNLOAD: usize = 64 * 1024 * 1024;
+/// Largest result stream read back from a sandbox.
+const MAX_RESULT: usize = 64 * 1024 * 1024;
 
 /// Limits of one run, already checked against the server's maxima.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +54,66 @@ pub struct Limits {
     pub pids: i64,
     /// Bytes of stdout and of stderr kept per phase.
     pub output_cap: usize,
-    /// Size of the `/work` volume.
+    /// Size of the `/work` tmpfs.
     pub work_bytes: i64,
     /// Size of `/tmp`.
     pub tmp_bytes: i64,
     /// Largest file a program may write (stdout included), in bytes.
     pub max_file_bytes: u64,
+}
+
+/// What a sandbox container is before it gets a job: the runtime and the
+/// limits fixed at creation. A warm container only serves jobs of its shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// The language runtime (image, environment).
+    pub def: &'static RuntimeDef,
+    /// Memory limit of the container.
+    pub memory_bytes: i64,
+    /// Maximum number of processes and threads.
+    pub pids: i64,
+    /// Size of the `/work` tmpfs.
+    pub work_bytes: i64,
+    /// Size of `/tmp`.
+    pub tmp_bytes: i64,
+}
+
+impl Shape {
+    /// The shape a job with `limits` needs.
+    pub fn of(def: &'static RuntimeDef, limits: &Limits) -> Self {
+        Shape {
+            def,
+            memory_bytes: limits.memory_bytes,
+            pids: limits.pids,
+            work_bytes: limits.work_bytes,
+            tmp_bytes: limits.tmp_bytes,
+        }
+    }
+
+    fn key(&self) -> (&str, &str, i64, i64, i64, i64) {
+        (
+            &self.def.language,
+            &self.def.version,
+            self.memory_bytes,
+            self.pids,
+            self.work_bytes,
+            self.tmp_bytes,
+        )
+    }
+}
+
+impl PartialEq for Shape {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Shape {}
+
+impl std::hash::Hash for Shape {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
 }
 
 /// What a sandboxed run produced.
@@ -67,72 +127,60 @@ pub struct Outcome {
     pub cancelled: bool,
 }
 
-/// One job's input to [`run`].
+impl Outcome {
+    /// An outcome that only carries a platform error.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Outcome {
+            result: JobResult {
+                error: Some(message.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// One job's input to [`Warm::run`].
 pub struct Input<'a> {
-    /// Unique name of this attempt (container and volume name).
-    pub name: String,
-    /// Job id, for labels.
-    pub job_id: &'a str,
-    /// Server instance id, for labels.
-    pub instance: &'a str,
     /// The language runtime.
-    pub def: &'a RuntimeDef,
+    pub def: &'static RuntimeDef,
     /// Files as (name, contents); names already validated.
     pub files: Vec<(String, Vec<u8>)>,
     /// Standard input of the run.
     pub stdin: &'a [u8],
-    /// Arguments of the run.
+    /// Arguments of the run (no NUL bytes; validated).
     pub args: &'a [String],
     /// Limits.
     pub limits: Limits,
 }
 
-/// Run one job to completion (or timeout/cancel) and clean up after it.
-pub async fn run(rt: &Runtime, input: Input<'_>, cancel: &CancellationToken) -> Outcome {
-    let name = input.name.clone();
-    let result = run_inner(rt, &input, cancel).await;
-    if let Err(e) = rt.remove(&name).await {
-        tracing::warn!(container = %name, error = %e, "could not remove sandbox container");
-    }
-    remove_volume(rt, &name).await;
-    match result {
-        Ok(o) => o,
-        Err(e) => Outcome {
-            result: JobResult {
-                error: Some(e),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    }
+type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// A started sandbox waiting for its one job.
+pub struct Warm {
+    /// Container name (as created; a hand-over may rename it).
+    pub name: String,
+    /// Container id.
+    pub id: String,
+    /// What it was created for.
+    pub shape: Shape,
+    /// When it was started.
+    pub born: Instant,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+    output: Output,
 }
 
-async fn remove_volume(rt: &Runtime, name: &str) {
-    // The container removal may still be settling; retry briefly.
-    for _ in 0..20 {
-        match rt
-            .docker()
-            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
-            .await
-        {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return,
-            Err(e) => {
-                tracing::debug!(volume = %name, error = %e, "volume removal retry");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    tracing::warn!(volume = %name, "could not remove sandbox volume");
-}
+/// The handed-over container was no longer usable (died while idle); the job
+/// was not started and can go to another container.
+#[derive(Debug)]
+pub struct Stale(pub String);
 
-fn sandbox_labels(input: &Input<'_>) -> HashMap<String, String> {
+/// Labels of every sandbox of `instance`.
+pub fn sandbox_labels(instance: &str, shape: &Shape) -> HashMap<String, String> {
     HashMap::from([
         (OWNER.to_string(), "exec".to_string()),
-        (INSTANCE_LABEL.to_string(), input.instance.to_string()),
-        (JOB_LABEL.to_string(), input.job_id.to_string()),
+        (INSTANCE_LABEL.to_string(), instance.to_string()),
+        (POOL_LABEL.to_string(), shape.def.language.clone()),
     ])
 }
 
@@ -141,152 +189,202 @@ fn secs(ms: u64) -> String {
     ms.div_ceil(1000).max(1).to_string()
 }
 
-/// The container of one run.
-pub fn container_spec(input: &Input<'_>) -> ContainerSpec {
-    let l = &input.limits;
-    let wait = "while [ ! -e /work/.slipway/go ]; do sleep 0.01; done; exec sh /work/.slipway/run.sh \"$@\""
-        .to_string();
-    let mut cmd = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        wait,
-        "slipway".to_string(),
-    ];
-    cmd.extend(input.args.iter().cloned());
-    let mut spec = ContainerSpec::new(&input.def.image)
-        .name(&input.name)
-        .cmd(cmd)
+/// The container of a sandbox (before the attach settings and `/work`, which
+/// [`prepare`] adds to the engine request).
+pub fn container_spec(name: &str, shape: &Shape, self_destruct: Duration) -> ContainerSpec {
+    // Waits for the job's tar on stdin (or kills itself once it is too old to be used).
+    let entry = format!(
+        "timeout -s KILL {} tar -xf - && exec sh /work/.slipway/run.sh",
+        self_destruct.as_secs().max(1)
+    );
+    let mut spec = ContainerSpec::new(&shape.def.image)
+        .name(name)
+        .cmd(["sh", "-c", entry.as_str()])
         .user("1000:1000")
         .working_dir("/work")
-        .volume(&input.name, "/work")
-        .tmpfs("/tmp", Some(l.tmp_bytes))
+        .tmpfs("/tmp", Some(shape.tmp_bytes))
         .security(Security::sandbox())
-        .memory(l.memory_bytes)
-        .pids_limit(l.pids)
+        .memory(shape.memory_bytes)
+        .pids_limit(shape.pids)
         .nano_cpus(1_000_000_000)
         .env("HOME", "/tmp")
-        .env("LANG", "C.UTF-8")
-        .env("SW_COMPILE", input.def.compile.clone().unwrap_or_default())
-        .env("SW_COMPILE_CPU", secs(l.compile_timeout_ms))
-        .env("SW_COMPILE_WALL", secs(l.compile_timeout_ms))
-        .env("SW_RUN", input.def.run.clone())
-        .env("SW_RUN_CPU", secs(l.run_timeout_ms))
-        .env("SW_RUN_WALL", secs(l.run_timeout_ms))
-        .env(
-            "SW_FSIZE_BLOCKS",
-            (l.max_file_bytes / 512).max(1).to_string(),
-        );
-    for (k, v) in &input.def.env {
+        .env("LANG", "C.UTF-8");
+    for (k, v) in &shape.def.env {
         spec = spec.env(k, v);
-    }
-    for (k, v) in sandbox_labels(input) {
-        spec = spec.label(k, v);
     }
     spec.hostname = Some("sandbox".into());
     spec.init = true;
     spec
 }
 
-async fn run_inner(
+/// Create, attach and start a sandbox of `shape` named `name`.
+pub async fn prepare(
     rt: &Runtime,
-    input: &Input<'_>,
-    cancel: &CancellationToken,
-) -> Result<Outcome, String> {
-    let l = &input.limits;
-    let volume_labels = labels::with_managed(&sandbox_labels(input));
-    rt.docker()
-        .create_volume(CreateVolumeOptions {
-            name: input.name.clone(),
-            driver: "local".into(),
-            driver_opts: HashMap::from([
-                ("type".to_string(), "tmpfs".to_string()),
-                ("device".to_string(), "tmpfs".to_string()),
-                (
-                    "o".to_string(),
-                    format!(
-                        "size={},uid=1000,gid=1000,mode=0700,nosuid,nodev",
-                        l.work_bytes
-                    ),
-                ),
-            ]),
-            labels: volume_labels,
-        })
-        .await
-        .map_err(|e| format!("creating the sandbox volume failed: {e}"))?;
-    let spec = container_spec(input);
-    let id = rt.create(&spec).await.map_err(|e| e.to_string())?;
-    rt.start(&id).await.map_err(|e| e.to_string())?;
-    let tar = input_tar(input).map_err(|e| format!("packing the job's files failed: {e}"))?;
-    rt.docker()
-        .upload_to_container(
-            &id,
-            Some(UploadToContainerOptions {
-                path: "/work".to_string(),
-                no_overwrite_dir_non_dir: String::new(),
+    name: &str,
+    shape: Shape,
+    labels: HashMap<String, String>,
+    self_destruct: Duration,
+) -> Result<Warm, String> {
+    let mut spec = container_spec(name, &shape, self_destruct);
+    for (k, v) in labels {
+        spec = spec.label(k, v);
+    }
+    let mut config = spec.to_config().map_err(|e| e.to_string())?;
+    config.open_stdin = Some(true);
+    config.stdin_once = Some(true);
+    config.attach_stdin = Some(true);
+    config.attach_stdout = Some(true);
+    config.attach_stderr = Some(true);
+    config.tty = Some(false);
+    let host = config.host_config.get_or_insert_with(Default::default);
+    host.auto_remove = Some(true);
+    host.tmpfs.get_or_insert_with(HashMap::new).insert(
+        "/work".to_string(),
+        format!(
+            "rw,exec,nosuid,nodev,size={},uid=1000,gid=1000,mode=0700",
+            shape.work_bytes
+        ),
+    );
+    let docker = rt.docker();
+    let id = match docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: name.to_string(),
+                platform: None,
             }),
-            Bytes::from(tar),
+            config,
         )
         .await
-        .map_err(|e| format!("uploading the job's files failed: {e}"))?;
-
-    // Wait for the wrapper's end marker, the overall deadline or a cancel.
-    let deadline = Duration::from_millis(l.compile_timeout_ms + l.run_timeout_ms + 15_000);
-    let mut logs = Box::pin(rt.logs(&id, LogOptions::follow()));
-    let finished = async {
-        let mut tail: Vec<u8> = Vec::new();
-        while let Some(chunk) = logs.next().await {
-            let Ok(chunk) = chunk else { return false };
-            tail.extend_from_slice(&chunk.data);
-            if tail
-                .windows(DONE_MARKER.len())
-                .any(|w| w == DONE_MARKER.as_bytes())
-            {
-                return true;
+    {
+        Ok(created) => created.id,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        }) if message.contains("image") => {
+            return Err(RuntimeError::ImageMissing {
+                image: shape.def.image.clone(),
             }
-            let keep = tail.len().saturating_sub(DONE_MARKER.len());
-            tail.drain(..keep);
+            .to_string())
         }
-        false
+        Err(e) => return Err(format!("creating the sandbox failed: {e}")),
     };
-    let mut hard_timeout = false;
-    tokio::select! {
-        done = finished => {
-            if !done {
-                tracing::debug!(container = %id, "sandbox ended without the end marker");
-            }
-        }
-        _ = tokio::time::sleep(deadline) => hard_timeout = true,
-        _ = cancel.cancelled() => {
-            return Ok(Outcome { cancelled: true, ..Default::default() });
+    let ready = async {
+        let attached = docker
+            .attach_container(
+                &id,
+                Some(AttachContainerOptions::<String> {
+                    stdin: Some(true),
+                    stdout: Some(true),
+                    stderr: Some(true),
+                    stream: Some(true),
+                    logs: Some(false),
+                    detach_keys: None,
+                }),
+            )
+            .await
+            .map_err(|e| format!("attaching to the sandbox failed: {e}"))?;
+        rt.start(&id).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(attached)
+    }
+    .await;
+    match ready {
+        Ok(attached) => Ok(Warm {
+            name: name.to_string(),
+            id,
+            shape,
+            born: Instant::now(),
+            input: attached.input,
+            output: attached.output,
+        }),
+        Err(e) => {
+            destroy(rt, &id).await;
+            Err(e)
         }
     }
+}
 
-    let meta = download(rt, &id, "/work/.slipway")
-        .await
-        .unwrap_or_default();
-    let output = download(rt, &id, "/work/output").await.unwrap_or_default();
-    // Docker records an OOM kill inside the container when the container exits.
-    let _ = rt.kill(&id, None).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), rt.wait(&id)).await;
-    let state = rt.inspect(&id).await.map_err(|e| e.to_string())?;
+/// Remove a sandbox by id (killing it if it still runs); gone already is fine.
+pub async fn destroy(rt: &Runtime, id: &str) {
+    if let Err(e) = rt.remove(id).await {
+        tracing::warn!(container = %id, error = %e, "could not remove sandbox container");
+    }
+}
 
+impl Warm {
+    /// Hand the job over and collect its result. The container is spent
+    /// afterwards (it exits and removes itself; call [`destroy`] anyway).
+    pub async fn run(
+        mut self,
+        input: &Input<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, Stale> {
+        let tar = match input_tar(input) {
+            Ok(t) => t,
+            Err(e) => return Ok(Outcome::failed(format!("packing the job failed: {e}"))),
+        };
+        let handover = async {
+            self.input.write_all(&tar).await?;
+            self.input.flush().await?;
+            self.input.shutdown().await
+        };
+        if let Err(e) = handover.await {
+            return Err(Stale(format!("the sandbox did not take the job: {e}")));
+        }
+        let l = &input.limits;
+        let deadline = Duration::from_millis(l.compile_timeout_ms + l.run_timeout_ms + 15_000);
+        let mut stdout: Vec<u8> = Vec::new();
+        let mut cut = false;
+        let collect = async {
+            while let Some(item) = self.output.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        if stdout.len() + message.len() > MAX_RESULT {
+                            cut = true;
+                            break;
+                        }
+                        stdout.extend_from_slice(&message);
+                    }
+                    Ok(LogOutput::StdErr { message }) => {
+                        tracing::debug!(container = %self.name, stderr = %String::from_utf8_lossy(&message), "sandbox stderr");
+                    }
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => {
+                        tracing::debug!(container = %self.name, error = %e, "sandbox stream failed");
+                        break;
+                    }
+                }
+            }
+        };
+        let mut hard_timeout = false;
+        tokio::select! {
+            _ = collect => {}
+            _ = tokio::time::sleep(deadline) => hard_timeout = true,
+            _ = cancel.cancelled() => {
+                return Ok(Outcome { cancelled: true, ..Default::default() });
+            }
+        }
+        if cut {
+            tracing::warn!(container = %self.name, "result stream over the cap; cut");
+        }
+        Ok(outcome(input, &stdout, hard_timeout))
+    }
+}
+
+/// Turn the sandbox's stdout (marker + result tar) into an outcome.
+fn outcome(input: &Input<'_>, stdout: &[u8], hard_timeout: bool) -> Outcome {
+    let l = &input.limits;
+    let (meta, output) = match stdout
+        .windows(RESULT_MARKER.len())
+        .position(|w| w == RESULT_MARKER)
+    {
+        Some(at) => split_results(&stdout[at + RESULT_MARKER.len()..]),
+        None => (Vec::new(), Vec::new()),
+    };
     let mut result = JobResult::default();
     if input.def.compile.is_some() {
         result.compile = phase_result(&meta, "compile", l.output_cap, l.compile_timeout_ms);
     }
     result.run = phase_result(&meta, "run", l.output_cap, l.run_timeout_ms);
-    // The OOM flag is per container: give it to the phase that was killed.
-    if state.oom_killed {
-        let last = result
-            .run
-            .as_mut()
-            .or(result.compile.as_mut())
-            .filter(|p| p.exit_code == Some(137));
-        if let Some(p) = last {
-            p.oom_killed = true;
-            p.timed_out = false;
-        }
-    }
     if hard_timeout {
         // Stuck past every limit: blame the phase that never reported.
         let phase = if input.def.compile.is_some() && result.compile.is_none() {
@@ -297,14 +395,52 @@ async fn run_inner(
         phase.get_or_insert_with(PhaseResult::default).timed_out = true;
     }
     if result.run.is_none() && result.compile.is_none() {
-        result.error = Some("the sandbox ended without reporting a result".into());
+        result.error = Some(
+            "the sandbox stopped before reporting a result (files in /work and /tmp count \
+             against the memory limit)"
+                .into(),
+        );
     }
-    let output_zip = zip_output(&output).map_err(|e| format!("zipping the output failed: {e}"))?;
-    Ok(Outcome {
-        result,
-        output_zip,
-        cancelled: false,
-    })
+    match zip_output(&output) {
+        Ok(output_zip) => Outcome {
+            result,
+            output_zip,
+            cancelled: false,
+        },
+        Err(e) => Outcome::failed(format!("zipping the output failed: {e}")),
+    }
+}
+
+/// Quote `s` for a POSIX shell (single quotes).
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The job's settings, sourced by the wrapper: commands, limits, arguments.
+fn job_env(input: &Input<'_>) -> String {
+    let l = &input.limits;
+    let mut env = String::new();
+    for (k, v) in [
+        ("SW_COMPILE", input.def.compile.clone().unwrap_or_default()),
+        ("SW_COMPILE_CPU", secs(l.compile_timeout_ms)),
+        ("SW_COMPILE_WALL", secs(l.compile_timeout_ms)),
+        ("SW_RUN", input.def.run.clone()),
+        ("SW_RUN_CPU", secs(l.run_timeout_ms)),
+        ("SW_RUN_WALL", secs(l.run_timeout_ms)),
+        (
+            "SW_FSIZE_BLOCKS",
+            (l.max_file_bytes / 512).max(1).to_string(),
+        ),
+    ] {
+        env.push_str(&format!("{k}={}\n", quote(&v)));
+    }
+    env.push_str("set --");
+    for a in input.args {
+        env.push(' ');
+        env.push_str(&quote(a));
+    }
+    env.push('\n');
+    env
 }
 
 /// A tar entry header owned by the sandbox user.
@@ -324,10 +460,11 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h
 }
 
-/// The tar uploaded to `/work`: files, the wrapper, stdin, and `go` last.
+/// The tar sent on stdin: directories, files, the wrapper, the job's
+/// settings and stdin, padded to whole 10 KiB records for any `tar`.
 fn input_tar(input: &Input<'_>) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
-    for dir in [".slipway", ".bin", "output"] {
+    for dir in [".slipway", ".slipway/result", ".bin", "output"] {
         let mut h = header(tar::EntryType::Directory, 0o755, 0);
         b.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
     }
@@ -339,56 +476,45 @@ fn input_tar(input: &Input<'_>) -> std::io::Result<Vec<u8>> {
         file(&mut b, name, data)?;
     }
     file(&mut b, ".slipway/run.sh", WRAPPER.as_bytes())?;
+    file(&mut b, ".slipway/job.env", job_env(input).as_bytes())?;
     file(&mut b, ".slipway/stdin", input.stdin)?;
-    file(&mut b, ".slipway/go", b"")?;
-    b.into_inner()
+    let mut tar = b.into_inner()?;
+    tar.resize(tar.len().div_ceil(10240) * 10240, 0);
+    Ok(tar)
 }
 
-/// Regular files of a downloaded tar, keyed by their path below the top directory.
+/// Regular files of a result tar, keyed by their path below the top directory.
 type Files = Vec<(String, Vec<u8>)>;
 
-/// Read a directory of the container as a list of files (None when it does not exist).
-async fn download(rt: &Runtime, id: &str, path: &str) -> Option<Files> {
-    let mut stream = rt.docker().download_from_container(
-        id,
-        Some(DownloadFromContainerOptions {
-            path: path.to_string(),
-        }),
-    );
-    let mut tar = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => {
-                if tar.len() + bytes.len() > MAX_DOWNLOAD {
-                    tracing::warn!(container = %id, %path, "result archive over the cap; cut");
-                    break;
-                }
-                tar.extend_from_slice(&bytes);
-            }
-            Err(e) => {
-                tracing::debug!(container = %id, %path, error = %e, "download failed");
-                return None;
-            }
-        }
-    }
-    let mut files = Vec::new();
-    let mut archive = tar::Archive::new(&tar[..]);
-    let entries = archive.entries().ok()?;
+/// Split the wrapper's result tar into phase files (`.slipway/result/…`) and
+/// output files (`output/…`); a cut tar yields what was complete.
+fn split_results(tar: &[u8]) -> (Files, Files) {
+    let (mut meta, mut output) = (Vec::new(), Vec::new());
+    let mut archive = tar::Archive::new(tar);
+    let Ok(entries) = archive.entries() else {
+        return (meta, output);
+    };
     for entry in entries {
         let Ok(mut entry) = entry else { break };
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let Ok(p) = entry.path() else { continue };
-        // Strip the top directory (`.slipway/`, `output/`).
-        let rel: std::path::PathBuf = p.components().skip(1).collect();
-        let rel = rel.to_string_lossy().into_owned();
+        let Ok(path) = entry.path() else { continue };
+        let path = path.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./").to_owned();
         let mut data = Vec::new();
-        if entry.read_to_end(&mut data).is_ok() && !rel.is_empty() {
-            files.push((rel, data));
+        if entry.read_to_end(&mut data).is_err() {
+            break;
+        }
+        if let Some(rel) = path.strip_prefix(".slipway/result/") {
+            meta.push((rel.to_owned(), data));
+        } else if let Some(rel) = path.strip_prefix("output/") {
+            if !rel.is_empty() {
+                output.push((rel.to_owned(), data));
+            }
         }
     }
-    Some(files)
+    (meta, output)
 }
 
 fn find<'a>(files: &'a Files, name: &str) -> Option<&'a [u8]> {
@@ -416,10 +542,19 @@ fn phase_result(meta: &Files, name: &str, cap: usize, limit_ms: u64) -> Option<P
     let mut parts = status.split_whitespace();
     let code: i64 = parts.next()?.parse().ok()?;
     let time_ms: u64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+    // Peak of the sandbox's memory cgroup when the phase ended ("-" when unreadable).
+    let memory_kb: Option<u64> = parts.next().and_then(|m| m.parse().ok());
+    // OOM kills inside the sandbox during the phase.
+    let oom_killed = parts
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0)
+        > 0;
     let (stdout, out_cut) = capped(find(meta, &format!("{name}.out")).unwrap_or_default(), cap);
     let (stderr, err_cut) = capped(find(meta, &format!("{name}.err")).unwrap_or_default(), cap);
     let signal = (129..160).contains(&code).then(|| code - 128);
     let timed_out = match signal {
+        _ if oom_killed && code == 137 => false,
         Some(24) => true,
         // `timeout -s KILL` kills with SIGKILL once the wall time is over.
         Some(9) => time_ms + 100 >= limit_ms,
@@ -431,9 +566,9 @@ fn phase_result(meta: &Files, name: &str, cap: usize, limit_ms: u64) -> Option<P
         exit_code: Some(code),
         signal: signal.map(signal_name),
         time_ms,
-        memory_kb: None,
+        memory_kb,
         truncated: out_cut || err_cut || signal == Some(25),
-        oom_killed: false,
+        oom_killed,
         timed_out,
     })
 }
@@ -458,6 +593,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn arguments_are_quoted_for_the_shell() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
     fn output_is_cut_at_the_cap() {
         assert_eq!(capped(b"hello", 10), ("hello".into(), false));
         let (t, cut) = capped("aé".as_bytes(), 2);
@@ -467,13 +608,18 @@ mod tests {
     #[test]
     fn status_files_become_phase_results() {
         let meta: Files = vec![
-            ("run.status".into(), b"137 2000\n".to_vec()),
+            ("run.status".into(), b"137 2000 51200 0\n".to_vec()),
             ("run.out".into(), b"partial".to_vec()),
         ];
         let p = phase_result(&meta, "run", 1024, 2000).unwrap();
         assert!(p.timed_out);
         assert_eq!(p.signal.as_deref(), Some("SIGKILL"));
         assert_eq!(p.stdout, "partial");
+        assert_eq!(p.memory_kb, Some(51200));
+        assert!(!p.oom_killed);
+        let oom: Files = vec![("run.status".into(), b"137 300 - 1\n".to_vec())];
+        let p = phase_result(&oom, "run", 1024, 2000).unwrap();
+        assert!(p.oom_killed && !p.timed_out && p.memory_kb.is_none());
         assert!(phase_result(&meta, "compile", 1024, 2000).is_none());
     }
 }

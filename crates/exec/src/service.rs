@@ -12,9 +12,11 @@ use slipway_store::{ExecJobRecord, NewExecJob, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{lang, JobLabels, Metrics};
 use crate::model::{JobRequest, JobResult, JobState};
+use crate::pool::{Pool, PoolConfig};
 use crate::runtimes::{self, RuntimeDef};
-use crate::sandbox::{self, Limits, INSTANCE_LABEL};
+use crate::sandbox::{self, Limits, Shape, INSTANCE_LABEL};
 
 /// Limits and sizes of the service (from the server configuration).
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct ExecConfig {
     pub pids: i64,
     /// Bytes of stdout/stderr kept per phase.
     pub output_cap: usize,
+    /// The warm pool of sandboxes.
+    pub pool: PoolConfig,
 }
 
 impl Default for ExecConfig {
@@ -60,6 +64,7 @@ impl Default for ExecConfig {
             memory_bytes: (256 << 20, 1 << 30),
             pids: 64,
             output_cap: 64 * 1024,
+            pool: PoolConfig::default(),
         }
     }
 }
@@ -112,9 +117,12 @@ struct Inner {
     running: Mutex<HashMap<String, CancellationToken>>,
     recent: Mutex<HashMap<i64, VecDeque<Instant>>>,
     counters: Counters,
+    metrics: Arc<Metrics>,
+    pool: Arc<Pool>,
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes as hex (ids, instance and sandbox names).
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::Rng::fill(&mut rand::thread_rng(), &mut buf[..]);
     hex::encode(buf)
@@ -158,6 +166,18 @@ impl ExecService {
         if requeued + failed > 0 {
             tracing::info!(requeued, failed, "recovered interrupted exec jobs");
         }
+        let metrics = Arc::new(Metrics::default());
+        let (pending, _) = store
+            .count_pending_exec_jobs(0)
+            .await
+            .map_err(|e| e.to_string())?;
+        metrics.queue_length.set(pending);
+        let pool = Pool::new(
+            rt.clone(),
+            instance.clone(),
+            config.pool.clone(),
+            metrics.clone(),
+        );
         let service = ExecService {
             inner: Arc::new(Inner {
                 store,
@@ -169,6 +189,8 @@ impl ExecService {
                 running: Mutex::new(HashMap::new()),
                 recent: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                metrics,
+                pool,
             }),
         };
         let starter = service.clone();
@@ -194,6 +216,11 @@ impl ExecService {
         &self.inner.counters
     }
 
+    /// Add the service's metrics (queue, jobs, latencies, warm pool) to `registry`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
+    }
+
     /// The Docker connection (for image checks).
     pub fn runtime(&self) -> &Runtime {
         &self.inner.rt
@@ -211,6 +238,7 @@ impl ExecService {
         let (all, mine) = self.inner.store.count_pending_exec_jobs(owner_id).await?;
         let busy = |message: String| {
             self.inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            self.inner.metrics.rejected.inc();
             SubmitError::Busy {
                 message,
                 retry_after_secs: 1,
@@ -245,6 +273,7 @@ impl ExecService {
             .counters
             .submitted
             .fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.queue_length.inc();
         self.inner.wake.notify_one();
         Ok(rec)
     }
@@ -273,6 +302,17 @@ impl ExecService {
     /// Cancel `owner_id`'s job; returns the state it had, None if it is not theirs.
     pub async fn cancel(&self, id: &str, owner_id: i64) -> Result<Option<JobState>, StoreError> {
         let before = self.inner.store.cancel_exec_job(id, owner_id).await?;
+        if before.as_deref() == Some(JobState::Pending.as_str()) {
+            self.queue_left();
+            self.inner
+                .metrics
+                .jobs
+                .get_or_create(&JobLabels {
+                    language: "unknown".into(),
+                    outcome: JobState::Cancelled.as_str().into(),
+                })
+                .inc();
+        }
         if let Some(token) = self
             .inner
             .running
@@ -307,8 +347,21 @@ impl ExecService {
         let worker = format!("{}-{}/{n}", self.inner.instance, self.inner.process);
         loop {
             match self.inner.store.claim_exec_job(&worker).await {
-                Ok(Some(job)) => self.process(job, &worker).await,
+                Ok(Some(job)) => {
+                    self.queue_left();
+                    let waited = (job.started_at.unwrap_or_else(chrono::Utc::now) - job.created_at)
+                        .num_milliseconds()
+                        .max(0) as f64
+                        / 1000.0;
+                    self.inner
+                        .metrics
+                        .queue_wait
+                        .get_or_create(&lang(&job.language))
+                        .observe(waited);
+                    self.process(job, &worker).await
+                }
                 Ok(None) => {
+                    self.inner.metrics.queue_length.set(0);
                     tokio::select! {
                         _ = self.inner.wake.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -322,7 +375,15 @@ impl ExecService {
         }
     }
 
+    /// One job fewer waiting (never below zero).
+    fn queue_left(&self) {
+        if self.inner.metrics.queue_length.dec() <= 0 {
+            self.inner.metrics.queue_length.set(0);
+        }
+    }
+
     async fn process(&self, job: ExecJobRecord, worker: &str) {
+        let claimed = Instant::now();
         let token = CancellationToken::new();
         self.inner
             .running
@@ -335,7 +396,19 @@ impl ExecService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.id);
+        let language = lang(&job.language);
+        let count = |state: JobState| {
+            self.inner
+                .metrics
+                .jobs
+                .get_or_create(&JobLabels {
+                    language: job.language.clone(),
+                    outcome: state.as_str().into(),
+                })
+                .inc();
+        };
         if outcome.cancelled {
+            count(JobState::Cancelled);
             return;
         }
         let state = outcome.result.state();
@@ -357,6 +430,12 @@ impl ExecService {
                     .counters
                     .completed
                     .fetch_add(1, Ordering::Relaxed);
+                count(state);
+                self.inner
+                    .metrics
+                    .run_latency
+                    .get_or_create(&language)
+                    .observe(claimed.elapsed().as_secs_f64());
             }
             Ok(false) => tracing::debug!(job = %job.id, "completion ignored: job no longer ours"),
             Err(e) => tracing::error!(job = %job.id, error = %e, "storing an exec result failed"),
@@ -405,16 +484,71 @@ impl ExecService {
             })
             .collect();
         let input = sandbox::Input {
-            name: format!("slipway-exec-{}-{}", job.id, job.attempts),
-            job_id: &job.id,
-            instance: &self.inner.instance,
             def,
             files,
             stdin: req.stdin.as_deref().unwrap_or("").as_bytes(),
             args: &req.args,
             limits,
         };
-        sandbox::run(&self.inner.rt, input, token).await
+        self.sandboxed(job, &input, token).await
+    }
+
+    /// Run `input` in a warm sandbox when one fits (default memory limit),
+    /// else in one started for it; the container is destroyed afterwards, off
+    /// the job's path.
+    async fn sandboxed(
+        &self,
+        job: &ExecJobRecord,
+        input: &sandbox::Input<'_>,
+        token: &CancellationToken,
+    ) -> sandbox::Outcome {
+        let rt = &self.inner.rt;
+        let shape = Shape::of(input.def, &input.limits);
+        let job_name = format!("slipway-exec-job-{}-{}", job.id, job.attempts);
+        let poolable = self.inner.config.pool.size > 0
+            && input.limits.memory_bytes == self.inner.config.memory_bytes.0;
+        let warm = if poolable {
+            self.inner.pool.take(shape)
+        } else {
+            None
+        };
+        let mut attempts = 0;
+        let mut warm = warm;
+        loop {
+            attempts += 1;
+            let sandbox = match warm.take() {
+                Some(w) => {
+                    // Name it after the job (for operators), without waiting.
+                    let (rt, id, to) = (rt.clone(), w.id.clone(), job_name.clone());
+                    tokio::spawn(async move {
+                        let rename = bollard::container::RenameContainerOptions { name: to };
+                        if let Err(e) = rt.docker().rename_container(&id, rename).await {
+                            tracing::debug!(container = %id, error = %e, "sandbox rename failed");
+                        }
+                    });
+                    w
+                }
+                None => {
+                    let labels = sandbox::sandbox_labels(&self.inner.instance, &shape);
+                    let self_destruct = self.inner.config.pool.self_destruct();
+                    match sandbox::prepare(rt, &job_name, shape, labels, self_destruct).await {
+                        Ok(w) => w,
+                        Err(e) => return sandbox::Outcome::failed(e),
+                    }
+                }
+            };
+            let id = sandbox.id.clone();
+            let result = sandbox.run(input, token).await;
+            let rt2 = rt.clone();
+            tokio::spawn(async move { sandbox::destroy(&rt2, &id).await });
+            match result {
+                Ok(outcome) => return outcome,
+                Err(sandbox::Stale(e)) if attempts < 2 => {
+                    tracing::warn!(job = %job.id, error = %e, "warm sandbox was stale; starting another");
+                }
+                Err(sandbox::Stale(e)) => return sandbox::Outcome::failed(e),
+            }
+        }
     }
 }
 
@@ -486,6 +620,9 @@ pub fn validate(c: &ExecConfig, req: &JobRequest) -> Result<&'static RuntimeDef,
     }
     if req.args.len() > 64 {
         return invalid("at most 64 arguments".into());
+    }
+    if req.args.iter().any(|a| a.contains('\0')) {
+        return invalid("arguments cannot contain NUL characters".into());
     }
     total += req.args.iter().map(String::len).sum::<usize>();
     if total > c.max_total_bytes {

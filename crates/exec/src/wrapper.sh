@@ -1,37 +1,75 @@
 # Slipway exec wrapper (POSIX sh: busybox ash and dash). Runs inside the
 # sandbox as uid 1000 once the job's files are in /work; records each phase in
-# /work/.slipway/<phase>.{out,err,status}, then prints the end marker and waits
-# to be collected. Builtins only after a phase, so a fork bomb cannot stop it.
+# /work/.slipway/result/<phase>.{out,err,status}, then prints the result marker
+# followed by a tar of the results and output/ on stdout, and exits (the
+# container removes itself). Builtins only after a phase until its leftovers
+# are killed, so a fork bomb cannot stop it.
 M=/work/.slipway
+R=$M/result
 cd /work || exit 1
+# Limits, commands and arguments of this job (shell-quoted by the server).
+. "$M/job.env"
+
+# Peak memory and OOM kills of this sandbox's memory cgroup (v2, else v1).
+CG=/sys/fs/cgroup
+if [ -r $CG/memory.peak ]; then
+    CG_PEAK=$CG/memory.peak CG_EVENTS=$CG/memory.events
+elif [ -r $CG/memory/memory.max_usage_in_bytes ]; then
+    CG_PEAK=$CG/memory/memory.max_usage_in_bytes CG_EVENTS=$CG/memory/memory.oom_control
+else
+    CG_PEAK= CG_EVENTS=
+fi
+oom_kills() {
+    OOMS=0
+    if [ -n "$CG_EVENTS" ]; then
+        while read -r k v; do
+            if [ "$k" = oom_kill ]; then OOMS=$v; fi
+        done < "$CG_EVENTS"
+    fi
+}
+peak_kb() {
+    PEAK=-
+    if [ -n "$CG_PEAK" ] && read -r bytes < "$CG_PEAK"; then
+        PEAK=$((bytes / 1024))
+    fi
+}
 
 # phase NAME CPU_SECONDS WALL_SECONDS COMMAND INPUT [ARGS...]
 phase() {
     name=$1 cpu=$2 wall=$3 cmd=$4 input=$5
     shift 5
+    oom_kills
+    o0=$OOMS
     read up _ < /proc/uptime
     t0=${up%.*}${up#*.}
     (
+        # The program, not this wrapper, is what the OOM killer should pick.
+        { echo 1000 > /proc/self/oom_score_adj; } 2> /dev/null
         ulimit -t "$cpu"
         ulimit -f "$SW_FSIZE_BLOCKS"
         exec timeout -s KILL "$wall" sh -c "$cmd" sh "$@"
-    ) < "$input" > "$M/$name.out" 2> "$M/$name.err"
+    ) < "$input" > "$R/$name.out" 2> "$R/$name.err"
     code=$?
     # Whatever the program left behind (background jobs, a fork bomb) dies here.
     kill -9 -1 2> /dev/null
     read up _ < /proc/uptime
     t1=${up%.*}${up#*.}
-    echo "$code $(( (t1 - t0) * 10 ))" > "$M/$name.status"
+    peak_kb
+    oom_kills
+    echo "$code $(( (t1 - t0) * 10 )) $PEAK $((OOMS - o0))" > "$R/$name.status"
+}
+
+finish() {
+    echo SLIPWAY-EXEC-RESULT
+    exec tar -cf - .slipway/result output 2> /dev/null
 }
 
 if [ -n "$SW_COMPILE" ]; then
     phase compile "$SW_COMPILE_CPU" "$SW_COMPILE_WALL" "$SW_COMPILE" /dev/null
-    read code _ < "$M/compile.status"
+    read code _ < "$R/compile.status"
     if [ "$code" != 0 ]; then
-        echo SLIPWAY-EXEC-DONE
-        exec sleep 3600
+        finish
     fi
 fi
 phase run "$SW_RUN_CPU" "$SW_RUN_WALL" "$SW_RUN" "$M/stdin" "$@"
-echo SLIPWAY-EXEC-DONE
-exec sleep 3600
+finish

@@ -2,7 +2,6 @@
 //! retry, header rewriting, streaming of bodies and upgrade tunnels.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
-use crate::headers::{header_bytes, set_forwarded, strip_hop_by_hop, wants_upgrade};
+use crate::headers::{client_value, header_bytes, set_forwarded, strip_hop_by_hop, wants_upgrade};
 use crate::proxy::Inner;
 use crate::route::normalize_host;
 use crate::table::LivePool;
@@ -51,12 +50,24 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// The upstream of an access-log line, `-` when none answered.
+struct UpstreamField(Option<SocketAddr>);
+
+impl std::fmt::Display for UpstreamField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// What the access log and metrics need about one exchange.
 struct Exchange<'a> {
     start: Instant,
     method: &'a Method,
     host: &'a str,
-    path: &'a str,
+    uri: &'a hyper::Uri,
     pool: &'a LivePool,
 }
 
@@ -64,14 +75,16 @@ impl Exchange<'_> {
     fn finish(&self, status: StatusCode, upstream: Option<SocketAddr>) {
         let elapsed = self.start.elapsed();
         self.pool.metrics.record(status.as_u16(), elapsed);
+        // Fields are only evaluated (and the line formatted) when a
+        // subscriber wants this level and target.
         tracing::info!(
             target: "slipway_proxy::access",
             app = %self.pool.app,
             method = %self.method,
             host = %self.host,
-            path = %self.path,
+            path = %self.uri.path(),
             status = status.as_u16(),
-            upstream = %upstream.map_or_else(|| "-".to_string(), |a| a.to_string()),
+            upstream = %UpstreamField(upstream),
             duration_us = elapsed.as_micros() as u64,
             "request"
         );
@@ -83,13 +96,42 @@ impl Exchange<'_> {
     }
 }
 
+/// Per-connection facts every request of the connection shares.
+pub(crate) struct Client {
+    /// Its `X-Forwarded-For` entry, formatted once.
+    pub forwarded_for: HeaderValue,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+impl Client {
+    pub fn new(remote: SocketAddr, scheme: &'static str) -> Self {
+        Client {
+            forwarded_for: client_value(remote.ip()),
+            scheme,
+        }
+    }
+}
+
+/// The request target to send upstream: origin form, reusing the client's
+/// bytes when it already is (HTTP/1.1), else its path and query.
+fn origin_form(uri: &hyper::Uri) -> Option<hyper::Uri> {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return Some(uri.clone());
+    }
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    hyper::Uri::builder().path_and_query(pq).build().ok()
+}
+
 impl Inner {
     /// Answers one client request.
     pub(crate) async fn handle(
-        self: Arc<Self>,
+        &self,
         mut req: Request<Incoming>,
-        remote: SocketAddr,
-        scheme: &'static str,
+        client: &Client,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         if header_bytes(req.headers()) > self.config.max_header_bytes {
@@ -99,11 +141,22 @@ impl Inner {
                 "request headers exceed the proxy's limit",
             );
         }
-        let host_raw = match req.uri().authority() {
-            Some(a) => a.as_str().to_string(),
-            None => match req.headers().get(HOST).and_then(|v| v.to_str().ok()) {
-                Some(h) => h.to_string(),
-                None => {
+        // The Host as received: the URI's authority (HTTP/2, absolute form)
+        // wins over the header. Cloning a parsed header value is a refcount.
+        let host_value = match req.uri().authority() {
+            Some(a) => match HeaderValue::from_str(a.as_str()) {
+                Ok(v) => v,
+                Err(_) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "missing_host",
+                        "the request has no Host header",
+                    )
+                }
+            },
+            None => match req.headers().get(HOST) {
+                Some(h) if h.to_str().is_ok() => h.clone(),
+                _ => {
                     return error_response(
                         StatusCode::BAD_REQUEST,
                         "missing_host",
@@ -112,44 +165,43 @@ impl Inner {
                 }
             },
         };
-        let host = normalize_host(&host_raw);
-        let table = self.table.load();
-        let Some(pool) = table.find(&host, req.uri().path()).cloned() else {
+        let host_raw = host_value.to_str().unwrap_or_default();
+        let host = normalize_host(host_raw);
+        let Some(pool) = self.table.load().find(&host, req.uri().path()).cloned() else {
             return error_response(
                 StatusCode::NOT_FOUND,
                 "no_route",
                 &format!("no app is routed at {host}{}", req.uri().path()),
             );
         };
-        drop(table);
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let path_q = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-        let ex = Exchange {
-            start,
-            method: &method,
-            host: &host,
-            path: &path,
-            pool: &pool,
-        };
 
         let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
+        let method = parts.method;
+        let ex = Exchange {
+            start,
+            method: &method,
+            host: &host,
+            uri: &parts.uri,
+            pool: &pool,
+        };
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers, upgrade);
-        set_forwarded(&mut headers, remote.ip(), scheme, &host_raw);
-        if let Ok(v) = HeaderValue::from_str(&host_raw) {
-            headers.insert(HOST, v);
+        set_forwarded(
+            &mut headers,
+            &client.forwarded_for,
+            client.scheme,
+            &host_value,
+        );
+        if parts.uri.authority().is_some() || headers.get_all(HOST).iter().nth(1).is_some() {
+            headers.insert(HOST, host_value.clone());
         }
         // A request that never left can go to another replica whatever its
         // method; one that failed after sending is replayed only when it is
         // idempotent and bodiless (rebuilt from a copy of its head).
         let replay = (idempotent(&method) && body.is_end_stream()).then(|| headers.clone());
-        let Ok(uri) = path_q.parse::<hyper::Uri>() else {
+        let Some(uri) = origin_form(&parts.uri) else {
             return ex.fail(
                 StatusCode::BAD_REQUEST,
                 "bad_path",
@@ -166,17 +218,24 @@ impl Inner {
         };
         let mut out = Some(build(headers, body.boxed_unsync()));
         let mut replay = replay;
-        let mut tried: Option<Arc<Upstream>> = None;
+        let mut guard: Option<InFlight> = None;
 
         for attempt in 0..2 {
-            let Some(up) = pool.pick(tried.as_ref()).or_else(|| pool.pick(None)) else {
+            let tried = guard.as_ref().map(|g| &g.upstream);
+            let Some(up) = pool.pick(tried).or_else(|| pool.pick(None)) else {
                 return ex.fail(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no_healthy_upstream",
                     &format!("app {} has no healthy replica", pool.app),
                 );
             };
-            let guard = InFlight::new(up.clone(), pool.metrics.clone());
+            let up: &Upstream = match &mut guard {
+                Some(g) => {
+                    g.retarget(up);
+                    &g.upstream
+                }
+                None => &guard.insert(InFlight::new(up, pool.clone())).upstream,
+            };
             let last = attempt == 1;
             let mut sender = match up
                 .conns
@@ -188,7 +247,6 @@ impl Inner {
                     up.eject(self.config.eject_cooldown, "connect error");
                     tracing::warn!(app = %pool.app, upstream = %up.addr, error = %e, attempt, "upstream connect failed");
                     if !last {
-                        tried = Some(up);
                         continue;
                     }
                     return if pool.pick(None).is_none() {
@@ -225,7 +283,6 @@ impl Inner {
                     if !last {
                         out = unsent.or_else(|| replay.take().map(|h| build(h, empty())));
                         if out.is_some() {
-                            tried = Some(up);
                             continue;
                         }
                     }
@@ -255,6 +312,7 @@ impl Inner {
                 self.config.eject_cooldown,
             );
             ex.finish(status, Some(up.addr));
+            let guard = guard.take().expect("guard set for each attempt");
             return respond(resp, client_upgrade, guard, sender);
         }
         unreachable!("the loop returns on its second attempt")

@@ -15,6 +15,7 @@ mod metrics;
 mod pool;
 mod proxy;
 mod route;
+mod shard;
 mod table;
 mod tls;
 mod upstream;

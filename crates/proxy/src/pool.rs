@@ -1,7 +1,12 @@
-//! Keep-alive connections to one upstream: a small stack of idle HTTP/1.1
+//! Keep-alive connections to one upstream: small stacks of idle HTTP/1.1
 //! senders. Owning the pool (rather than using a generic client) lets the
 //! proxy get a request back when a connection failed before sending it, and
 //! keeps a drained upstream's sockets from outliving it.
+//!
+//! The idle stacks are sharded by thread: a connection's task runs on the
+//! thread that opened it (thread-per-core runtimes), so handing its sender
+//! only to requests on that same thread avoids cross-thread wake-ups and
+//! keeps the shard's lock uncontended. Reuse is LIFO (the warmest socket).
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -11,6 +16,7 @@ use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::shard::{self, Padded};
 use crate::ProxyBody;
 
 /// Why no connection could be had; the request was not sent.
@@ -31,7 +37,8 @@ struct Idle {
 
 /// Idle connections of one upstream.
 pub(crate) struct ConnPool {
-    idle: Mutex<Vec<Idle>>,
+    shards: Box<[Padded<Mutex<Vec<Idle>>>]>,
+    /// Idle connections kept per shard.
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -45,7 +52,7 @@ impl std::fmt::Debug for ConnPool {
 impl ConnPool {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
         ConnPool {
-            idle: Mutex::new(Vec::new()),
+            shards: (0..shard::SHARDS).map(|_| Padded::default()).collect(),
             max_idle,
             idle_timeout,
         }
@@ -57,8 +64,9 @@ impl ConnPool {
         addr: SocketAddr,
         connect_timeout: Duration,
     ) -> Result<SendRequest<ProxyBody>, ConnectError> {
+        let shard = &self.shards[shard::index()].0;
         loop {
-            let idle = self.idle.lock().expect("pool lock").pop();
+            let idle = shard.lock().expect("pool lock").pop();
             let Some(Idle { mut sender, since }) = idle else {
                 break;
             };
@@ -87,7 +95,7 @@ impl ConnPool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.shards[shard::index()].0.lock().expect("pool lock");
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 sender,
@@ -98,6 +106,8 @@ impl ConnPool {
 
     /// Closes every idle connection (the upstream left the table).
     pub fn clear(&self) {
-        self.idle.lock().expect("pool lock").clear();
+        for shard in self.shards.iter() {
+            shard.0.lock().expect("pool lock").clear();
+        }
     }
 }

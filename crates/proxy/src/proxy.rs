@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::error::ProxyError;
+use crate::forward::Client;
 use crate::health;
 use crate::metrics::{self, AppMetrics, MetricsSnapshot};
 use crate::pool::ConnPool;
@@ -38,7 +39,8 @@ pub struct ProxyConfig {
     pub eject_after_errors: u32,
     /// How long an ejected upstream is skipped.
     pub eject_cooldown: Duration,
-    /// Idle keep-alive connections kept per upstream.
+    /// Idle keep-alive connections kept per upstream by each proxy thread
+    /// (connections are pooled per thread, see the pool module).
     pub pool_max_idle_per_host: usize,
     /// How long an idle upstream connection is kept.
     pub pool_idle_timeout: Duration,
@@ -303,10 +305,12 @@ impl Inner {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let inner = self.clone();
+        // Per request only this connection's own handle is cloned: no
+        // reference count shared with other cores is touched.
+        let conn = Arc::new((self.clone(), Client::new(remote, scheme)));
         let svc = service_fn(move |req| {
-            let inner = inner.clone();
-            async move { Ok::<_, Infallible>(inner.handle(req, remote, scheme).await) }
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
         });
         if let Err(e) = self.server.serve_connection_with_upgrades(io, svc).await {
             tracing::debug!(client = %remote, error = %e, "client connection ended");

@@ -2,6 +2,7 @@
 //! Host header and path. The deployer builds one and hands it to
 //! [`crate::Proxy::set_routes`], which swaps it in atomically.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -161,8 +162,8 @@ impl RouteTable {
 }
 
 /// Normalises a Host header or URI authority: lower case, port and trailing
-/// dot removed, IPv6 brackets kept.
-pub(crate) fn normalize_host(host: &str) -> String {
+/// dot removed, IPv6 brackets kept. Borrows when nothing needs lowering.
+pub(crate) fn normalize_host(host: &str) -> Cow<'_, str> {
     let h = host.trim();
     let h = if h.starts_with('[') {
         match h.find(']') {
@@ -172,7 +173,12 @@ pub(crate) fn normalize_host(host: &str) -> String {
     } else {
         h.rsplit_once(':').map_or(h, |(name, _)| name)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
 }
 
 /// Whether `prefix` covers `path` on a segment boundary.

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::metrics::AppMetrics;
 use crate::pool::ConnPool;
 use crate::route::HealthCheck;
+use crate::table::LivePool;
 
 /// One upstream's state; shared by the route table, the health task and the
 /// requests in flight to it (which keep it alive after it left the table).
@@ -71,7 +71,9 @@ impl Upstream {
 
     /// Whether passive ejection currently excludes it.
     pub fn is_ejected(&self) -> bool {
-        self.now_ms() < self.ejected_until_ms.load(Ordering::Relaxed)
+        // Never ejected (the usual case): no clock read.
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && self.now_ms() < until
     }
 
     /// Whether the active checks consider it up.
@@ -163,25 +165,37 @@ pub struct UpstreamStatus {
 }
 
 /// Counts one request against an upstream and its app for as long as it
-/// lives: dropped when the response body ends or the tunnel closes.
+/// lives: dropped when the response body ends or the tunnel closes. It owns
+/// the handles the request needs, so the hot path clones no `Arc`.
 pub(crate) struct InFlight {
     pub upstream: Arc<Upstream>,
-    metrics: Arc<AppMetrics>,
+    pub pool: Arc<LivePool>,
 }
 
 impl InFlight {
-    pub fn new(upstream: Arc<Upstream>, metrics: Arc<AppMetrics>) -> Self {
+    pub fn new(upstream: Arc<Upstream>, pool: Arc<LivePool>) -> Self {
         upstream.in_flight.fetch_add(1, Ordering::AcqRel);
-        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight { upstream, metrics }
+        pool.metrics.start();
+        InFlight { upstream, pool }
+    }
+
+    /// Moves the request to another upstream (a retry).
+    pub fn retarget(&mut self, upstream: Arc<Upstream>) {
+        upstream.in_flight.fetch_add(1, Ordering::AcqRel);
+        let old = std::mem::replace(&mut self.upstream, upstream);
+        Self::leave(&old);
+    }
+
+    fn leave(upstream: &Upstream) {
+        if upstream.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            upstream.idle.notify_waiters();
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.upstream.idle.notify_waiters();
-        }
+        self.pool.metrics.end();
+        Self::leave(&self.upstream);
     }
 }

@@ -6,6 +6,7 @@
 //! the domain to [`Store`]. The cluster backend (etcd) will sit beside this one
 //! behind a trait shaped by what both really need.
 
+mod apps;
 mod error;
 mod events;
 mod exec_jobs;
@@ -16,6 +17,7 @@ mod tokens;
 mod users;
 mod webhooks;
 
+pub use apps::{AppEvent, NewRelease};
 pub use error::StoreError;
 pub use exec_jobs::{ExecJobRecord, NewExecJob};
 pub use pipelines::{NewPipeline, NewStep};

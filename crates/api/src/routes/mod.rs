@@ -3,6 +3,7 @@
 mod account;
 mod exec;
 pub(crate) mod git;
+pub(crate) mod metrics;
 mod pipelines;
 mod repos;
 mod tokens;

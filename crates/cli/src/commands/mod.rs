@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod app;
 pub mod exec;
 pub mod images;
 pub mod pipeline;

@@ -153,41 +153,7 @@ pub async fn run(cmd: PipelineCommand, g: &GlobalArgs) -> anyhow::Result<()> {
             number,
             step,
             follow,
-        } => {
-            let (o, n) = split(&repo)?;
-            let steps: Vec<String> = match step {
-                Some(st) => vec![st],
-                None => {
-                    let p: Value = client
-                        .get(&format!("/repos/{o}/{n}/pipelines/{number}"))
-                        .await?;
-                    p["steps"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|st| st["name"].as_str().map(str::to_owned))
-                        .collect()
-                }
-            };
-            let many = steps.len() > 1;
-            for st in steps {
-                let path = format!("/repos/{o}/{n}/pipelines/{number}/steps/{st}/logs");
-                if many && !g.json {
-                    println!("── {st} ──");
-                }
-                if follow {
-                    follow_step(&client, &path, &st, g.json).await?;
-                } else {
-                    let text = client.get_raw(&path).await?.text().await?;
-                    if g.json {
-                        output::json(&serde_json::json!({"step": st, "log": text}))?;
-                    } else {
-                        print!("{text}");
-                    }
-                }
-            }
-        }
+        } => print_logs(&client, &repo, number, step, follow, g.json).await?,
         PipelineCommand::Cancel { repo, number } => {
             let (o, n) = split(&repo)?;
             client.require_token()?;
@@ -220,6 +186,53 @@ pub async fn run(cmd: PipelineCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 "Queued {repo} pipeline #{} (retry of #{number}).",
                 p["number"]
             );
+        }
+    }
+    Ok(())
+}
+
+/// Prints a pipeline's logs: one step's, or every step's in order; with
+/// `follow`, each step is followed live until it ends. Shared with
+/// `slipway deploy --follow`, which watches the pipeline a deploy started.
+pub(crate) async fn print_logs(
+    client: &Client,
+    repo: &str,
+    number: i64,
+    step: Option<String>,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (o, n) = split(repo)?;
+    let steps: Vec<String> = match step {
+        Some(st) => vec![st],
+        None => {
+            let p: Value = client
+                .get(&format!("/repos/{o}/{n}/pipelines/{number}"))
+                .await?;
+            p["steps"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|st| st["name"].as_str().map(str::to_owned))
+                .collect()
+        }
+    };
+    let many = steps.len() > 1;
+    for st in steps {
+        let path = format!("/repos/{o}/{n}/pipelines/{number}/steps/{st}/logs");
+        if many && !json {
+            println!("── {st} ──");
+        }
+        if follow {
+            follow_step(client, &path, &st, json).await?;
+        } else {
+            let text = client.get_raw(&path).await?.text().await?;
+            if json {
+                output::json(&serde_json::json!({"step": st, "log": text}))?;
+            } else {
+                print!("{text}");
+            }
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! Repository secrets encrypted at rest.
+//! Secrets encrypted at rest (CI repository secrets, app secrets).
 //!
 //! Values are sealed with XChaCha20-Poly1305 under a per-data-directory key
 //! (`<data>/ci-secrets.key`, 32 random bytes, mode 0600) before they reach the

@@ -1,0 +1,247 @@
+//! Slipway's continuous deployment.
+//!
+//! An app's desired state lives in the store: its [`AppSpec`] (replicas,
+//! port, health check, environment…) and the number of the release that
+//! should run. The [`Deployer`] makes the Docker Engine match it, Kubernetes
+//! controller style: one reconcile task per app compares desired and actual
+//! replicas and acts — start new replicas, wait until their health check
+//! passes, put them in the proxy's route table, drain and stop old ones — and
+//! runs again whenever something changes (an API call, a new release, a
+//! container dying, a periodic resync). Every step is idempotent, and the
+//! actual state is read back from the engine (containers carry labels), so a
+//! restarted server adopts the replicas it finds.
+//!
+//! The built-in proxy ([`slipway_proxy::Proxy`]) is owned here: routes are
+//! rebuilt from the healthy replicas each time they change.
+
+#![warn(missing_docs)]
+
+mod logs;
+mod probe;
+mod reconcile;
+mod replica;
+mod routes;
+mod service;
+
+pub use logs::LogLine;
+pub use replica::{ReplicaState, ReplicaView};
+pub use service::ConfigChange;
+
+use slipway_auth::secrets::SecretBox;
+use slipway_domain::AppRecord;
+use slipway_proxy::{Proxy, ProxyConfig};
+use slipway_runtime::Runtime;
+use slipway_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::Notify;
+
+/// Label carrying the server instance that owns a replica, so servers
+/// sharing one Docker Engine never touch each other's replicas.
+pub const INSTANCE_LABEL: &str = "io.slipway.deploy-instance";
+/// Label carrying the app id of a replica.
+pub const APP_ID_LABEL: &str = "io.slipway.app-id";
+/// Label carrying the release number a replica runs.
+pub const RELEASE_LABEL: &str = "io.slipway.release";
+
+/// How the deploy service is set up by the server.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// The server's data directory (the app secrets key lives there).
+    pub data_dir: PathBuf,
+    /// Apps without domains answer `<app>.<apps_domain>`.
+    pub apps_domain: String,
+    /// Releases whose images are kept (older images are removed).
+    pub releases_kept: usize,
+}
+
+/// Why a deploy operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The request is invalid; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The operation does not fit the app's state.
+    #[error("{0}")]
+    State(String),
+    /// Something does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The secret key could not be used.
+    #[error("{0}")]
+    Secret(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The deploy service: releases, replicas and the proxy's routes. Cheap to
+/// clone; every clone shares one set of reconcile tasks.
+#[derive(Clone)]
+pub struct Deployer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    options: DeployOptions,
+    proxy: Proxy,
+    runtime: OnceLock<Runtime>,
+    instance: OnceLock<String>,
+    /// Per app: the replicas this server runs and the reconcile task's state.
+    apps: Mutex<HashMap<i64, replica::AppReplicas>>,
+    /// Per app: the wake-up of its reconcile task.
+    wakers: Mutex<HashMap<i64, Arc<Notify>>>,
+    /// Signalled when any release changes state (waiters re-check).
+    release_changed: Notify,
+    /// Serialises route table rebuilds.
+    routes_lock: Mutex<()>,
+    /// Public base of the proxy (`http://host:port`) for app URLs.
+    proxy_base: Mutex<Option<(String, u16)>>,
+    secret_box: OnceLock<SecretBox>,
+}
+
+impl Deployer {
+    /// A deploy service on `store`; nothing runs until [`Deployer::start`].
+    pub fn new(store: Store, options: DeployOptions) -> Self {
+        let proxy = Proxy::new(ProxyConfig::default());
+        Deployer {
+            inner: Arc::new(Inner {
+                store,
+                options,
+                proxy,
+                runtime: OnceLock::new(),
+                instance: OnceLock::new(),
+                apps: Mutex::new(HashMap::new()),
+                wakers: Mutex::new(HashMap::new()),
+                release_changed: Notify::new(),
+                routes_lock: Mutex::new(()),
+                proxy_base: Mutex::new(None),
+                secret_box: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The built-in reverse proxy (the server serves it on its own listener).
+    pub fn proxy(&self) -> &Proxy {
+        &self.inner.proxy
+    }
+
+    /// Records where the proxy listens, for the URLs shown to users.
+    pub fn set_proxy_address(&self, scheme: &str, port: u16) {
+        *self.inner.proxy_base.lock().unwrap() = Some((scheme.to_string(), port));
+    }
+
+    /// Host names an app answers on.
+    pub fn hosts(&self, app: &AppRecord) -> Vec<String> {
+        if app.spec.domains.is_empty() {
+            vec![format!("{}.{}", app.name, self.inner.options.apps_domain)]
+        } else {
+            app.spec.domains.clone()
+        }
+    }
+
+    /// The URL users open for an app (through the proxy).
+    pub fn url(&self, app: &AppRecord) -> Option<String> {
+        let (scheme, port) = self.inner.proxy_base.lock().unwrap().clone()?;
+        let host = self.hosts(app).into_iter().next()?;
+        let host = host
+            .strip_prefix("*.")
+            .map_or(host.clone(), |h| format!("www.{h}"));
+        let default = (scheme == "http" && port == 80) || (scheme == "https" && port == 443);
+        Some(if default {
+            format!("{scheme}://{host}/")
+        } else {
+            format!("{scheme}://{host}:{port}/")
+        })
+    }
+
+    /// Starts the reconcile machinery on `rt`: adopts the replicas found in
+    /// the engine, watches container deaths, resyncs periodically.
+    pub async fn start(&self, rt: Runtime) -> Result<(), String> {
+        let instance = self.load_instance().await.map_err(|e| e.to_string())?;
+        let _ = self.inner.instance.set(instance);
+        let _ = self.inner.runtime.set(rt);
+        reconcile::start(self.clone());
+        Ok(())
+    }
+
+    /// Whether [`Deployer::start`] ran (Docker answered).
+    pub fn is_running(&self) -> bool {
+        self.inner.runtime.get().is_some()
+    }
+
+    /// Asks the reconcile task of `app_id` to run soon.
+    pub fn wake(&self, app_id: i64) {
+        if self.inner.runtime.get().is_none() {
+            return;
+        }
+        let notify = {
+            let mut wakers = self.inner.wakers.lock().unwrap();
+            match wakers.get(&app_id) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = Arc::new(Notify::new());
+                    wakers.insert(app_id, n.clone());
+                    reconcile::spawn_app_task(self.clone(), app_id, n.clone());
+                    n
+                }
+            }
+        };
+        notify.notify_one();
+    }
+
+    /// The replicas of an app as this server sees them.
+    pub fn replicas(&self, app_id: i64) -> Vec<ReplicaView> {
+        self.inner
+            .apps
+            .lock()
+            .unwrap()
+            .get(&app_id)
+            .map(|a| a.views())
+            .unwrap_or_default()
+    }
+
+    /// Healthy replicas of the release that should run.
+    pub fn ready(&self, app: &AppRecord) -> usize {
+        let Some(release) = app.release else {
+            return 0;
+        };
+        self.replicas(app.id)
+            .iter()
+            .filter(|r| r.release == release && r.state == ReplicaState::Healthy)
+            .count()
+    }
+
+    fn runtime(&self) -> Option<&Runtime> {
+        self.inner.runtime.get()
+    }
+
+    fn instance(&self) -> &str {
+        self.inner.instance.get().map(String::as_str).unwrap_or("")
+    }
+
+    async fn load_instance(&self) -> Result<String, StoreError> {
+        if let Some(v) = self.store().setting("deploy.instance").await? {
+            return Ok(v);
+        }
+        let v = hex::encode(rand::random::<[u8; 6]>());
+        self.store().set_setting("deploy.instance", &v).await?;
+        Ok(v)
+    }
+
+    fn secret_box(&self) -> Result<&SecretBox, DeployError> {
+        if let Some(b) = self.inner.secret_box.get() {
+            return Ok(b);
+        }
+        let b = SecretBox::load_or_create(&self.inner.options.data_dir.join("app-secrets.key"))
+            .map_err(DeployError::Secret)?;
+        Ok(self.inner.secret_box.get_or_init(|| b))
+    }
+}

@@ -1,0 +1,146 @@
+//! Replicas: one container of one release, published on 127.0.0.1, and the
+//! per-app bookkeeping the reconcile loop keeps between runs.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use slipway_domain::{AppRecord, ReleaseRecord};
+use slipway_runtime::{labels, ContainerSpec, Security};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Processes one replica may run.
+pub const REPLICA_PIDS_LIMIT: i64 = 1024;
+
+/// Where a replica is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaState {
+    /// Started; its health check has not passed yet (no traffic).
+    Starting,
+    /// Passed its health check; in the proxy's routes.
+    Healthy,
+    /// Out of the routes, finishing its in-flight requests before it stops.
+    Draining,
+}
+
+/// A replica as shown to users (`slipway ps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaView {
+    /// Short container id.
+    pub id: String,
+    /// Full container id.
+    pub container: String,
+    /// Release it runs.
+    pub release: i64,
+    /// Where it is in its life.
+    pub state: ReplicaState,
+    /// `127.0.0.1:PORT` the proxy forwards to.
+    pub address: String,
+    /// Times this replica slot was restarted after a crash.
+    pub restarts: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// One running replica.
+#[derive(Debug, Clone)]
+pub(crate) struct Replica {
+    pub container: String,
+    pub release: i64,
+    pub addr: SocketAddr,
+    pub state: ReplicaState,
+    pub restarts: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// What the reconcile loop remembers about one app.
+#[derive(Debug, Default)]
+pub(crate) struct AppReplicas {
+    pub replicas: Vec<Replica>,
+    /// Route settings (hosts, health) of the app, refreshed each run.
+    pub route: Option<crate::routes::AppRoute>,
+    /// Crashes since the last replica that became healthy: the backoff exponent.
+    pub crashes: u32,
+    /// Replicas restarted after crashes, in total.
+    pub restarts: u32,
+    /// No replica is started before this instant (crash backoff).
+    pub hold_until: Option<Instant>,
+}
+
+impl AppReplicas {
+    pub fn views(&self) -> Vec<ReplicaView> {
+        self.replicas
+            .iter()
+            .map(|r| ReplicaView {
+                id: r.container.chars().take(12).collect(),
+                container: r.container.clone(),
+                release: r.release,
+                state: r.state,
+                address: r.addr.to_string(),
+                restarts: r.restarts,
+                started_at: r.started_at,
+            })
+            .collect()
+    }
+}
+
+/// Delay before restarting after `crashes` consecutive crashes: 1 s, 2 s,
+/// 4 s… capped at one minute (Kubernetes' CrashLoopBackOff, shorter).
+pub(crate) fn backoff(crashes: u32) -> Duration {
+    Duration::from_secs(1u64 << crashes.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// The container of a new replica of `release` of `app`.
+pub(crate) fn container_spec(
+    app: &AppRecord,
+    release: &ReleaseRecord,
+    instance: &str,
+    secrets: &HashMap<String, String>,
+) -> ContainerSpec {
+    let spec = &release.spec;
+    let suffix = hex::encode(rand::random::<[u8; 3]>());
+    let mut c = ContainerSpec::new(&release.image)
+        .name(format!(
+            "slipway-app-{}-v{}-{instance}-{suffix}",
+            app.name, release.number
+        ))
+        .publish(spec.port, 0)
+        .pids_limit(REPLICA_PIDS_LIMIT)
+        .security(Security::default())
+        .env("PORT", spec.port.to_string())
+        .env("SLIPWAY_APP", &app.name)
+        .env("SLIPWAY_RELEASE", release.number.to_string())
+        .label(labels::OWNER, "deploy")
+        .label(labels::APP, &app.name)
+        .label(crate::APP_ID_LABEL, app.id.to_string())
+        .label(crate::RELEASE_LABEL, release.number.to_string())
+        .label(crate::INSTANCE_LABEL, instance);
+    c.init = true;
+    for (k, v) in &spec.env {
+        c = c.env(k, v);
+    }
+    for (k, v) in secrets {
+        c = c.env(k, v);
+    }
+    if let Some(mb) = spec.memory_mb {
+        c = c.memory(i64::from(mb) * 1024 * 1024);
+    }
+    if let Some(cpus) = spec.cpus {
+        c = c.nano_cpus((cpus * 1e9) as i64);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(30), Duration::from_secs(60));
+    }
+}

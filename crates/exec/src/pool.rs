@@ -1,0 +1,207 @@
+//! The warm pool: sandboxes created and started ahead of the jobs that will
+//! use them, so a job only hands over its files. Each sandbox still serves one
+//! job and is then destroyed; the pool never reuses a container.
+//!
+//! Filled lazily (the first job of a language misses and starts the fill),
+//! refilled in the background after every hand-over, capped in total, and
+//! idle sandboxes are destroyed after a while (the language refills on its
+//! next use). Every sandbox carries the instance label, so a restart's crash
+//! cleanup removes what a killed server left; an unused sandbox also kills
+//! itself shortly after the pool would have retired it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway_runtime::Runtime;
+
+use crate::metrics::{lang, Metrics};
+use crate::sandbox::{self, Shape, Warm};
+
+/// Sizes and lifetimes of the warm pool.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Warm sandboxes kept per language once it has been used (0 disables the pool).
+    pub size: usize,
+    /// Per-language overrides of `size` (canonical names: `python`, `c`, …).
+    pub sizes: BTreeMap<String, usize>,
+    /// Warm sandboxes (idle or starting) across all languages.
+    pub max_total: usize,
+    /// An idle sandbox older than this is destroyed instead of used.
+    pub idle: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: 2,
+            sizes: BTreeMap::new(),
+            max_total: 8,
+            idle: Duration::from_secs(300),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// How long an unused sandbox waits for a job before killing itself.
+    pub fn self_destruct(&self) -> Duration {
+        self.idle + Duration::from_secs(60)
+    }
+
+    fn target(&self, language: &str) -> usize {
+        self.sizes.get(language).copied().unwrap_or(self.size)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    idle: HashMap<Shape, VecDeque<Warm>>,
+    starting: HashMap<Shape, usize>,
+}
+
+impl State {
+    fn total(&self) -> usize {
+        self.idle.values().map(VecDeque::len).sum::<usize>() + self.starting.values().sum::<usize>()
+    }
+}
+
+/// Warm sandboxes by shape.
+pub(crate) struct Pool {
+    rt: Runtime,
+    instance: String,
+    config: PoolConfig,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        rt: Runtime,
+        instance: String,
+        config: PoolConfig,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Pool {
+            rt,
+            instance,
+            config,
+            metrics,
+            state: Mutex::new(State::default()),
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.retire_old();
+            }
+        });
+        pool
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A warm sandbox of `shape`, if one is ready; either way the pool of
+    /// `shape` is topped up in the background.
+    pub(crate) fn take(self: &Arc<Self>, shape: Shape) -> Option<Warm> {
+        let label = lang(&shape.def.language);
+        let warm = {
+            let mut st = self.lock();
+            let queue = st.idle.entry(shape).or_default();
+            let mut found = None;
+            // Oldest first, skipping any that are too old to hand over.
+            while let Some(w) = queue.pop_front() {
+                if w.born.elapsed() < self.config.idle {
+                    found = Some(w);
+                    break;
+                }
+                self.discard(w);
+            }
+            self.metrics
+                .pool_idle
+                .get_or_create(&label)
+                .set(queue.len() as i64);
+            found
+        };
+        match &warm {
+            Some(_) => self.metrics.pool_hits.get_or_create(&label).inc(),
+            None => self.metrics.pool_misses.get_or_create(&label).inc(),
+        };
+        self.refill(shape);
+        warm
+    }
+
+    /// Start sandboxes of `shape` until its target (or the global cap) is reached.
+    fn refill(self: &Arc<Self>, shape: Shape) {
+        let target = self.config.target(&shape.def.language);
+        loop {
+            {
+                let mut st = self.lock();
+                let have = st.idle.get(&shape).map_or(0, VecDeque::len)
+                    + st.starting.get(&shape).copied().unwrap_or(0);
+                if have >= target || st.total() >= self.config.max_total {
+                    return;
+                }
+                *st.starting.entry(shape).or_default() += 1;
+            }
+            let pool = self.clone();
+            tokio::spawn(async move { pool.start_one(shape).await });
+        }
+    }
+
+    async fn start_one(self: Arc<Self>, shape: Shape) {
+        let name = format!(
+            "slipway-exec-warm-{}-{}",
+            self.instance,
+            crate::service::random_hex(6)
+        );
+        let labels = sandbox::sandbox_labels(&self.instance, &shape);
+        let made =
+            sandbox::prepare(&self.rt, &name, shape, labels, self.config.self_destruct()).await;
+        let mut st = self.lock();
+        if let Some(n) = st.starting.get_mut(&shape) {
+            *n = n.saturating_sub(1);
+        }
+        match made {
+            Ok(warm) => {
+                let queue = st.idle.entry(shape).or_default();
+                queue.push_back(warm);
+                let n = queue.len() as i64;
+                self.metrics
+                    .pool_idle
+                    .get_or_create(&lang(&shape.def.language))
+                    .set(n);
+            }
+            // No retry loop: the next job of this shape tries again.
+            Err(e) => tracing::warn!(container = %name, error = %e, "warm sandbox failed"),
+        }
+    }
+
+    /// Destroy idle sandboxes older than the idle limit.
+    fn retire_old(&self) {
+        let mut st = self.lock();
+        for (shape, queue) in st.idle.iter_mut() {
+            let before = queue.len();
+            let (old, young): (VecDeque<Warm>, VecDeque<Warm>) = queue
+                .drain(..)
+                .partition(|w| w.born.elapsed() >= self.config.idle);
+            *queue = young;
+            for w in old {
+                self.discard(w);
+            }
+            if queue.len() != before {
+                self.metrics
+                    .pool_idle
+                    .get_or_create(&lang(&shape.def.language))
+                    .set(queue.len() as i64);
+            }
+        }
+    }
+
+    fn discard(&self, warm: Warm) {
+        let rt = self.rt.clone();
+        tokio::spawn(async move { sandbox::destroy(&rt, &warm.id).await });
+    }
+}

@@ -1,0 +1,279 @@
+//! The deploy commands of the `slipway` command line (`app`, `config`,
+//! `scale`, `releases`, `ps`, `open`…) against a real server, for everything
+//! that needs no running app: names and bad input refused with one line,
+//! create/list/show round trips, configuration, secrets that are never shown,
+//! and deletion that must be confirmed.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use support::*;
+
+/// Runs the real binary as one user against one server.
+struct Cli {
+    config: std::path::PathBuf,
+    server: String,
+    token: String,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(args)
+            .env("SLIPWAY_CLI_CONFIG", &self.config)
+            .env("SLIPWAY_SERVER", &self.server)
+            .env("SLIPWAY_TOKEN", &self.token)
+            // `slipway open` must never start a browser here.
+            .env_remove("BROWSER")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run slipway");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "slipway {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs with `--json` and decodes stdout.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ok(&all, None);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    /// Runs and asserts the documented failure: exit 1, one `error: ` line on
+    /// stderr, nothing on stdout. Returns the line.
+    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: one error line expected, got {err:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+        err.trim_end().to_owned()
+    }
+}
+
+/// A server with an administrator `root`, its repository `root/web`, and a
+/// CLI logged in as root.
+fn fixture() -> (TestServer, Cli, tempfile::TempDir) {
+    let server = TestServer::start();
+    let token = server.setup_admin("root");
+    let (status, body) = server.api("POST", "/repos", Some(&token), Some(json!({"name": "web"})));
+    assert_eq!(status, 201, "{body}");
+    let home = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        config: home.path().join("cli.toml"),
+        server: server.url.clone(),
+        token,
+    };
+    (server, cli, home)
+}
+
+#[test]
+fn bad_names_and_input_are_refused_with_one_line() {
+    let (_server, cli, _home) = fixture();
+    let too_long = "a".repeat(41);
+    for name in ["Bad_Name", "-x", too_long.as_str()] {
+        let err = cli.fails(&["app", "create", name, "--repo", "root/web"], None);
+        assert!(err.contains("invalid app name"), "{name}: {err}");
+    }
+    let err = cli.fails(&["app", "create", "web", "--repo", "root/missing"], None);
+    assert!(err.contains("missing") || err.contains("404"), "{err}");
+    let err = cli.fails(&["app", "create", "web", "--repo", "not-a-repo"], None);
+    assert!(err.contains("OWNER/NAME"), "{err}");
+    let err = cli.fails(
+        &["app", "create", "web", "--repo", "root/web", "--env", "FOO"],
+        None,
+    );
+    assert!(err.contains("KEY=VALUE") && err.contains("FOO"), "{err}");
+    let err = cli.fails(
+        &[
+            "app", "create", "web", "--repo", "root/web", "--memory", "lots",
+        ],
+        None,
+    );
+    assert!(err.contains("256M"), "{err}");
+    let err = cli.fails(&["scale", "web=abc"], None);
+    assert!(
+        err.contains("expected APP=N with N a number") && err.contains("web=abc"),
+        "{err}"
+    );
+    cli.fails(&["scale", "web"], None);
+    cli.fails(&["rollback", "web", "vX"], None);
+    // Nothing above reached the server as a create.
+    assert_eq!(cli.json(&["app", "list"]), json!([]));
+}
+
+#[test]
+fn apps_round_trip_config_and_deletion() {
+    let (server, cli, _home) = fixture();
+    let created = cli.json(&[
+        "app",
+        "create",
+        "web",
+        "--repo",
+        "root/web",
+        "--port",
+        "8080",
+        "--replicas",
+        "2",
+        "--health-path",
+        "/healthz",
+        "--domain",
+        "web.example.test",
+        "--env",
+        "GREETING=hello=world",
+        "--memory",
+        "256M",
+        "--cpus",
+        "0.5",
+    ]);
+    assert_eq!(created["name"], "web");
+    assert_eq!(created["repo"], "root/web");
+    assert_eq!(created["replicas"], 2);
+    assert_eq!(created["health"]["path"], "/healthz");
+    assert_eq!(created["domains"], json!(["web.example.test"]));
+    assert_eq!(created["env"], json!({"GREETING": "hello=world"}));
+    assert_eq!(created["memory_mb"], 256);
+    assert_eq!(created["cpus"], 0.5);
+    assert!(created["release"].is_null(), "never deployed: {created}");
+
+    // A second app with the same name is refused by the server, in one line.
+    cli.fails(&["app", "create", "web", "--repo", "root/web"], None);
+
+    let table = cli.ok(&["app", "list"], None);
+    assert!(
+        table.contains("web") && table.contains("root/web"),
+        "{table}"
+    );
+    let listed = cli.json(&["app", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let shown = cli.json(&["app", "show", "web"]);
+    assert_eq!(shown, listed[0], "list and show agree");
+    for key in [
+        "name", "repo", "branch", "port", "replicas", "status", "url",
+    ] {
+        assert_eq!(shown[key], created[key], "{key}");
+    }
+    let text = cli.ok(&["app", "show", "web"], None);
+    assert!(text.contains(shown["url"].as_str().unwrap()), "{text}");
+
+    // Settings change with PATCH; nothing to change is refused client-side.
+    let set = cli.json(&["app", "set", "web", "--replicas", "3", "--branch", "prod"]);
+    assert_eq!(set["replicas"], 3);
+    assert_eq!(set["branch"], "prod");
+    assert_eq!(set["port"], 8080, "untouched settings stay");
+    cli.fails(&["app", "set", "web"], None);
+
+    // Configuration: set (values may hold '='), list, unset.
+    cli.ok(&["config", "set", "web", "A=1", "B=x=y"], None);
+    let config = cli.json(&["config", "web"]);
+    assert_eq!(
+        config["env"],
+        json!({"A": "1", "B": "x=y", "GREETING": "hello=world"})
+    );
+    let table = cli.ok(&["config", "web"], None);
+    assert!(table.contains("B") && table.contains("x=y"), "{table}");
+    cli.ok(&["config", "unset", "web", "A", "GREETING"], None);
+    assert_eq!(cli.json(&["config", "web"])["env"], json!({"B": "x=y"}));
+    let err = cli.fails(&["config", "set", "web", "NOPE"], None);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    cli.fails(&["config", "unset", "web", "B=x"], None);
+    cli.fails(&["config", "set", "web", "1BAD=x"], None);
+    assert_eq!(cli.json(&["config", "web"])["env"], json!({"B": "x=y"}));
+
+    // Never deployed: no releases, no replicas, but a URL.
+    let releases = cli.ok(&["releases", "web"], None);
+    assert!(releases.contains("No releases"), "{releases}");
+    assert_eq!(cli.json(&["releases", "web"]), json!([]));
+    let ps = cli.ok(&["ps", "web"], None);
+    assert!(ps.contains("No replicas"), "{ps}");
+    let url = cli.ok(&["open", "web"], None);
+    assert_eq!(url.trim(), shown["url"].as_str().unwrap());
+
+    // Someone without access to root/web does not see the app.
+    let other = server.create_user(&cli.token, "eve");
+    let eve = Cli {
+        config: cli.config.clone(),
+        server: cli.server.clone(),
+        token: other,
+    };
+    assert_eq!(eve.json(&["app", "list"]), json!([]));
+    eve.fails(&["app", "show", "web"], None);
+    eve.fails(&["config", "web"], None);
+    eve.fails(&["app", "delete", "web", "--yes"], None);
+
+    // Deletion must be confirmed; without a terminal, --yes is the only way.
+    let err = cli.fails(&["app", "delete", "web"], Some("web\n"));
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(cli.json(&["app", "show", "web"])["name"], "web");
+    cli.ok(&["app", "delete", "web", "--yes"], None);
+    let err = cli.fails(&["app", "show", "web"], None);
+    assert!(err.contains("404"), "{err}");
+    assert_eq!(cli.json(&["app", "list"]), json!([]));
+}
+
+#[test]
+fn app_secrets_are_read_from_stdin_and_never_shown() {
+    let (_server, cli, _home) = fixture();
+    cli.ok(&["app", "create", "web", "--repo", "root/web"], None);
+    const VALUE: &str = "s3cret-value-never-printed";
+
+    cli.ok(
+        &["app", "secret", "set", "web", "DB_PASSWORD"],
+        Some(&format!("{VALUE}\n")),
+    );
+    let table = cli.ok(&["app", "secret", "list", "web"], None);
+    assert!(table.contains("DB_PASSWORD"), "{table}");
+    assert!(!table.contains(VALUE), "values are never shown");
+    let listed = cli.json(&["app", "secret", "list", "web"]);
+    assert_eq!(listed[0]["name"], "DB_PASSWORD");
+    for args in [
+        vec!["app", "secret", "list", "web"],
+        vec!["app", "show", "web"],
+        vec!["app", "list"],
+        vec!["config", "web"],
+    ] {
+        let shown = cli.json(&args).to_string();
+        assert!(!shown.contains(VALUE), "{args:?} shows the value: {shown}");
+    }
+    assert_eq!(
+        cli.json(&["app", "show", "web"])["secrets"],
+        json!(["DB_PASSWORD"])
+    );
+
+    // No value, a bad name, an unknown app: one line each.
+    cli.fails(&["app", "secret", "set", "web", "EMPTY"], Some(""));
+    cli.fails(&["app", "secret", "set", "web", "bad name"], Some("x\n"));
+    cli.fails(&["app", "secret", "list", "nope"], None);
+
+    cli.ok(&["app", "secret", "remove", "web", "DB_PASSWORD"], None);
+    assert_eq!(cli.json(&["app", "secret", "list", "web"]), json!([]));
+}
