@@ -218,17 +218,36 @@ fn apps_round_trip_config_and_deletion() {
     let url = cli.ok(&["open", "web"], None);
     assert_eq!(url.trim(), shown["url"].as_str().unwrap());
 
-    // Someone without access to root/web does not see the app.
+    // Access follows the repository: anyone may read the public root/web and
+    // so see the app, but only its writers change it.
     let other = server.create_user(&cli.token, "eve");
     let eve = Cli {
         config: cli.config.clone(),
         server: cli.server.clone(),
         token: other,
     };
+    assert_eq!(eve.json(&["app", "show", "web"])["name"], "web");
+    for args in [
+        vec!["config", "set", "web", "EVIL=1"],
+        vec!["scale", "web=0"],
+        vec!["app", "set", "web", "--port", "9999"],
+        vec!["app", "delete", "web", "--yes"],
+    ] {
+        let err = eve.fails(&args, None);
+        assert!(err.contains("403"), "{args:?}: {err}");
+    }
+    // Once the repository is private, she no longer sees the app at all.
+    let (status, body) = server.api(
+        "PATCH",
+        "/repos/root/web",
+        Some(&cli.token),
+        Some(json!({"private": true})),
+    );
+    assert_eq!(status, 200, "{body}");
     assert_eq!(eve.json(&["app", "list"]), json!([]));
-    eve.fails(&["app", "show", "web"], None);
-    eve.fails(&["config", "web"], None);
-    eve.fails(&["app", "delete", "web", "--yes"], None);
+    let err = eve.fails(&["app", "show", "web"], None);
+    assert!(err.contains("404"), "{err}");
+    assert_eq!(cli.json(&["config", "web"])["env"], json!({"B": "x=y"}));
 
     // Deletion must be confirmed; without a terminal, --yes is the only way.
     let err = cli.fails(&["app", "delete", "web"], Some("web\n"));

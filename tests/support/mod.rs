@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub url: String,
+    /// Base URL of the server's app proxy (`http://127.0.0.1:PORT`).
+    pub proxy_url: String,
     child: Option<Child>,
     env: Vec<(String, String)>,
 }
@@ -32,6 +34,7 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             url: String::new(),
+            proxy_url: String::new(),
             child: None,
             env,
         };
@@ -44,6 +47,7 @@ impl TestServer {
         cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
             .env("RUST_LOG", "warn")
+            .env("SLIPWAY_PROXY_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(self.log_file());
         for (k, v) in &self.env {
@@ -54,14 +58,24 @@ impl TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("slipway listening on ") {
-                    let _ = tx.send(url.to_owned());
+                if let Some(url) = line.strip_prefix("slipway proxy listening on ") {
+                    let _ = tx.send((true, url.to_owned()));
+                } else if let Some(url) = line.strip_prefix("slipway listening on ") {
+                    let _ = tx.send((false, url.to_owned()));
                 }
             }
         });
-        self.url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server did not report its address within 30 s");
+        loop {
+            let (proxy, url) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("server did not report its address within 30 s");
+            if proxy {
+                self.proxy_url = url;
+            } else {
+                self.url = url;
+                break;
+            }
+        }
         self.child = Some(child);
     }
 

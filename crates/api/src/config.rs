@@ -45,6 +45,18 @@ pub struct Config {
     pub exec_pool_idle_secs: u64,
     /// Serve `GET /metrics` without an admin token (`SLIPWAY_METRICS_PUBLIC`).
     pub metrics_public: bool,
+    /// Address of the built-in proxy that serves the apps (`SLIPWAY_PROXY_LISTEN`).
+    pub proxy_listen: SocketAddr,
+    /// Address of the proxy's HTTPS listener (`SLIPWAY_PROXY_TLS_LISTEN`; none by default).
+    pub proxy_tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for HTTPS (a self-signed one is made when absent).
+    pub proxy_tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub proxy_tls_key: Option<PathBuf>,
+    /// Apps without domains answer `<app>.<apps_domain>` (`SLIPWAY_APPS_DOMAIN`).
+    pub apps_domain: String,
+    /// Releases whose images are kept per app (`SLIPWAY_RELEASES_KEPT`).
+    pub releases_kept: usize,
 }
 
 impl Default for Config {
@@ -67,6 +79,12 @@ impl Default for Config {
             exec_pool_max_total: 8,
             exec_pool_idle_secs: 300,
             metrics_public: false,
+            proxy_listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+            proxy_tls_listen: None,
+            proxy_tls_cert: None,
+            proxy_tls_key: None,
+            apps_domain: "localhost".into(),
+            releases_kept: 10,
         }
     }
 }

@@ -90,6 +90,20 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
     }
 }
 
+/// The caller behind a non-API client's credentials (git, docker: HTTP
+/// Basic with a token as password): `None` when anonymous. Bad credentials
+/// are an error carrying a challenge, so the client asks again.
+pub async fn challenge_caller(state: &AppState, parts: &Parts) -> Result<Option<Caller>, ApiError> {
+    match presented_token(parts).map_err(ApiError::with_challenge)? {
+        Some(token) => Ok(Some(
+            authenticate(state, &token)
+                .await
+                .map_err(ApiError::with_challenge)?,
+        )),
+        None => Ok(None),
+    }
+}
+
 impl FromRequestParts<AppState> for MaybeCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {

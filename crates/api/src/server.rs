@@ -20,11 +20,14 @@ pub fn router(state: AppState) -> Router {
     let git = Router::new()
         .route("/git/{owner}/{repo}/{*rest}", any(routes::git::serve))
         .layer(DefaultBodyLimit::disable());
+    // Image registry under /v2: bodies are streamed and bounded per blob by the registry.
+    let registry = routes::registry::router(&state).layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(routes::metrics::scrape))
         .nest("/api/v1", api)
         .merge(git)
+        .merge(registry)
         .fallback(routes::not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -42,6 +45,8 @@ async fn healthz(
 /// A server that is bound and ready to run.
 pub struct Server {
     listener: tokio::net::TcpListener,
+    proxy_listener: tokio::net::TcpListener,
+    proxy_tls_listener: Option<tokio::net::TcpListener>,
     state: AppState,
     /// The first-run setup code, when no account exists yet.
     pub setup_token: Option<String>,
@@ -67,10 +72,32 @@ impl Server {
                 config.listen
             )
             })?;
+        let proxy_listener = tokio::net::TcpListener::bind(config.proxy_listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} for the app proxy: {e} (set another address with SLIPWAY_PROXY_LISTEN)",
+                    config.proxy_listen
+                )
+            })?;
+        let proxy_tls_listener = match config.proxy_tls_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {addr} for the app proxy's HTTPS: {e} (set SLIPWAY_PROXY_TLS_LISTEN)"
+                )
+            })?),
+            None => None,
+        };
         let state = AppState::new(config, store, git);
+        state
+            .deploy()
+            .set_proxy_address("http", proxy_listener.local_addr()?.port());
         start_exec(&state).await;
+        start_deploy(&state).await;
         Ok(Self {
             listener,
+            proxy_listener,
+            proxy_tls_listener,
             state,
             setup_token,
         })
@@ -81,6 +108,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The address the app proxy actually bound.
+    pub fn proxy_addr(&self) -> std::io::Result<SocketAddr> {
+        self.proxy_listener.local_addr()
+    }
+
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run(
         self,
@@ -88,6 +120,22 @@ impl Server {
     ) -> anyhow::Result<()> {
         // CI worker: recovers pipelines interrupted by a crash, then runs the queue.
         self.state.ci().start();
+        let proxy = self.state.deploy().proxy().clone();
+        let proxy_listener = self.proxy_listener;
+        tokio::spawn(async move {
+            if let Err(e) = proxy.serve(proxy_listener).await {
+                tracing::error!(error = %e, "the app proxy stopped");
+            }
+        });
+        if let Some(listener) = self.proxy_tls_listener {
+            let tls = proxy_tls(self.state.config())?;
+            let proxy = self.state.deploy().proxy().clone();
+            tokio::spawn(async move {
+                if let Err(e) = proxy.serve_tls(listener, tls).await {
+                    tracing::error!(error = %e, "the app proxy (HTTPS) stopped");
+                }
+            });
+        }
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -121,6 +169,38 @@ async fn start_exec(state: &AppState) {
     }
 }
 
+/// Starts the deployer when the Docker Engine answers; without Docker apps
+/// cannot run, the rest of the server still works.
+async fn start_deploy(state: &AppState) {
+    let rt = match slipway_runtime::Runtime::connect().await {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!(error = %e, "deployments are disabled");
+            return;
+        }
+    };
+    if let Err(e) = state.deploy().start(rt).await {
+        tracing::error!(error = %e, "the deployer could not start");
+    }
+}
+
+/// The proxy's certificate: the configured files, or a self-signed one for
+/// the apps domain (local use).
+fn proxy_tls(config: &Config) -> anyhow::Result<slipway_proxy::TlsConfig> {
+    match (&config.proxy_tls_cert, &config.proxy_tls_key) {
+        (Some(cert), Some(key)) => Ok(slipway_proxy::TlsConfig::from_pem_files(cert, key)?),
+        (None, None) => {
+            let wildcard = format!("*.{}", config.apps_domain);
+            let (tls, _) = slipway_proxy::TlsConfig::self_signed(&[
+                config.apps_domain.as_str(),
+                wildcard.as_str(),
+            ])?;
+            Ok(tls)
+        }
+        _ => anyhow::bail!("set both proxy_tls_cert and proxy_tls_key, or neither"),
+    }
+}
+
 /// Binds and serves `config` until Ctrl-C or SIGTERM, printing where it listens.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
@@ -132,6 +212,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             setup::setup_token_path(&data_dir).display()
         );
     }
+    println!("slipway proxy listening on http://{}", server.proxy_addr()?);
     println!("slipway listening on http://{addr}");
     server.run(shutdown_signal()).await
 }

@@ -17,6 +17,10 @@ struct Inner {
     git: GitHost,
     /// Continuous integration: queue, worker, cancel and retry.
     ci: slipway_ci::Ci,
+    /// Continuous deployment: releases, replicas and the proxy's routes.
+    deploy: slipway_deploy::Deployer,
+    /// The embedded image registry served under `/v2`.
+    registry: slipway_registry::Registry,
     /// Code execution, set once Docker answered at start-up.
     exec: std::sync::OnceLock<slipway_exec::ExecService>,
     /// Prometheus registry served at `/metrics`; subsystems register at start-up.
@@ -26,19 +30,32 @@ struct Inner {
 impl AppState {
     /// Bundles the parts handlers need.
     pub fn new(config: Config, store: Store, git: GitHost) -> Self {
+        let deploy = slipway_deploy::Deployer::new(
+            store.clone(),
+            slipway_deploy::DeployOptions {
+                data_dir: config.data_dir.clone(),
+                apps_domain: config.apps_domain.clone(),
+                releases_kept: config.releases_kept,
+            },
+        );
+        let ci = slipway_ci::Ci::new(
+            store.clone(),
+            slipway_ci::CiOptions {
+                data_dir: config.data_dir.clone(),
+                git_bin: config.git_bin.clone(),
+                concurrency: config.ci_concurrency,
+            },
+        );
+        ci.set_deployer(deploy.clone());
+        let registry = slipway_registry::Registry::new(config.data_dir.join("registry"));
         Self {
             inner: Arc::new(Inner {
-                ci: slipway_ci::Ci::new(
-                    store.clone(),
-                    slipway_ci::CiOptions {
-                        data_dir: config.data_dir.clone(),
-                        git_bin: config.git_bin.clone(),
-                        concurrency: config.ci_concurrency,
-                    },
-                ),
+                deploy,
+                ci,
                 config,
                 store,
                 git,
+                registry,
                 exec: std::sync::OnceLock::new(),
                 metrics: Default::default(),
             }),
@@ -55,6 +72,14 @@ impl AppState {
     /// The repositories on disk.
     pub fn git(&self) -> &GitHost {
         &self.inner.git
+    }
+    /// The deploy service (started by the server when Docker answers).
+    pub fn deploy(&self) -> &slipway_deploy::Deployer {
+        &self.inner.deploy
+    }
+    /// The image registry (`<data_dir>/registry`), served under `/v2`.
+    pub fn registry(&self) -> &slipway_registry::Registry {
+        &self.inner.registry
     }
     /// The CI service (its worker is started by the server).
     pub fn ci(&self) -> &slipway_ci::Ci {

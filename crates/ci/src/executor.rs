@@ -144,7 +144,24 @@ pub(crate) async fn execute(
         ctx.network = Some(name);
         start_services(&ctx, &config).await?;
     }
-    Ok(run_dag(Arc::new(ctx), &config, records).await)
+    let ctx = Arc::new(ctx);
+    let status = run_dag(ctx.clone(), &config, records.clone()).await;
+    if status != Status::Success {
+        return Ok(status);
+    }
+    for build in &config.images {
+        let Some(record) = records.iter().find(|r| r.name == build.step_name()) else {
+            continue;
+        };
+        if crate::image::run(&ctx, build, record).await != Status::Success {
+            return Ok(if ctx.cancel.is_cancelled() {
+                Status::Cancelled
+            } else {
+                Status::Failure
+            });
+        }
+    }
+    Ok(Status::Success)
 }
 
 /// The commit as a tar archive (`git archive`), for the workspace.
@@ -319,7 +336,7 @@ async fn run_step(ctx: &Context, step: &Step, record: &StepRecord) -> Status {
     status
 }
 
-fn step_secrets(ctx: &Context, step: &Step) -> Vec<String> {
+pub(crate) fn step_secrets(ctx: &Context, step: &Step) -> Vec<String> {
     // Every secret of the repository is masked, not only the step's own: a
     // step may read another's value from the shared workspace.
     let _ = step;

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod executor;
+mod image;
 mod logs;
 pub mod mask;
 pub mod queue;
@@ -54,6 +55,7 @@ struct Inner {
     running: std::sync::Mutex<HashMap<i64, CancellationToken>>,
     cursor_lock: Mutex<()>,
     secret_box: std::sync::OnceLock<secrets::SecretBox>,
+    deployer: std::sync::OnceLock<slipway_deploy::Deployer>,
 }
 
 /// Why a cancel or retry was refused.
@@ -86,6 +88,7 @@ impl Ci {
                 running: std::sync::Mutex::new(HashMap::new()),
                 cursor_lock: Mutex::new(()),
                 secret_box: std::sync::OnceLock::new(),
+                deployer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -93,6 +96,15 @@ impl Ci {
     /// The database.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Connects the deployer that receives the app images pipelines build.
+    pub fn set_deployer(&self, deployer: slipway_deploy::Deployer) {
+        let _ = self.inner.deployer.set(deployer);
+    }
+
+    pub(crate) fn deployer(&self) -> Option<&slipway_deploy::Deployer> {
+        self.inner.deployer.get()
     }
 
     pub(crate) fn git_bin(&self) -> &Path {

@@ -55,7 +55,10 @@ pub struct PhaseResult {
     pub signal: Option<String>,
     /// Wall time in milliseconds (10 ms resolution).
     pub time_ms: u64,
-    /// Peak memory, when the engine reports it.
+    /// Peak memory of the sandbox (its memory cgroup: processes plus files in
+    /// `/work` and `/tmp`) at the end of the phase, in KiB; None when the
+    /// cgroup is unreadable. Cgroup peaks cannot be reset, so the run phase of
+    /// a compiled language reports at least the compile step's peak.
     pub memory_kb: Option<u64>,
     /// Output was cut at the cap (or the program hit the file-size limit).
     pub truncated: bool,

@@ -90,7 +90,14 @@ impl Pool {
         });
         let weak = Arc::downgrade(&pool);
         tokio::spawn(async move {
-            loop {
+            for round in 0u64.. {
+                if let Some(pool) = weak.upgrade() {
+                    if round % 6 == 0 {
+                        remove_never_started(&pool.rt).await;
+                    }
+                } else {
+                    return;
+                }
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 let Some(pool) = weak.upgrade() else { return };
                 pool.retire_old();
@@ -203,5 +210,39 @@ impl Pool {
     fn discard(&self, warm: Warm) {
         let rt = self.rt.clone();
         tokio::spawn(async move { sandbox::destroy(&rt, &warm.id).await });
+    }
+}
+
+/// Remove sandboxes of any instance that were created but never started
+/// minutes ago: a server killed between create and start leaves them, and
+/// unlike started ones they cannot remove themselves.
+async fn remove_never_started(rt: &Runtime) {
+    use bollard::container::ListContainersOptions;
+    let labels = slipway_runtime::LabelFilter::managed()
+        .with(slipway_runtime::labels::OWNER, "exec")
+        .has(sandbox::POOL_LABEL)
+        .to_docker();
+    let filters = HashMap::from([
+        ("label".to_string(), labels),
+        ("status".to_string(), vec!["created".to_string()]),
+    ]);
+    let list = rt
+        .docker()
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        }))
+        .await;
+    let Ok(list) = list else { return };
+    let now = chrono::Utc::now().timestamp();
+    for c in list {
+        let (Some(id), Some(created)) = (c.id, c.created) else {
+            continue;
+        };
+        if now - created > 600 {
+            tracing::info!(container = %id, "removing a sandbox that was never started");
+            sandbox::destroy(rt, &id).await;
+        }
     }
 }

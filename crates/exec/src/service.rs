@@ -114,6 +114,8 @@ struct Inner {
     /// Unique per process: claims of a previous process never match.
     process: String,
     wake: Notify,
+    /// Woken when the job with this id is finished (for [`ExecService::wait`]).
+    finished: Mutex<HashMap<String, Arc<Notify>>>,
     running: Mutex<HashMap<String, CancellationToken>>,
     recent: Mutex<HashMap<i64, VecDeque<Instant>>>,
     counters: Counters,
@@ -186,6 +188,7 @@ impl ExecService {
                 instance,
                 process: random_hex(4),
                 wake: Notify::new(),
+                finished: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 recent: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
@@ -328,7 +331,37 @@ impl ExecService {
     /// Wait until job `id` is finished or `timeout` passes; returns its last record.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<ExecJobRecord, StoreError> {
         let until = Instant::now() + timeout;
+        let notify = self
+            .inner
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        let result = self.wait_on(id, until, &notify).await;
+        let mut finished = self
+            .inner
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Two references: the map's and ours; drop the entry when no other waiter holds it.
+        if Arc::strong_count(&notify) <= 2 {
+            finished.remove(id);
+        }
+        result
+    }
+
+    async fn wait_on(
+        &self,
+        id: &str,
+        until: Instant,
+        notify: &Notify,
+    ) -> Result<ExecJobRecord, StoreError> {
         loop {
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let rec = self
                 .inner
                 .store
@@ -339,7 +372,11 @@ impl ExecService {
             if done || Instant::now() >= until {
                 return Ok(rec);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Woken by the worker that finishes it; polling covers cancels and other processes.
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
         }
     }
 
@@ -439,6 +476,16 @@ impl ExecService {
             }
             Ok(false) => tracing::debug!(job = %job.id, "completion ignored: job no longer ours"),
             Err(e) => tracing::error!(job = %job.id, error = %e, "storing an exec result failed"),
+        }
+        let waiters = self
+            .inner
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job.id)
+            .cloned();
+        if let Some(n) = waiters {
+            n.notify_waiters();
         }
     }
 

@@ -382,7 +382,7 @@ fn paginate(
     let last = q.get("last");
     let mut rest: Vec<String> = all
         .into_iter()
-        .filter(|x| last.map_or(true, |l| x.as_str() > l.as_str()))
+        .filter(|x| last.is_none_or(|l| x.as_str() > l.as_str()))
         .collect();
     let Some(n) = q.get("n").and_then(|n| n.parse::<usize>().ok()) else {
         return (rest, None);

@@ -296,10 +296,15 @@ async fn bad_uploads_and_manifests_are_refused_and_leave_nothing() {
             .send()
             .await
             .unwrap();
-        let (status, code) = error_code(res).await;
-        assert!(
-            status == 400 && code == "NAME_INVALID" || status == 404,
-            "{path}: {status} {code}"
+        // The client may normalise `..` away: then the path leaves /v2 or
+        // names another (empty) repository; either way nothing is served.
+        if res.status() == 404 {
+            continue;
+        }
+        assert_eq!(
+            error_code(res).await,
+            (400, "NAME_INVALID".into()),
+            "{path}"
         );
     }
     for name in ["..", "/etc", "a/../../b", "Upper/case", "a/tags"] {
@@ -329,9 +334,9 @@ async fn bad_uploads_and_manifests_are_refused_and_leave_nothing() {
 async fn push_image(registry: &Registry, repo: &str, tag: &str) -> Vec<Digest> {
     let mut digests = vec![];
     for content in [
-        format!("config of {tag}"),
+        format!("config of {repo}:{tag}"),
         "shared layer".to_owned(),
-        format!("unique layer of {tag}"),
+        format!("unique layer of {repo}:{tag}"),
     ] {
         let d = Digest::of(content.as_bytes());
         let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(content))]);

@@ -61,6 +61,16 @@ impl Store {
         Ok(row.map(Into::into))
     }
 
+    /// Looks an account up by id.
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let row =
+            sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(Into::into))
+    }
+
     /// The account and its password hash, for checking a login.
     pub async fn user_credentials(
         &self,

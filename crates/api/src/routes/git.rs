@@ -6,7 +6,7 @@
 
 use super::repos::{authorize_repo, scope_for};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{authenticate, presented_token};
+use crate::extract::challenge_caller;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -32,15 +32,7 @@ pub async fn serve(
     let name = repo.strip_suffix(".git").unwrap_or(&repo).to_owned();
     let needed = service.required_access();
 
-    let token = presented_token(&parts).map_err(ApiError::with_challenge)?;
-    let caller = match token {
-        Some(t) => Some(
-            authenticate(&state, &t)
-                .await
-                .map_err(ApiError::with_challenge)?,
-        ),
-        None => None,
-    };
+    let caller = challenge_caller(&state, &parts).await?;
     let repo = match &caller {
         Some(c) => {
             c.require(scope_for(needed))?;

@@ -1,10 +1,12 @@
 //! The REST API's routes, one module per resource.
 
 mod account;
+mod apps;
 mod exec;
 pub(crate) mod git;
 pub(crate) mod metrics;
 mod pipelines;
+pub(crate) mod registry;
 mod repos;
 mod tokens;
 mod users;
@@ -80,6 +82,27 @@ pub fn api_routes() -> Router<AppState> {
             "/repos/{owner}/{name}/hooks/{id}",
             axum::routing::delete(pipelines::delete_hook),
         )
+        .route("/apps", get(apps::list).post(apps::create))
+        .route(
+            "/apps/{app}",
+            get(apps::show).patch(apps::update).delete(apps::delete),
+        )
+        .route("/apps/{app}/scale", put(apps::scale))
+        .route("/apps/{app}/replicas", get(apps::replicas))
+        .route("/apps/{app}/releases", get(apps::releases))
+        .route("/apps/{app}/rollback", post(apps::rollback))
+        .route(
+            "/apps/{app}/config",
+            get(apps::config).patch(apps::change_config),
+        )
+        .route("/apps/{app}/secrets", get(apps::list_secrets))
+        .route(
+            "/apps/{app}/secrets/{secret}",
+            put(apps::put_secret).delete(apps::delete_secret),
+        )
+        .route("/apps/{app}/logs", get(apps::logs))
+        .route("/apps/{app}/deploy", post(apps::deploy))
+        .route("/apps/{app}/events", get(apps::events))
         .route("/exec/runtimes", get(exec::runtimes))
         .route("/exec/jobs", get(exec::list).post(exec::submit))
         .route("/exec/jobs/{id}", get(exec::show).delete(exec::cancel))

@@ -43,7 +43,7 @@ fn duration(
     Some((b? - a?).num_milliseconds())
 }
 
-fn view(p: PipelineRecord, steps: Option<Vec<StepRecord>>) -> PipelineView {
+pub(crate) fn view(p: PipelineRecord, steps: Option<Vec<StepRecord>>) -> PipelineView {
     PipelineView {
         branch: p.branch().map(str::to_owned),
         duration_ms: duration(p.started_at, p.finished_at),

@@ -204,7 +204,8 @@ pub enum DeployCommand {
         #[arg(long, short = 'n')]
         tail: Option<u32>,
     },
-    /// Print an app's URL (and open it when a browser is available).
+    /// Print an app's URL; also open it in `$BROWSER`, or with xdg-open when
+    /// there is a display (never with --json).
     Open {
         /// App name.
         app: String,
@@ -650,9 +651,8 @@ async fn deploy(
     };
     super::pipeline::print_logs(client, &repo, number, None, true, json).await?;
     let (owner, name) = split(&repo)?;
-    let done: Value = client
-        .get(&format!("/repos/{owner}/{name}/pipelines/{number}"))
-        .await?;
+    let path = format!("/repos/{owner}/{name}/pipelines/{number}");
+    let done = watch::wait_pipeline(client, &path, json).await?;
     if done["status"] != "success" {
         bail!(
             "the deploy pipeline #{number} ended {}{} (see `slipway pipeline show {repo} {number}`)",

@@ -33,17 +33,7 @@ pub async fn wait_ready(
     timeout: Duration,
     quiet: bool,
 ) -> anyhow::Result<Value> {
-    let pb = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let pb = ProgressBar::new_spinner();
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(Duration::from_millis(120));
-        pb
-    };
+    let pb = spinner(quiet);
     let start = Instant::now();
     let result = loop {
         let view: Value = match client.get(&format!("/apps/{app}")).await {
@@ -75,6 +65,41 @@ pub async fn wait_ready(
     };
     pb.finish_and_clear();
     result
+}
+
+/// Polls a pipeline (`path` = its API path) until it has ended, with a
+/// spinner, and returns its last view. Its step logs were already followed,
+/// so this is short unless the pipeline does work outside its steps.
+pub async fn wait_pipeline(client: &Client, path: &str, quiet: bool) -> anyhow::Result<Value> {
+    let pb = spinner(quiet);
+    let result = loop {
+        let p: Value = match client.get(path).await {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        let status = p["status"].as_str().unwrap_or("unknown").to_owned();
+        if status != "pending" && status != "running" {
+            break Ok(p);
+        }
+        pb.set_message(format!("pipeline #{}: {status}", p["number"]));
+        tokio::time::sleep(POLL).await;
+    };
+    pb.finish_and_clear();
+    result
+}
+
+/// A spinner on stderr (hidden when `quiet`, e.g. for `--json`).
+fn spinner(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
 }
 
 /// One log object as people read it: `replica | line`, stderr marked.

@@ -1,0 +1,138 @@
+//! The image step of a deploy pipeline: `docker build` of the commit with
+//! the app's Dockerfile, then a release through the deployer, followed until
+//! the rollout is live or failed — all in the step's live log.
+
+use crate::config::ImageBuild;
+use crate::executor::Context;
+use crate::logs::StepLog;
+use futures::StreamExt;
+use slipway_domain::{ReleaseStatus, Status, StepRecord};
+use slipway_runtime::images::{build_image, BuildOptions};
+use slipway_runtime::{labels, LogStream};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Longest an image build may take.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The local tag of an app's image for a commit.
+pub fn image_tag(app: &str, sha: &str) -> String {
+    format!("slipway/app-{app}:{}", &sha[..sha.len().min(12)])
+}
+
+/// Runs one image step and records its outcome.
+pub(crate) async fn run(ctx: &Context, build: &ImageBuild, record: &StepRecord) -> Status {
+    let store = ctx.ci.store();
+    let mut log = StepLog::new(
+        store.clone(),
+        record.id,
+        ctx.secrets.values().cloned().collect(),
+    );
+    let _ = store.start_step(record.id).await;
+    let (status, error) = match build_and_release(ctx, build, &mut log).await {
+        Ok(()) => (Status::Success, None),
+        Err(e) if ctx.cancel.is_cancelled() => (Status::Cancelled, Some(e)),
+        Err(e) => (Status::Failure, Some(e)),
+    };
+    if let Some(e) = &error {
+        log.system(e);
+    }
+    log.close().await;
+    if let Err(e) = store
+        .finish_step(record.id, status, None, error.as_deref())
+        .await
+    {
+        tracing::error!(step = record.id, error = %e, "could not record the end of a step");
+    }
+    status
+}
+
+async fn build_and_release(
+    ctx: &Context,
+    build: &ImageBuild,
+    log: &mut StepLog,
+) -> Result<(), String> {
+    let store = ctx.ci.store();
+    let app = store
+        .app_by_id(build.app_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("app {} was deleted", build.app))?;
+    let deployer = ctx
+        .ci
+        .deployer()
+        .ok_or("deployments are not available on this server")?
+        .clone();
+    let sha = &ctx.pipeline.sha;
+    let tag = image_tag(&app.name, sha);
+    log.system(&format!("building {tag} from {}", build.dockerfile));
+    log.flush().await;
+    let opts = BuildOptions {
+        tag: tag.clone(),
+        dockerfile: Some(build.dockerfile.clone()),
+        labels: HashMap::from([
+            (labels::OWNER.to_string(), "deploy".to_string()),
+            (labels::APP.to_string(), app.name.clone()),
+        ]),
+        ..Default::default()
+    };
+    let lines = build_image(&ctx.rt, ctx.archive.clone(), &opts);
+    tokio::pin!(lines);
+    let deadline = tokio::time::sleep(BUILD_TIMEOUT);
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            line = lines.next() => match line {
+                Some(Ok(l)) => { let mut l = l.into_bytes(); l.push(b'\n'); log.push(LogStream::Stdout, &l).await }
+                Some(Err(e)) => return Err(format!("the image build failed: {e}")),
+                None => break,
+            },
+            _ = tick.tick() => log.flush().await,
+            _ = &mut deadline => return Err(format!("the image build took longer than {} minutes", BUILD_TIMEOUT.as_secs() / 60)),
+            _ = ctx.cancel.cancelled() => return Err("cancelled".into()),
+        }
+    }
+    let release = deployer
+        .release_image(&app, &tag, sha, Some(ctx.pipeline.id), &ctx.pipeline.actor)
+        .await
+        .map_err(|e| e.to_string())?;
+    log.system(&format!(
+        "release v{} created; rolling out to {} replica(s)",
+        release.number, app.spec.replicas
+    ));
+    log.flush().await;
+    let wait =
+        Duration::from_millis(app.spec.health.start_timeout_ms) * 2 + Duration::from_secs(60);
+    let ended = tokio::select! {
+        r = deployer.wait_release(app.id, release.number, wait) => r.map_err(|e| e.to_string())?,
+        _ = ctx.cancel.cancelled() => return Err("cancelled while the release rolled out (the rollout goes on)".into()),
+    };
+    match ended {
+        Some(r) if r.status == ReleaseStatus::Active => {
+            let url = deployer.url(&app).unwrap_or_default();
+            log.system(&format!("v{} is live {url}", r.number));
+            Ok(())
+        }
+        Some(r) if r.status == ReleaseStatus::Failed => Err(format!(
+            "the rollout of v{} failed: {}",
+            r.number,
+            r.error.unwrap_or_default()
+        )),
+        Some(r) if r.status == ReleaseStatus::Superseded => {
+            log.system(&format!("v{} was replaced by a newer release", r.number));
+            Ok(())
+        }
+        Some(r) => {
+            log.system(&format!(
+                "v{} is still {} after {} s; follow it with `slipway ps {}`",
+                r.number,
+                r.status,
+                wait.as_secs(),
+                app.name
+            ));
+            Ok(())
+        }
+        None => Err("the release disappeared (was the app deleted?)".into()),
+    }
+}

@@ -1,0 +1,480 @@
+//! End to end: continuous deployment. Real `git push`es of a small HTTP app
+//! (busybox httpd built from its Dockerfile), real replicas in Docker, real
+//! HTTP through Slipway's proxy by Host header, real `docker kill`.
+//! Docker must be reachable: these tests panic otherwise.
+
+mod support;
+
+use serde_json::{json, Value};
+use slipway_runtime::Runtime;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Connects to Docker (panicking loudly if it is down) and bootstraps busybox.
+fn docker() -> (tokio::runtime::Runtime, Runtime) {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let rt = tokio.block_on(async {
+        let rt = Runtime::connect().await.unwrap_or_else(|e| {
+            panic!("the deploy tests need a reachable Docker Engine (run scripts/deps.sh): {e}")
+        });
+        slipway_runtime::images::ensure_busybox(&rt)
+            .await
+            .expect("bootstrap slipway/busybox");
+        rt
+    });
+    (tokio, rt)
+}
+
+const DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+
+/// One GET through the proxy with `Host: host`; (status, body). Status 0 = connection failure.
+fn get(proxy: &str, host: &str, path: &str) -> (u16, String) {
+    let addr = proxy.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    if s.read_to_string(&mut out).is_err() {
+        return (0, out);
+    }
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (status, body)
+}
+
+struct App {
+    server: TestServer,
+    token: String,
+    dir: std::path::PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl App {
+    /// A server, an admin, a repository `web` with the app's files, and app `web`.
+    fn new(settings: Value) -> Self {
+        let server = TestServer::start();
+        let token = server.setup_admin("alice");
+        let (s, b) = server.api("POST", "/repos", Some(&token), Some(json!({"name": "web"})));
+        assert_eq!(s, 201, "{b}");
+        let mut body = json!({"name": "web", "repo": "alice/web", "port": 8080});
+        for (k, v) in settings.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, b) = server.api("POST", "/apps", Some(&token), Some(body));
+        assert_eq!(s, 201, "{b}");
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("web");
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        git_ok(&dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("Dockerfile"), DOCKERFILE).unwrap();
+        std::fs::write(dir.join("www/health"), "ok\n").unwrap();
+        git_ok(
+            &dir,
+            &[
+                "remote",
+                "add",
+                "origin",
+                &server.git_url("alice", "web", Some(("alice", &token))),
+            ],
+        );
+        App {
+            server,
+            token,
+            dir,
+            _work: work,
+        }
+    }
+
+    /// Commits the page `version` (and an optional Dockerfile) and pushes main.
+    fn push(&self, version: &str, dockerfile: Option<&str>) -> Instant {
+        std::fs::write(self.dir.join("www/index.html"), format!("{version}\n")).unwrap();
+        if let Some(d) = dockerfile {
+            std::fs::write(self.dir.join("Dockerfile"), d).unwrap();
+        }
+        git_ok(&self.dir, &["add", "-A"]);
+        git_ok(&self.dir, &["commit", "-q", "-m", version]);
+        let pushed = Instant::now();
+        git_ok(&self.dir, &["push", "-q", "origin", "main"]);
+        pushed
+    }
+
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.server.api(method, path, Some(&self.token), body)
+    }
+
+    fn app(&self) -> Value {
+        let (s, b) = self.api("GET", "/apps/web", None);
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
+    /// Waits until release `number` is active with every replica ready.
+    fn wait_live(&self, number: i64, limit: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let app = self.app();
+            let (_, releases) = self.api("GET", "/apps/web/releases", None);
+            let status = releases
+                .as_array()
+                .and_then(|l| l.iter().find(|r| r["number"] == number))
+                .map(|r| r["status"].as_str().unwrap_or("").to_string());
+            if status.as_deref() == Some("active")
+                && app["status"] == "running"
+                && app["ready"] == app["replicas"]
+                && app["release"] == number
+            {
+                return app;
+            }
+            if status.as_deref() == Some("failed") {
+                panic!(
+                    "release v{number} failed: {releases}\n{}",
+                    self.server.log()
+                );
+            }
+            assert!(
+                start.elapsed() < limit,
+                "v{number} not live after {limit:?}: app {app}, releases {releases}\npipelines {}\n{}",
+                self.api("GET", "/repos/alice/web/pipelines", None).1,
+                self.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the latest pipeline ended; returns it with its steps.
+    fn wait_pipeline(&self, number: i64) -> Value {
+        let start = Instant::now();
+        loop {
+            let (s, p) = self.api("GET", &format!("/repos/alice/web/pipelines/{number}"), None);
+            if s == 200 && !["pending", "running"].contains(&p["status"].as_str().unwrap_or("")) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "pipeline #{number} did not end: {p}\n{}",
+                self.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn step_log(&self, pipeline: i64, step: &str) -> String {
+        reqwest::blocking::Client::new()
+            .get(format!(
+                "{}/api/v1/repos/alice/web/pipelines/{pipeline}/steps/{step}/logs",
+                self.server.url
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .and_then(|r| r.text())
+            .expect("step log")
+    }
+
+    fn host(&self) -> &'static str {
+        "web.localhost"
+    }
+
+    fn replica_ids(&self) -> Vec<String> {
+        let (_, r) = self.api("GET", "/apps/web/replicas", None);
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["container"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// Sends requests through the proxy until stopped (at most `limit`),
+/// recording each (status, body).
+fn load(
+    proxy: String,
+    host: &'static str,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+) -> std::thread::JoinHandle<Vec<(u16, String)>> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < limit && seen.len() < 200_000 {
+            seen.push(get(&proxy, host, "/"));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        seen
+    })
+}
+
+#[test]
+fn push_deploys_rolls_out_without_errors_heals_and_rolls_back() {
+    let (tokio, rt) = docker();
+    let app = App::new(json!({"replicas": 2, "health": {"path": "/health", "interval_ms": 500}}));
+
+    // First push: image built, release v1 live on 2 replicas behind the proxy.
+    let pushed = app.push("v1", None);
+    let live = app.wait_live(1, Duration::from_secs(180));
+    println!("push-to-live (first build): {:?}", pushed.elapsed());
+    assert_eq!(
+        live["url"],
+        format!(
+            "http://web.localhost:{}/",
+            app.server.proxy_url.rsplit(':').next().unwrap()
+        )
+    );
+    let p = app.wait_pipeline(1);
+    assert_eq!(p["status"], "success", "{p}");
+    let log = app.step_log(1, "image:web");
+    assert!(log.contains("building slipway/app-web:"), "{log}");
+    assert!(log.contains("v1 is live"), "{log}");
+    assert_eq!(
+        get(&app.server.proxy_url, app.host(), "/"),
+        (200, "v1".into())
+    );
+    // Unknown hosts are not routed to the app.
+    assert_eq!(get(&app.server.proxy_url, "other.localhost", "/").0, 404);
+
+    // Second push during steady load: only 2xx, both versions, then only v2.
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = load(
+        app.server.proxy_url.clone(),
+        app.host(),
+        stop.clone(),
+        Duration::from_secs(170),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let pushed = app.push("v2", None);
+    app.wait_live(2, Duration::from_secs(170));
+    println!("push-to-live (cached base image): {:?}", pushed.elapsed());
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let seen = client.join().unwrap();
+    let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the rollout: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        seen.iter().any(|(_, b)| b == "v1") && seen.iter().any(|(_, b)| b == "v2"),
+        "both versions should answer during the rollout"
+    );
+    println!("rollout: {} requests, 0 failed", seen.len());
+    for _ in 0..10 {
+        assert_eq!(
+            get(&app.server.proxy_url, app.host(), "/"),
+            (200, "v2".into())
+        );
+    }
+    let (_, releases) = app.api("GET", "/apps/web/releases", None);
+    assert_eq!(releases[0]["status"], "active", "{releases}");
+    assert_eq!(releases[1]["status"], "superseded", "{releases}");
+
+    // Kill a replica: no request fails, and the deployer replaces it.
+    let before = app.replica_ids();
+    assert_eq!(before.len(), 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = load(
+        app.server.proxy_url.clone(),
+        app.host(),
+        stop.clone(),
+        Duration::from_secs(60),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    tokio
+        .block_on(rt.kill(&before[0], None))
+        .expect("docker kill");
+    let start = Instant::now();
+    loop {
+        let now = app.replica_ids();
+        if now.len() == 2 && !now.contains(&before[0]) && app.app()["ready"] == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the killed replica was not replaced: {now:?}\n{}",
+            app.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("killed replica replaced in {:?}", start.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let seen = client.join().unwrap();
+    let failed = seen.iter().filter(|(s, _)| *s != 200).count();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed after the kill",
+        seen.len()
+    );
+    let (_, events) = app.api("GET", "/apps/web/events", None);
+    assert!(events.to_string().contains("exited"), "{events}");
+
+    // Config makes a release; rollback restores the earlier image and config.
+    let (s, r) = app.api(
+        "PATCH",
+        "/apps/web/config",
+        Some(json!({"set": {"GREETING": "hello"}})),
+    );
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["number"], 3);
+    assert_eq!(r["description"], "config: set GREETING");
+    app.wait_live(3, Duration::from_secs(60));
+    let (s, r) = app.api("POST", "/apps/web/rollback", Some(json!({"release": 1})));
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["description"], "rollback to v1");
+    app.wait_live(4, Duration::from_secs(60));
+    assert_eq!(
+        get(&app.server.proxy_url, app.host(), "/"),
+        (200, "v1".into())
+    );
+    let (_, config) = app.api("GET", "/apps/web/config", None);
+    assert_eq!(
+        config["env"],
+        json!({}),
+        "rollback to v1 restores its (empty) config"
+    );
+
+    // Scale down to 1 and back up.
+    let (s, b) = app.api("PUT", "/apps/web/scale", Some(json!({"replicas": 1})));
+    assert_eq!(s, 200, "{b}");
+    let start = Instant::now();
+    while app.replica_ids().len() != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "scale down did not happen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Deleting the app stops its replicas and its route.
+    let (s, _) = app.api("DELETE", "/apps/web", None);
+    assert_eq!(s, 204);
+    let start = Instant::now();
+    loop {
+        if get(&app.server.proxy_url, app.host(), "/").0 == 404 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the route outlived the app"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_releases_never_disturb_the_serving_one() {
+    let (_tokio, _rt) = docker();
+    let app = App::new(
+        json!({"replicas": 1, "health": {"path": "/health", "interval_ms": 300, "start_timeout_ms": 4000}}),
+    );
+
+    // Bad input answers clearly and creates nothing.
+    for (body, code) in [
+        (json!({"name": "Bad_Name", "repo": "alice/web"}), 422),
+        (json!({"name": "-x", "repo": "alice/web"}), 422),
+        (json!({"name": "ok", "repo": "alice/missing"}), 404),
+        (json!({"name": "ok", "repo": "alice/web", "port": 0}), 422),
+        (
+            json!({"name": "ok", "repo": "alice/web", "dockerfile": "../Dockerfile"}),
+            422,
+        ),
+        (json!({"name": "web", "repo": "alice/web"}), 409),
+    ] {
+        let (s, b) = app.api("POST", "/apps", Some(body.clone()));
+        assert_eq!(s, code, "{body} → {b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{b}"
+        );
+    }
+    let (s, b) = app.api("PUT", "/apps/web/scale", Some(json!({"replicas": 500})));
+    assert_eq!(s, 422, "{b}");
+
+    app.push("v1", None);
+    app.wait_live(1, Duration::from_secs(180));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = load(
+        app.server.proxy_url.clone(),
+        app.host(),
+        stop.clone(),
+        Duration::from_secs(170),
+    );
+
+    // A Dockerfile that fails to build: the pipeline fails, no release is made.
+    app.push("broken", Some("FROM slipway/busybox:latest\nRUN exit 3\n"));
+    let p = app.wait_pipeline(2);
+    assert_eq!(p["status"], "failure", "{p}");
+    let log = app.step_log(2, "image:web");
+    assert!(log.contains("image build failed"), "{log}");
+
+    // A port that never opens: the release fails its health check, never
+    // gets traffic, and v1 keeps serving.
+    app.push(
+        "v-never",
+        Some("FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"sleep\", \"600\"]\n"),
+    );
+    let p = app.wait_pipeline(3);
+    assert_eq!(p["status"], "failure", "{p}");
+    let log = app.step_log(3, "image:web");
+    assert!(log.contains("health check"), "{log}");
+    let (_, releases) = app.api("GET", "/apps/web/releases", None);
+    assert_eq!(releases[0]["number"], 2, "{releases}");
+    assert_eq!(releases[0]["status"], "failed", "{releases}");
+    assert!(
+        releases[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("health check"),
+        "{releases}"
+    );
+    assert_eq!(releases[1]["status"], "active", "{releases}");
+    let a = app.app();
+    assert_eq!(a["release"], 1, "{a}");
+    assert_eq!(a["status"], "running", "{a}");
+
+    stop.store(true, Ordering::Relaxed);
+    let seen = client.join().unwrap();
+    let bad: Vec<_> = seen
+        .iter()
+        .filter(|(s, b)| *s != 200 || b != "v1")
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} answers were not v1: {:?}",
+        bad.len(),
+        seen.len(),
+        &bad[..bad.len().min(5)]
+    );
+    println!(
+        "{} requests during the bad releases, all answered by v1",
+        seen.len()
+    );
+
+    // Nothing of the failed release is left running.
+    assert_eq!(app.replica_ids().len(), 1);
+
+    // Manual deploy of the branch head queues a pipeline.
+    let (s, b) = app.api("POST", "/apps/web/deploy", Some(json!({"ref": "nope"})));
+    assert_eq!(s, 422, "{b}");
+}
