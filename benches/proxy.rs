@@ -7,8 +7,9 @@
 //! Needs `wrk` and `haproxy` (Debian packages). Run with
 //! `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10), `BENCH_ROUNDS`
 //! (default 3, alternating) and `BENCH_CONNECTIONS` (default 64) bound the
-//! load. The proxy runs thread-per-core (one current-thread runtime per
-//! thread, `BENCH_PROXY_THREADS`, default 2, like `nbthread 2`);
+//! load. The proxy runs thread-per-core ([`Proxy::serve_on`]: one
+//! current-thread runtime per thread, `BENCH_PROXY_THREADS`, default 2, like
+//! `nbthread 2`);
 //! `BENCH_PROXY_MODE=shared` puts it on one multi-thread runtime instead.
 
 use std::convert::Infallible;
@@ -87,14 +88,14 @@ impl Drop for Reaped {
     }
 }
 
-fn haproxy(dir: &std::path::Path, port: u16, backends: &[SocketAddr]) -> Reaped {
+fn haproxy(dir: &std::path::Path, port: u16, backends: &[SocketAddr], threads: usize) -> Reaped {
     let servers: String = backends
         .iter()
         .enumerate()
         .map(|(i, a)| format!("    server s{i} {a}\n"))
         .collect();
     let cfg = format!(
-        "global\n    maxconn 4096\n    nbthread 2\n\
+        "global\n    maxconn 4096\n    nbthread {threads}\n\
          defaults\n    mode http\n    option http-keep-alive\n    option forwardfor\n\
          \x20   timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
          frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\
@@ -202,11 +203,16 @@ fn main() {
         .unwrap();
     let backends = backends_rt.block_on(async { vec![backend().await, backend().await] });
 
-    // The proxy on one current-thread runtime per core, all accepting from
-    // one listener: thread-per-core like HAProxy's `nbthread 2`.
+    // The proxy on one current-thread runtime per core: thread-per-core like
+    // HAProxy's `nbthread 2`.
     // `BENCH_PROXY_MODE=shared` runs it on one multi-thread runtime instead.
     let threads = env_num("BENCH_PROXY_THREADS", 2) as usize;
     let shared = std::env::var("BENCH_PROXY_MODE").as_deref() == Ok("shared");
+    let mode = if shared {
+        "slipway on one multi-thread runtime"
+    } else {
+        "slipway thread-per-core"
+    };
     let proxy_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("slipway-proxy")
@@ -231,24 +237,9 @@ fn main() {
         let p = proxy.clone();
         proxy_rt.spawn(async move { p.serve(listener).await });
     } else {
-        for _ in 0..threads {
-            let std_listener = std_listener.try_clone().unwrap();
-            let p = proxy.clone();
-            std::thread::Builder::new()
-                .name("slipway-proxy".into())
-                .spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async move {
-                        let listener = TcpListener::from_std(std_listener).unwrap();
-                        p.serve(listener).await
-                    })
-                    .unwrap();
-                })
-                .unwrap();
-        }
+        // Thread-per-core: one current-thread runtime per thread, new
+        // connections handed to the least busy one (see `Proxy::serve_on`).
+        let _threads = proxy.serve_on(std_listener, threads).unwrap();
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -257,7 +248,7 @@ fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let _haproxy = haproxy(dir.path(), haproxy_port, &backends);
+    let _haproxy = haproxy(dir.path(), haproxy_port, &backends, threads);
 
     // Warm both (connection pools, caches), then alternate rounds so that
     // load from elsewhere on the machine hits both alike; medians are shown.
@@ -277,7 +268,7 @@ fn main() {
 
     println!(
         "proxy benchmark: wrk -t2 -c{connections} -d{seconds}s x {rounds} rounds (medians), \
-         2 hyper backends, round robin, proxies on 2 threads"
+         2 hyper backends, round robin, proxies on {threads} threads ({mode})"
     );
     println!("load average before: {before}; after: {}", loadavg());
     for (name, r) in [("slipway", &slipway), ("haproxy", &haproxy)] {

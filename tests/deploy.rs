@@ -64,6 +64,26 @@ struct App {
     token: String,
     dir: std::path::PathBuf,
     _work: tempfile::TempDir,
+    /// The server's deploy instance label, learnt from its first replica,
+    /// so the replicas it leaves behind are removed when the test ends.
+    instance: std::cell::RefCell<Option<String>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let instance = self.instance.borrow().clone();
+        self.server.stop();
+        if let Some(instance) = instance {
+            let tokio = tokio::runtime::Runtime::new().unwrap();
+            tokio.block_on(async {
+                if let Ok(rt) = Runtime::connect().await {
+                    let filter = slipway_runtime::LabelFilter::managed()
+                        .with("io.slipway.deploy-instance", instance);
+                    let _ = rt.cleanup(&filter).await;
+                }
+            });
+        }
+    }
 }
 
 impl App {
@@ -99,6 +119,7 @@ impl App {
             token,
             dir,
             _work: work,
+            instance: std::cell::RefCell::new(None),
         }
     }
 
@@ -135,6 +156,7 @@ impl App {
                 .as_array()
                 .and_then(|l| l.iter().find(|r| r["number"] == number))
                 .map(|r| r["status"].as_str().unwrap_or("").to_string());
+            self.learn_instance();
             if status.as_deref() == Some("active")
                 && app["status"] == "running"
                 && app["ready"] == app["replicas"]
@@ -191,6 +213,23 @@ impl App {
         "web.localhost"
     }
 
+    fn learn_instance(&self) {
+        if self.instance.borrow().is_some() {
+            return;
+        }
+        let Some(id) = self.replica_ids().into_iter().next() else {
+            return;
+        };
+        let tokio = tokio::runtime::Runtime::new().unwrap();
+        let labels = tokio.block_on(async {
+            let rt = Runtime::connect().await.ok()?;
+            rt.inspect(&id).await.ok().map(|s| s.labels)
+        });
+        if let Some(i) = labels.and_then(|l| l.get("io.slipway.deploy-instance").cloned()) {
+            *self.instance.borrow_mut() = Some(i);
+        }
+    }
+
     fn replica_ids(&self) -> Vec<String> {
         let (_, r) = self.api("GET", "/apps/web/replicas", None);
         r.as_array()
@@ -241,6 +280,19 @@ fn push_deploys_rolls_out_without_errors_heals_and_rolls_back() {
     let log = app.step_log(1, "image:web");
     assert!(log.contains("building slipway/app-web:"), "{log}");
     assert!(log.contains("v1 is live"), "{log}");
+    assert!(
+        log.contains("stored in the registry as alice/web:"),
+        "{log}"
+    );
+    // The registry holds the released image for other nodes and `docker pull`.
+    let tags = reqwest::blocking::Client::new()
+        .get(format!("{}/v2/alice/web/tags/list", app.server.url))
+        .basic_auth("alice", Some(&app.token))
+        .send()
+        .unwrap();
+    assert_eq!(tags.status(), 200);
+    let tags: Value = tags.json().unwrap();
+    assert_eq!(tags["tags"].as_array().map(Vec::len), Some(1), "{tags}");
     assert_eq!(
         get(&app.server.proxy_url, app.host(), "/"),
         (200, "v1".into())
@@ -474,7 +526,52 @@ fn bad_releases_never_disturb_the_serving_one() {
     // Nothing of the failed release is left running.
     assert_eq!(app.replica_ids().len(), 1);
 
+    // PATCH merges a partial health check into the current one.
+    let (s, b) = app.api(
+        "PATCH",
+        "/apps/web",
+        Some(json!({"health": {"timeout_ms": 900}})),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["health"]["path"], "/health", "{b}");
+    assert_eq!(b["health"]["timeout_ms"], 900, "{b}");
+    let (_, releases) = app.api("GET", "/apps/web/releases", None);
+    assert_eq!(releases[0]["description"], "settings: health", "{releases}");
+
     // Manual deploy of the branch head queues a pipeline.
     let (s, b) = app.api("POST", "/apps/web/deploy", Some(json!({"ref": "nope"})));
     assert_eq!(s, 422, "{b}");
+}
+
+#[test]
+fn a_restarted_server_adopts_its_running_replicas() {
+    let (_tokio, _rt) = docker();
+    let mut app = App::new(json!({"replicas": 2, "health": {"path": "/health"}}));
+    app.push("v1", None);
+    app.wait_live(1, Duration::from_secs(180));
+    let before = {
+        let mut ids = app.replica_ids();
+        ids.sort();
+        ids
+    };
+    // kill -9 of the server: the replicas are containers and keep running.
+    app.server.restart();
+    let start = Instant::now();
+    loop {
+        if get(&app.server.proxy_url, app.host(), "/") == (200, "v1".to_string()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the restarted proxy does not serve the app\n{}",
+            app.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("served again {:?} after the restart", start.elapsed());
+    let live = app.wait_live(1, Duration::from_secs(30));
+    assert_eq!(live["ready"], 2);
+    let mut after = app.replica_ids();
+    after.sort();
+    assert_eq!(before, after, "replicas were adopted, not replaced");
 }

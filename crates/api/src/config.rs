@@ -45,6 +45,8 @@ pub struct Config {
     pub exec_pool_idle_secs: u64,
     /// Serve `GET /metrics` without an admin token (`SLIPWAY_METRICS_PUBLIC`).
     pub metrics_public: bool,
+    /// Milliseconds between monitoring samples (`SLIPWAY_METRICS_INTERVAL_MS`, 10 s by default).
+    pub metrics_interval_ms: u64,
     /// Address of the built-in proxy that serves the apps (`SLIPWAY_PROXY_LISTEN`).
     pub proxy_listen: SocketAddr,
     /// Address of the proxy's HTTPS listener (`SLIPWAY_PROXY_TLS_LISTEN`; none by default).
@@ -79,6 +81,7 @@ impl Default for Config {
             exec_pool_max_total: 8,
             exec_pool_idle_secs: 300,
             metrics_public: false,
+            metrics_interval_ms: 10_000,
             proxy_listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
             proxy_tls_listen: None,
             proxy_tls_cert: None,

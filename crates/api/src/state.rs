@@ -25,6 +25,8 @@ struct Inner {
     exec: std::sync::OnceLock<slipway_exec::ExecService>,
     /// Prometheus registry served at `/metrics`; subsystems register at start-up.
     metrics: Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
+    /// Monitoring: the time series of every app and the Prometheus collectors.
+    monitor: slipway_metrics::Monitor,
 }
 
 impl AppState {
@@ -48,6 +50,14 @@ impl AppState {
         );
         ci.set_deployer(deploy.clone());
         let registry = slipway_registry::Registry::new(config.data_dir.join("registry"));
+        let monitor = slipway_metrics::Monitor::new(
+            deploy.clone(),
+            slipway_metrics::MonitorOptions {
+                interval: std::time::Duration::from_millis(config.metrics_interval_ms.max(50)),
+                ..Default::default()
+            },
+        );
+        deploy.set_registry(registry.clone());
         Self {
             inner: Arc::new(Inner {
                 deploy,
@@ -58,6 +68,7 @@ impl AppState {
                 registry,
                 exec: std::sync::OnceLock::new(),
                 metrics: Default::default(),
+                monitor,
             }),
         }
     }
@@ -95,6 +106,10 @@ impl AppState {
         &self,
     ) -> &Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
         &self.inner.metrics
+    }
+    /// Monitoring: app time series (charts) and the Prometheus collectors.
+    pub fn monitor(&self) -> &slipway_metrics::Monitor {
+        &self.inner.monitor
     }
     /// Installs the code execution service (once, at start-up).
     pub fn set_exec(&self, exec: slipway_exec::ExecService) {

@@ -93,6 +93,13 @@ async fn build_and_release(
             _ = ctx.cancel.cancelled() => return Err("cancelled".into()),
         }
     }
+    match deployer.publish_image(&app, &ctx.repo.owner, &tag).await {
+        Ok(reference) => log.system(&format!(
+            "stored in the registry as {reference} (GET /v2/{reference})"
+        )),
+        Err(e) => log.system(&format!("warning: {e}; deploying from the local image")),
+    }
+    log.flush().await;
     let release = deployer
         .release_image(&app, &tag, sha, Some(ctx.pipeline.id), &ctx.pipeline.actor)
         .await

@@ -100,6 +100,7 @@ struct Inner {
     /// Public base of the proxy (`http://host:port`) for app URLs.
     proxy_base: Mutex<Option<(String, u16)>>,
     secret_box: OnceLock<SecretBox>,
+    registry: OnceLock<slipway_registry::Registry>,
 }
 
 impl Deployer {
@@ -119,6 +120,7 @@ impl Deployer {
                 routes_lock: Mutex::new(()),
                 proxy_base: Mutex::new(None),
                 secret_box: OnceLock::new(),
+                registry: OnceLock::new(),
             }),
         }
     }
@@ -131,6 +133,49 @@ impl Deployer {
     /// The built-in reverse proxy (the server serves it on its own listener).
     pub fn proxy(&self) -> &Proxy {
         &self.inner.proxy
+    }
+
+    /// Connects the embedded registry that keeps every released image.
+    pub fn set_registry(&self, registry: slipway_registry::Registry) {
+        let _ = self.inner.registry.set(registry);
+    }
+
+    /// Copies the freshly built local image `tag` into the embedded registry
+    /// as `<owner>/<app>:<tag's tag part>` (so other nodes and `docker pull`
+    /// can fetch it) and drops the registry tags beyond the kept releases.
+    /// Returns the registry reference.
+    pub async fn publish_image(
+        &self,
+        app: &AppRecord,
+        owner: &str,
+        tag: &str,
+    ) -> Result<String, String> {
+        let registry = self
+            .inner
+            .registry
+            .get()
+            .ok_or("no registry is configured")?;
+        let rt = self.runtime().ok_or("the Docker Engine is not connected")?;
+        let repo = format!("{owner}/{}", app.name);
+        let version = tag.rsplit_once(':').map_or("latest", |(_, t)| t);
+        slipway_registry::import_from_docker(registry, rt, tag, &repo, version)
+            .await
+            .map_err(|e| format!("storing the image in the registry failed: {e}"))?;
+        let keep = self.inner.options.releases_kept.max(1);
+        let registry = registry.clone();
+        let gc_repo = repo.clone();
+        tokio::spawn(async move {
+            match registry.retain(&gc_repo, keep).await {
+                Ok(dropped) if !dropped.is_empty() => {
+                    if let Err(e) = registry.gc().await {
+                        tracing::warn!(error = %e, "registry garbage collection failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(repo = %gc_repo, error = %e, "registry retention failed"),
+            }
+        });
+        Ok(format!("{repo}:{version}"))
     }
 
     /// Records where the proxy listens, for the URLs shown to users.

@@ -17,6 +17,7 @@ mod proxy;
 mod route;
 mod shard;
 mod table;
+mod threads;
 mod tls;
 mod upstream;
 
@@ -24,6 +25,7 @@ pub use error::ProxyError;
 pub use metrics::{AppSnapshot, MetricsSnapshot, LATENCY_BUCKETS};
 pub use proxy::{Proxy, ProxyConfig};
 pub use route::{Balance, HealthCheck, HostPattern, Pool, Route, RouteTable};
+pub use threads::ServeThreads;
 pub use tls::{SelfSigned, TlsConfig};
 pub use upstream::UpstreamStatus;
 

@@ -65,7 +65,7 @@ impl Default for ProxyConfig {
 /// the route table, upstream state and metrics.
 #[derive(Clone)]
 pub struct Proxy {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 type UpstreamKey = (String, SocketAddr);
@@ -275,7 +275,7 @@ impl Proxy {
 }
 
 /// Accepts one connection; on errors such as EMFILE pauses briefly.
-async fn accept(listener: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+pub(crate) async fn accept(listener: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     match listener.accept().await {
         Ok((stream, remote)) => {
             let _ = stream.set_nodelay(true);
@@ -301,8 +301,12 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    async fn serve_connection<I>(self: Arc<Self>, io: I, remote: SocketAddr, scheme: &'static str)
-    where
+    pub(crate) async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        remote: SocketAddr,
+        scheme: &'static str,
+    ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         // Per request only this connection's own handle is cloned: no

@@ -33,6 +33,7 @@ pub use gc::GcReport;
 pub use http::{catalog_response, router, Endpoint};
 pub use import::import_from_docker;
 pub use names::{validate_name, validate_tag, Digest, RESERVED_COMPONENTS};
+pub use repos::StoredManifest;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

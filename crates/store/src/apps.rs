@@ -298,10 +298,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if status == ReleaseStatus::Active {
+            // The previous active release, and older rollouts overtaken by this one.
             sqlx::query(
-                "UPDATE releases SET status = 'superseded' WHERE app_id = ? AND status = 'active' AND number <> ?",
+                "UPDATE releases SET status = 'superseded' WHERE app_id = ? AND number <> ?
+                 AND (status = 'active' OR (status IN ('pending', 'deploying') AND number < ?))",
             )
             .bind(app_id)
+            .bind(number)
             .bind(number)
             .execute(&mut *tx)
             .await?;

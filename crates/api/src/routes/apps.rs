@@ -32,7 +32,7 @@ impl From<DeployError> for ApiError {
 }
 
 /// Finds app `name` and checks the caller's token scope and repository access.
-async fn authorize_app(
+pub(crate) async fn authorize_app(
     state: &AppState,
     caller: &Caller,
     name: &str,
@@ -106,7 +106,8 @@ pub struct Settings {
     port: Option<u16>,
     replicas: Option<u32>,
     dockerfile: Option<String>,
-    health: Option<HealthSpec>,
+    /// Partial: given fields replace the current ones.
+    health: Option<serde_json::Map<String, Value>>,
     domains: Option<Vec<String>>,
     env: Option<BTreeMap<String, String>>,
     memory_mb: Option<Option<u32>>,
@@ -116,7 +117,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn apply(self, mut spec: AppSpec) -> AppSpec {
+    fn apply(self, mut spec: AppSpec) -> ApiResult<AppSpec> {
         if let Some(v) = self.branch {
             spec.branch = v;
         }
@@ -129,8 +130,13 @@ impl Settings {
         if let Some(v) = self.dockerfile {
             spec.dockerfile = v;
         }
-        if let Some(v) = self.health {
-            spec.health = v;
+        if let Some(fields) = self.health {
+            let mut merged = serde_json::to_value(&spec.health).map_err(ApiError::internal)?;
+            if let Value::Object(m) = &mut merged {
+                m.extend(fields);
+            }
+            spec.health = serde_json::from_value::<HealthSpec>(merged)
+                .map_err(|e| ApiError::invalid(format!("health: {e}")))?;
         }
         if let Some(v) = self.domains {
             spec.domains = v
@@ -153,7 +159,7 @@ impl Settings {
         if let Some(v) = self.max_unavailable {
             spec.max_unavailable = v;
         }
-        spec
+        Ok(spec)
     }
 }
 
@@ -204,7 +210,7 @@ pub async fn create(
         )));
     };
     let (repo, _) = authorize_repo(&state, Some(&caller), owner, repo_name, Access::Write).await?;
-    let spec = body.settings.apply(AppSpec::default());
+    let spec = body.settings.apply(AppSpec::default())?;
     spec.validate().map_err(ApiError::invalid)?;
     check_domains(&state, name.as_str(), &spec).await?;
     let app = state
@@ -267,7 +273,7 @@ pub async fn update(
             "change environment variables with PATCH /apps/{app}/config (`slipway config set`)",
         ));
     }
-    let spec = body.apply(app.spec.clone());
+    let spec = body.apply(app.spec.clone())?;
     spec.validate().map_err(ApiError::invalid)?;
     check_domains(&state, &app.name, &spec).await?;
     state
@@ -513,11 +519,11 @@ pub async fn logs(
             v.push(b'\n');
             Ok::<_, std::convert::Infallible>(bytes::Bytes::from(v))
         });
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(lines))
-        .map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)
 }
 
 /// Body of `POST /apps/{app}/deploy`.
