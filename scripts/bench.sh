@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Slipway's benchmarks with their peers installed.
-# Usage: scripts/bench.sh [git|ci|exec|proxy|all]
+# Usage: scripts/bench.sh [git|ci|exec|deploy|proxy|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,14 +21,15 @@ run() {
         git)   install_missing nginx:nginx-light fcgiwrap:fcgiwrap; cargo bench --locked --bench git_http ;;
         ci)    bash scripts/deps.sh; cargo bench --locked --bench ci ;;
         exec)  bash scripts/deps.sh; cargo bench --locked --bench exec ;;
+        deploy) bash scripts/deps.sh; cargo bench --locked --bench deploy ;;
         proxy) install_missing wrk:wrk haproxy:haproxy; cargo bench --locked --bench proxy ;;
-        *) echo "unknown benchmark $1 (known: git, ci, exec, proxy, all)" >&2; exit 2 ;;
+        *) echo "unknown benchmark $1 (known: git, ci, exec, deploy, proxy, all)" >&2; exit 2 ;;
     esac
 }
 
 what="${1:-all}"
 if [ "$what" = all ]; then
-    for b in git ci exec proxy; do run "$b"; done
+    for b in git ci exec deploy proxy; do run "$b"; done
 else
     run "$what"
 fi

@@ -79,6 +79,9 @@ impl Drop for App {
                 if let Ok(rt) = Runtime::connect().await {
                     let filter = slipway_runtime::LabelFilter::managed()
                         .with("io.slipway.deploy-instance", instance);
+                    // Twice: a create in flight when the server died may land late.
+                    let _ = rt.cleanup(&filter).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     let _ = rt.cleanup(&filter).await;
                 }
             });

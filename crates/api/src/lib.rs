@@ -7,6 +7,7 @@
 pub mod config;
 mod error;
 mod extract;
+mod http_metrics;
 mod routes;
 mod server;
 mod setup;

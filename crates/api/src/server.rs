@@ -29,6 +29,10 @@ pub fn router(state: AppState) -> Router {
         .merge(git)
         .merge(registry)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http_metrics::count,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -94,6 +98,7 @@ impl Server {
             .set_proxy_address("http", proxy_listener.local_addr()?.port());
         start_exec(&state).await;
         start_deploy(&state).await;
+        start_monitor(&state).await;
         Ok(Self {
             listener,
             proxy_listener,
@@ -120,13 +125,14 @@ impl Server {
     ) -> anyhow::Result<()> {
         // CI worker: recovers pipelines interrupted by a crash, then runs the queue.
         self.state.ci().start();
-        let proxy = self.state.deploy().proxy().clone();
-        let proxy_listener = self.proxy_listener;
-        tokio::spawn(async move {
-            if let Err(e) = proxy.serve(proxy_listener).await {
-                tracing::error!(error = %e, "the app proxy stopped");
-            }
-        });
+        // The app proxy runs thread-per-core (one current-thread runtime per
+        // core): the shape with the least cross-core work per request.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let _proxy_threads = self
+            .state
+            .deploy()
+            .proxy()
+            .serve_on(self.proxy_listener.into_std()?, threads)?;
         if let Some(listener) = self.proxy_tls_listener {
             let tls = proxy_tls(self.state.config())?;
             let proxy = self.state.deploy().proxy().clone();
@@ -182,6 +188,19 @@ async fn start_deploy(state: &AppState) {
     if let Err(e) = state.deploy().start(rt).await {
         tracing::error!(error = %e, "the deployer could not start");
     }
+}
+
+/// Registers the monitoring collectors and starts the sampler (CPU and memory
+/// need Docker; traffic and queues are sampled without it).
+async fn start_monitor(state: &AppState) {
+    state.monitor().register(
+        &mut state
+            .metrics_registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    let rt = slipway_runtime::Runtime::connect().await.ok();
+    state.monitor().start(rt);
 }
 
 /// The proxy's certificate: the configured files, or a self-signed one for

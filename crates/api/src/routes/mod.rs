@@ -1,10 +1,12 @@
 //! The REST API's routes, one module per resource.
 
 mod account;
+mod app_metrics;
 mod apps;
 mod exec;
 pub(crate) mod git;
 pub(crate) mod metrics;
+mod openapi;
 mod pipelines;
 pub(crate) mod registry;
 mod repos;
@@ -103,12 +105,14 @@ pub fn api_routes() -> Router<AppState> {
         .route("/apps/{app}/logs", get(apps::logs))
         .route("/apps/{app}/deploy", post(apps::deploy))
         .route("/apps/{app}/events", get(apps::events))
+        .route("/apps/{app}/metrics", get(app_metrics::show))
         .route("/exec/runtimes", get(exec::runtimes))
         .route("/exec/jobs", get(exec::list).post(exec::submit))
         .route("/exec/jobs/{id}", get(exec::show).delete(exec::cancel))
         .route("/exec/jobs/{id}/output.zip", get(exec::output))
         .route("/exec/jobs/{id}/events", get(exec::events))
         .route("/exec/run", post(exec::run))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
