@@ -28,7 +28,7 @@ fn docker() -> (tokio::runtime::Runtime, Runtime) {
     (tokio, rt)
 }
 
-const DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+const DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-v\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
 
 /// One GET through the proxy with `Host: host`; (status, body). Status 0 = connection failure.
 fn get(proxy: &str, host: &str, path: &str) -> (u16, String) {
@@ -214,6 +214,22 @@ impl App {
 
     fn host(&self) -> &'static str {
         "web.localhost"
+    }
+
+    /// Runs the `slipway` CLI against this server; (exit code, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(args)
+            .env("SLIPWAY_CLI_CONFIG", self.dir.join("no-cli.toml"))
+            .env("SLIPWAY_SERVER", &self.server.url)
+            .env("SLIPWAY_TOKEN", &self.token)
+            .output()
+            .expect("run slipway");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     fn learn_instance(&self) {
@@ -577,4 +593,26 @@ fn a_restarted_server_adopts_its_running_replicas() {
     let mut after = app.replica_ids();
     after.sort();
     assert_eq!(before, after, "replicas were adopted, not replaced");
+
+    // The CLI shows them and their output.
+    let (code, out, err) = app.cli(&["ps", "web"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("healthy").count(), 2, "{out}");
+    get(&app.server.proxy_url, app.host(), "/missing-page");
+    let (code, out, err) = app.cli(&["logs", "web", "--tail", "50"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("response:404"),
+        "the 404 of /missing-page is in the logs: {out}"
+    );
+    let (code, out, err) = app.cli(&["releases", "web", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let releases: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(releases[0]["status"], "active");
+    let (code, out, _) = app.cli(&["open", "web"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("web.localhost:"), "{out}");
+    let (code, _, err) = app.cli(&["scale", "web=abc"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
