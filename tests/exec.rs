@@ -355,12 +355,13 @@ fn containment_bombs_limits_network_and_isolation() {
 #[test]
 fn many_concurrent_jobs_are_bounded_and_none_are_lost_or_mixed() {
     let (server, alice, bob) = server_with_users(&[
-        ("SLIPWAY_EXEC_MAX_PENDING", "8"),
+        ("SLIPWAY_EXEC_MAX_PENDING", "32"),
         ("SLIPWAY_EXEC_WORKERS", "4"),
     ]);
     let server = std::sync::Arc::new(server);
     let mut threads = Vec::new();
-    for t in 0..6 {
+    // 200 submissions from 8 threads and 2 users, three kinds of program.
+    for t in 0..8 {
         let server = server.clone();
         let token = if t % 2 == 0 {
             alice.clone()
@@ -370,9 +371,14 @@ fn many_concurrent_jobs_are_bounded_and_none_are_lost_or_mixed() {
         threads.push(std::thread::spawn(move || {
             let mut accepted = Vec::new();
             let mut refused = 0;
-            for i in 0..10 {
+            for i in 0..25 {
                 let marker = format!("marker-{t}-{i}");
-                let (status, body, retry) = submit(&server, &token, &sh(&format!("echo {marker}")));
+                let program = match i % 3 {
+                    0 => format!("echo {marker}"),
+                    1 => format!("i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; echo {marker}"),
+                    _ => format!("mkdir -p output; echo {marker} > output/m; cat output/m"),
+                };
+                let (status, body, retry) = submit(&server, &token, &sh(&program));
                 match status {
                     202 => accepted.push((body["id"].as_str().unwrap().to_owned(), marker)),
                     429 => {
@@ -389,12 +395,13 @@ fn many_concurrent_jobs_are_bounded_and_none_are_lost_or_mixed() {
     let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let refused: usize = results.iter().map(|r| r.2).sum();
     let accepted: usize = results.iter().map(|r| r.1.len()).sum();
-    assert_eq!(refused + accepted, 60);
+    assert_eq!(refused + accepted, 200);
     assert!(
         refused > 0,
-        "a queue of 8 must refuse some of 60 fast submissions"
+        "a queue of 32 must refuse some of 200 fast submissions"
     );
-    assert!(accepted >= 8, "only {accepted} accepted");
+    assert!(accepted >= 32, "only {accepted} accepted");
+    println!("200 submissions: {accepted} accepted, {refused} refused with 429");
 
     let mut ids = HashSet::new();
     for (token, jobs, _) in &results {

@@ -49,7 +49,7 @@ impl Collector for AppCollector {
 
         let mut m = encoder.encode_descriptor(
             "slipway_app_requests",
-            "Requests the proxy answered per app, by status class.",
+            "Requests the proxy answered per app, by status class",
             None,
             MetricType::Counter,
         )?;
@@ -68,7 +68,7 @@ impl Collector for AppCollector {
 
         let mut m = encoder.encode_descriptor(
             "slipway_app_request_duration_seconds",
-            "Time from request to response head through the proxy, per app.",
+            "Time from request to response head through the proxy, per app",
             None,
             MetricType::Histogram,
         )?;
@@ -95,7 +95,7 @@ impl Collector for AppCollector {
             .collect();
         let mut m = encoder.encode_descriptor(
             "slipway_app_replicas",
-            "Replicas of each app by state (starting, healthy, draining).",
+            "Replicas of each app by state (starting, healthy, draining)",
             None,
             MetricType::Gauge,
         )?;
@@ -113,7 +113,7 @@ impl Collector for AppCollector {
 
         let mut m = encoder.encode_descriptor(
             "slipway_app_restarts",
-            "Crash restarts of the app's current replica slots.",
+            "Crash restarts of the app's current replica slots",
             None,
             MetricType::Counter,
         )?;
@@ -124,7 +124,7 @@ impl Collector for AppCollector {
 
         let mut m = encoder.encode_descriptor(
             "slipway_app_cpu_ratio",
-            "CPU used by the app's replicas over the last sample interval (1.0 = one core).",
+            "CPU used by the app's replicas over the last sample interval (1.0 = one core)",
             None,
             MetricType::Gauge,
         )?;
@@ -136,7 +136,7 @@ impl Collector for AppCollector {
         }
         let mut m = encoder.encode_descriptor(
             "slipway_app_memory_bytes",
-            "Memory in use by the app's replicas (page cache excluded) at the last sample.",
+            "Memory in use by the app's replicas (page cache excluded) at the last sample",
             None,
             MetricType::Gauge,
         )?;
@@ -149,7 +149,7 @@ impl Collector for AppCollector {
             encoder
                 .encode_descriptor(
                     "slipway_pipelines_running",
-                    "CI pipelines running at the last sample.",
+                    "CI pipelines running at the last sample",
                     None,
                     MetricType::Gauge,
                 )?

@@ -102,7 +102,7 @@ impl Monitor {
         registry.register_collector(Box::new(collector::AppCollector(self.clone())));
         registry.register(
             "slipway_http_requests",
-            "Requests Slipway's own HTTP server answered, by route class and status class.",
+            "Requests Slipway's own HTTP server answered, by route class and status class",
             self.inner.http.clone(),
         );
     }
