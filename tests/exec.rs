@@ -711,3 +711,60 @@ fn metrics_count_jobs_and_need_an_admin() {
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("slipway_exec_queue_length"), "{text}");
 }
+
+#[test]
+fn a_zip_upload_runs_like_a_file_list() {
+    use std::io::Write;
+    let (server, alice, _) = server_with_users(&[]);
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in [
+        (
+            "main.sh",
+            "cd \"$(dirname \"$0\")\"; . ./lib.sh; greet \"$1\" \"$2\"; cat\n",
+        ),
+        ("lib.sh", "greet() { echo \"hi $1 $2\"; }\n"),
+    ] {
+        w.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+    }
+    let zip_bytes = w.finish().unwrap().into_inner();
+    let client = reqwest::blocking::Client::new();
+    let res = client
+        .post(format!(
+            "{}/api/v1/exec/run?language=busybox-sh&args=a&args=b%20c&stdin=from-stdin",
+            server.url
+        ))
+        .bearer_auth(&alice)
+        .header("content-type", "application/zip")
+        .body(zip_bytes)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let job: Value = res.json().unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["run"]["stdout"], "hi a b c\nfrom-stdin", "{job}");
+
+    // Not a zip, or a zip without the language: clear 422s.
+    for (url, body) in [
+        (
+            "/api/v1/exec/jobs?language=busybox-sh",
+            b"not a zip".to_vec(),
+        ),
+        ("/api/v1/exec/jobs", b"PK".to_vec()),
+    ] {
+        let res = client
+            .post(format!("{}{url}", server.url))
+            .bearer_auth(&alice)
+            .header("content-type", "application/zip")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 422);
+        let err: Value = res.json().unwrap();
+        assert!(
+            err["error"]["message"].as_str().unwrap().len() > 10,
+            "{err}"
+        );
+    }
+}

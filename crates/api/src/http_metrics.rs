@@ -18,6 +18,8 @@ pub(crate) fn route_class(path: &str) -> &'static str {
         "metrics"
     } else if path == "/healthz" {
         "health"
+    } else if path == "/" || path == "/ui" || path.starts_with("/ui/") {
+        "ui"
     } else {
         "other"
     }
@@ -42,6 +44,7 @@ mod tests {
         assert_eq!(route_class("/v2/"), "registry");
         assert_eq!(route_class("/metrics"), "metrics");
         assert_eq!(route_class("/healthz"), "health");
+        assert_eq!(route_class("/ui/apps/web"), "ui");
         assert_eq!(route_class("/nope"), "other");
     }
 }

@@ -28,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(git)
         .merge(registry)
+        // The web dashboard under /ui (and / redirecting to it).
+        .merge(slipway_web::router())
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

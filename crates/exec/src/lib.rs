@@ -15,7 +15,7 @@ pub mod runtimes;
 pub mod sandbox;
 mod service;
 
-pub use model::{JobFile, JobRequest, JobResult, JobState, PhaseResult};
+pub use model::{files_from_zip, JobFile, JobRequest, JobResult, JobState, PhaseResult};
 pub use pool::PoolConfig;
 pub use runtimes::RuntimeDef;
 pub use service::{job_view, ExecConfig, ExecService, SubmitError};

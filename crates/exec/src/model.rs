@@ -173,3 +173,96 @@ pub fn signal_name(n: i64) -> String {
     };
     name.to_string()
 }
+
+/// Source files from a zip upload, in archive order (the first is the entry
+/// point). Bounded before anything is inflated: at most `max_files` entries
+/// and `max_total_bytes` of contents; only top-level UTF-8 text files.
+pub fn files_from_zip(
+    zip_bytes: &[u8],
+    max_files: usize,
+    max_total_bytes: usize,
+) -> Result<Vec<JobFile>, String> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes))
+        .map_err(|e| format!("the upload is not a readable zip archive: {e}"))?;
+    let mut files = Vec::new();
+    let mut total = 0usize;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| format!("zip entry {i}: {e}"))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().to_string();
+        if name.contains('/') || name.contains('\\') {
+            return Err(format!(
+                "zip entry {name:?} is in a folder; put the source files at the top level of the archive"
+            ));
+        }
+        if files.len() == max_files {
+            return Err(format!("the zip holds more than {max_files} files"));
+        }
+        let room = max_total_bytes.saturating_sub(total);
+        let mut content = Vec::new();
+        (&mut entry)
+            .take(room as u64 + 1)
+            .read_to_end(&mut content)
+            .map_err(|e| format!("zip entry {name:?}: {e}"))?;
+        if content.len() > room {
+            return Err(format!(
+                "the zip's files hold more than {max_total_bytes} bytes"
+            ));
+        }
+        total += content.len();
+        let content = String::from_utf8(content)
+            .map_err(|_| format!("zip entry {name:?} is not UTF-8 text"))?;
+        files.push(JobFile {
+            name: Some(name),
+            content,
+        });
+    }
+    if files.is_empty() {
+        return Err("the zip holds no files".into());
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod zip_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn zips_are_bounded_and_flat() {
+        let ok = files_from_zip(
+            &zip_of(&[("main.py", b"print(1)"), ("lib.py", b"x=1")]),
+            8,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(ok[0].name.as_deref(), Some("main.py"));
+        assert_eq!(ok.len(), 2);
+        assert!(files_from_zip(b"not a zip", 8, 1000).is_err());
+        assert!(files_from_zip(&zip_of(&[("a/b.py", b"x")]), 8, 1000)
+            .unwrap_err()
+            .contains("folder"));
+        assert!(files_from_zip(&zip_of(&[("a.py", &[b'x'; 2000])]), 8, 1000)
+            .unwrap_err()
+            .contains("bytes"));
+        assert!(files_from_zip(&zip_of(&[("a", b"1"), ("b", b"2")]), 1, 1000).is_err());
+        assert!(files_from_zip(&zip_of(&[("a", &[0xff, 0xfe])]), 8, 1000)
+            .unwrap_err()
+            .contains("UTF-8"));
+    }
+}

@@ -14,7 +14,7 @@ use std::fmt::Error;
 /// Label set of the API's request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// `api`, `git`, `registry`, `metrics`, `health` or `other`.
+    /// `api`, `git`, `registry`, `metrics`, `health`, `ui` or `other`.
     pub route_class: String,
     /// Status class: `2xx`, `4xx`…
     pub class: String,

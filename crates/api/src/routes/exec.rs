@@ -42,6 +42,61 @@ fn submit_error(e: SubmitError) -> Response {
     }
 }
 
+/// A job submission: JSON (`files: [{name, content}]`), or a zip upload
+/// (`Content-Type: application/zip`) with `language`, `version`, `stdin`,
+/// `args` (repeatable), `run_timeout`, `compile_timeout`, `memory_limit` in
+/// the query string; the zip's first file is the entry point.
+pub struct JobInput(JobRequest);
+
+#[derive(serde::Deserialize)]
+struct ZipQuery {
+    language: String,
+    version: Option<String>,
+    stdin: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    compile_timeout: Option<u64>,
+    run_timeout: Option<u64>,
+    memory_limit: Option<i64>,
+}
+
+impl axum::extract::FromRequest<AppState> for JobInput {
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_zip = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/zip"));
+        if !is_zip {
+            let Json(r) = Json::<JobRequest>::from_request(req, state).await?;
+            return Ok(JobInput(r));
+        }
+        let query = req.uri().query().unwrap_or("");
+        let q: ZipQuery = serde_html_form::from_str(query).map_err(|e| {
+            ApiError::invalid(format!(
+                "zip uploads take the job settings in the query string (?language=…): {e}"
+            ))
+        })?;
+        let c = service(state)?.config().clone();
+        let body = axum::body::to_bytes(req.into_body(), state.config().max_api_body_bytes)
+            .await
+            .map_err(|_| ApiError::too_large("the zip upload is too large"))?;
+        let files = slipway_exec::files_from_zip(&body, c.max_files, c.max_total_bytes)
+            .map_err(ApiError::invalid)?;
+        Ok(JobInput(JobRequest {
+            language: q.language,
+            version: q.version,
+            files,
+            stdin: q.stdin,
+            args: q.args,
+            compile_timeout: q.compile_timeout,
+            run_timeout: q.run_timeout,
+            memory_limit: q.memory_limit,
+        }))
+    }
+}
+
 /// The caller's job `id`, or 404 (also for another user's job).
 async fn own_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ExecJobRecord> {
     match state.store().exec_job(id).await? {
@@ -78,7 +133,7 @@ pub async fn runtimes(
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
-    Json(req): Json<JobRequest>,
+    JobInput(req): JobInput,
 ) -> ApiResult<Response> {
     caller.require(Scope::Write)?;
     let exec = service(&state)?;
@@ -97,7 +152,7 @@ pub async fn submit(
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
-    Json(req): Json<JobRequest>,
+    JobInput(req): JobInput,
 ) -> ApiResult<Response> {
     caller.require(Scope::Write)?;
     let exec = service(&state)?;

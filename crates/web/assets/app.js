@@ -1,0 +1,119 @@
+// One app: replicas (refreshed every 2 s), scale, metrics charts, releases
+// with rollback.
+"use strict";
+
+(() => {
+  const { api, el, table, replace, badge, ago, safeHref, param, every, requireLogin, showError } = Slipway;
+  requireLogin();
+  const name = param("name");
+  if (!name) {
+    showError(new Error("missing app name in the address (?name=APP)"));
+    return;
+  }
+  const path = "/apps/" + encodeURIComponent(name);
+  document.getElementById("app-name").textContent = name;
+  document.title = name + " · Slipway";
+  const scaleInput = document.getElementById("scale-input");
+  let current = null;
+
+  function renderApp(a) {
+    const href = safeHref(a.url);
+    document.getElementById("app-summary").replaceChildren(
+      badge(a.status), " ", a.repo, " @ ", a.branch,
+      a.release ? " · release v" + a.release : "",
+      href ? " · " : "",
+      href ? el("a", { href, text: a.url, rel: "noopener noreferrer", target: "_blank" }) : "",
+    );
+    document.getElementById("replica-count").textContent = a.ready + "/" + a.replicas + " ready";
+    if (document.activeElement !== scaleInput && scaleInput.value === "") scaleInput.value = a.replicas;
+    if (current !== a.release) {
+      current = a.release;
+      loadReleases().catch(showError);
+    }
+  }
+
+  async function refreshReplicas() {
+    const [a, replicas] = await Promise.all([api("GET", path), api("GET", path + "/replicas")]);
+    renderApp(a);
+    const rows = replicas.map((r) => [
+      el("code", { text: r.id }),
+      "v" + r.release,
+      badge(r.state),
+      r.address,
+      String(r.restarts),
+      ago(r.started_at),
+    ]);
+    replace("replicas", table(["Replica", "Release", "State", "Address", "Restarts", "Started"], rows, "No replicas running."));
+  }
+
+  async function loadReleases() {
+    const releases = await api("GET", path + "/releases");
+    const rows = releases.map((r) => [
+      "v" + r.number,
+      badge(r.status),
+      el("code", { text: String(r.sha).slice(0, 12) }),
+      r.description + (r.error ? " — " + r.error : ""),
+      r.created_by,
+      ago(r.created_at),
+      r.number === current
+        ? el("span", { class: "muted", text: "current" })
+        : el("button", { type: "button", class: "small", "data-release": r.number, text: "Roll back", onclick: () => rollback(r.number) }),
+    ]);
+    replace("releases", table(["Release", "Status", "Commit", "Description", "By", "When", ""], rows, "No releases yet: push to the app's branch."));
+  }
+
+  async function rollback(number) {
+    if (!confirm("Roll " + name + " back to release v" + number + "?")) return;
+    try {
+      await api("POST", path + "/rollback", { release: number });
+      await loadReleases();
+    } catch (e) {
+      showError(e);
+    }
+  }
+
+  document.getElementById("scale-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    showError(null);
+    const state = document.getElementById("scale-state");
+    state.textContent = "scaling…";
+    try {
+      const a = await api("PUT", path + "/scale", { replicas: Number(scaleInput.value) });
+      renderApp(a);
+      state.textContent = "asked for " + a.replicas;
+    } catch (e) {
+      state.textContent = "";
+      showError(e);
+    }
+  });
+
+  const CHARTS = [
+    ["requests_per_s", "Requests per second", "/s"],
+    ["p99_ms", "Latency p99", "ms"],
+    ["cpu_percent", "CPU", "%"],
+    ["memory_bytes", "Memory", "bytes"],
+  ];
+  const canvases = {};
+  document.getElementById("charts").replaceChildren(
+    ...CHARTS.map(([key, title]) => {
+      canvases[key] = el("canvas", { class: "chart", "data-series": key });
+      return el("figure", {}, el("figcaption", { text: title }), canvases[key]);
+    }),
+  );
+
+  async function refreshCharts() {
+    const state = document.getElementById("charts-state");
+    try {
+      const m = await api("GET", path + "/metrics?range=1h&step=10s");
+      state.textContent = "";
+      for (const [key, , unit] of CHARTS) {
+        SlipwayChart.draw(canvases[key], (m.series && m.series[key]) || [], unit);
+      }
+    } catch (e) {
+      state.textContent = e.status === 404 ? "Metrics are not available on this server." : e.message;
+    }
+  }
+
+  every(2000, refreshReplicas);
+  every(10000, refreshCharts);
+})();

@@ -1,0 +1,363 @@
+//! The web dashboard end to end: its pages over plain HTTP (redirects,
+//! content types, Content-Security-Policy, 404s), then a real headless
+//! Chromium driven through chromedriver (WebDriver) against a real server:
+//! log in through the form, see a repository made through the API, watch a
+//! real pipeline's log grow live, and check a screenshot is not blank.
+//! The browser test needs Debian's `chromium` and `chromium-driver`
+//! (scripts/deps.sh installs them) and Docker; it panics when they are missing.
+
+mod support;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn no_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn pages_and_assets_are_served_with_a_strict_policy() {
+    let server = TestServer::start();
+    let http = no_redirects();
+    let get = |path: &str| http.get(format!("{}{path}", server.url)).send().unwrap();
+
+    for (path, to) in [("/", "/ui/"), ("/ui", "/ui/")] {
+        let res = get(path);
+        assert!(res.status().is_redirection(), "{path}: {}", res.status());
+        assert_eq!(res.headers()["location"], to, "{path}");
+    }
+
+    let pages = [
+        "/ui/",
+        "/ui/login",
+        "/ui/repos",
+        "/ui/repo",
+        "/ui/pipeline",
+        "/ui/apps",
+        "/ui/app",
+        "/ui/exec",
+    ];
+    for path in pages {
+        let res = get(path);
+        assert_eq!(res.status(), 200, "{path}");
+        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+        let html = res.text().unwrap();
+        assert!(html.contains("/ui/static/common.js"), "{path}");
+        assert!(!html.contains("<script>"), "{path} has an inline script");
+    }
+
+    for (path, ct) in [
+        ("/ui/static/style.css", "text/css"),
+        ("/ui/static/common.js", "text/javascript"),
+        ("/ui/static/pipeline.js", "text/javascript"),
+        ("/ui/static/chart.js", "text/javascript"),
+    ] {
+        let res = get(path);
+        assert_eq!(res.status(), 200, "{path}");
+        let got = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(got.starts_with(ct), "{path}: {got}");
+        assert!(res.headers().contains_key("content-security-policy"));
+        assert!(!res.bytes().unwrap().is_empty(), "{path} is empty");
+    }
+
+    for path in [
+        "/ui/x",
+        "/ui/static/nope.js",
+        "/ui/a/b",
+        "/ui/static/../server.rs",
+    ] {
+        let res = get(path);
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    // The API is untouched by the dashboard's routes.
+    assert_eq!(get("/api/v1/nope").status(), 404);
+    assert_eq!(get("/healthz").status(), 200);
+}
+
+/// chromedriver on a free loopback port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the browser test needs chromedriver (Debian package chromium-driver; run scripts/deps.sh): {e}"
+                )
+            });
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if reqwest::blocking::get(format!("{}/status", driver.url))
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return driver;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on {} within 20 s",
+                driver.url
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium_binary() -> String {
+    for path in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if std::path::Path::new(path).exists() {
+            return path.to_owned();
+        }
+    }
+    panic!("the browser test needs Chromium (Debian package chromium; run scripts/deps.sh)");
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium_binary(),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,900", "--no-first-run", "--disable-extensions"],
+        }),
+    );
+    ClientBuilder::rustls()
+        .expect("TLS roots for the WebDriver client")
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver could not start Chromium: {e}"))
+}
+
+/// Polls `check` every 200 ms until it returns Some, or panics with `what`.
+async fn until<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.unwrap_or_default() {
+        out.push(e.text().await.unwrap_or_default());
+    }
+    out
+}
+
+/// Luminance variance of a PNG (0 for a blank page).
+fn variance(png_bytes: &[u8]) -> f64 {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().expect("screenshot is a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("PNG frame");
+    let channels = info.color_type.samples();
+    assert!(
+        channels >= 3,
+        "unexpected PNG colour type {:?}",
+        info.color_type
+    );
+    let lum: Vec<f64> = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
+        .collect();
+    let mean = lum.iter().sum::<f64>() / lum.len() as f64;
+    lum.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lum.len() as f64
+}
+
+#[test]
+fn browser_logs_in_lists_repos_and_follows_a_live_log() {
+    // Docker first: the pipeline runs in a real container.
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let rt = slipway_runtime::Runtime::connect()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("this test needs a reachable Docker Engine (run scripts/deps.sh): {e}")
+            });
+        slipway_runtime::images::ensure_busybox(&rt)
+            .await
+            .expect("bootstrap slipway/busybox");
+    });
+    let server = TestServer::start();
+    let token = server.setup_admin("alice");
+    let (s, b) = server.api(
+        "POST",
+        "/repos",
+        Some(&token),
+        Some(json!({"name": "web-demo", "description": "made through the API"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let driver = Driver::start();
+    let base = server.url.clone();
+
+    let client = tokio.block_on(browser(&driver));
+    let c = &client;
+    tokio.block_on(async {
+        // Not logged in: the dashboard sends us to the login form.
+        c.goto(&format!("{base}/ui/")).await.unwrap();
+        until(Duration::from_secs(10), "the login form", || async move {
+            c.find(Locator::Id("login-form")).await.ok()
+        })
+        .await;
+        assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
+        c.find(Locator::Id("username"))
+            .await
+            .unwrap()
+            .send_keys("alice")
+            .await
+            .unwrap();
+        c.find(Locator::Id("password"))
+            .await
+            .unwrap()
+            .send_keys("admin-password")
+            .await
+            .unwrap();
+        c.find(Locator::Id("login-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let repos = until(
+            Duration::from_secs(15),
+            "the repository list",
+            || async move {
+                let t = texts(c, "a.repo-link").await;
+                (!t.is_empty()).then_some(t)
+            },
+        )
+        .await;
+        assert_eq!(repos, vec!["alice/web-demo".to_string()]);
+        let page = c.source().await.unwrap();
+        assert!(page.contains("made through the API"));
+    });
+
+    // A push whose only step prints a line a second.
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("web-demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    git_ok(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        dir.join(".slipway.yml"),
+        "steps:\n  - name: slow\n    image: slipway/busybox:latest\n    commands:\n      - for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 1; done\n",
+    )
+    .unwrap();
+    git_ok(&dir, &["add", "-A"]);
+    git_ok(&dir, &["commit", "-q", "-m", "slow"]);
+    let url = server.git_url("alice", "web-demo", Some(("alice", &token)));
+    git_ok(&dir, &["push", "-q", &url, "main"]);
+
+    tokio.block_on(async {
+        c.goto(&format!("{base}/ui/repo?r=alice/web-demo"))
+            .await
+            .unwrap();
+        let link = until(
+            Duration::from_secs(15),
+            "the pipeline link",
+            || async move { c.find(Locator::Css("a.pipeline-link")).await.ok() },
+        )
+        .await;
+        assert_eq!(link.text().await.unwrap(), "#1");
+        link.click().await.unwrap();
+        // The log grows while the step runs.
+        let first = until(
+            Duration::from_secs(60),
+            "the first log lines",
+            || async move {
+                let n = texts(c, "#log .line").await.len();
+                (n > 0).then_some(n)
+            },
+        )
+        .await;
+        assert!(
+            first < 9,
+            "the step was almost over before the page followed it ({first} lines)"
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let second = texts(c, "#log .line").await.len();
+        assert!(
+            second > first,
+            "the log did not grow live: {first} then {second} lines"
+        );
+        let end = until(
+            Duration::from_secs(60),
+            "the end of the step",
+            || async move {
+                let state = c.find(Locator::Id("log-state")).await.ok()?;
+                let state = state.text().await.ok()?;
+                state.contains("ended").then_some(state)
+            },
+        )
+        .await;
+        assert!(end.contains("success"), "step ended as: {end}");
+        let all = texts(c, "#log .line").await;
+        let want: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+        assert_eq!(all, want, "each line once, in order");
+
+        let shot = c.screenshot().await.expect("screenshot");
+        let v = variance(&shot);
+        assert!(v > 100.0, "the screenshot looks blank (variance {v:.1})");
+
+        // The apps page answers for a user without apps.
+        c.goto(&format!("{base}/ui/apps")).await.unwrap();
+        until(
+            Duration::from_secs(10),
+            "the empty apps list",
+            || async move {
+                let t = texts(c, "#apps p").await;
+                t.iter().any(|t| t.contains("No apps yet")).then_some(())
+            },
+        )
+        .await;
+    });
+    tokio.block_on(client.close()).expect("close the browser");
+    drop(driver);
+}
