@@ -160,8 +160,8 @@ async fn browser(driver: &Driver) -> Client {
                      "--window-size=1280,900", "--no-first-run", "--disable-extensions"],
         }),
     );
-    ClientBuilder::rustls()
-        .expect("TLS roots for the WebDriver client")
+    let http = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(http)
         .capabilities(caps)
         .connect(&driver.url)
         .await

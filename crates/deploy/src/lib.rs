@@ -253,6 +253,17 @@ impl Deployer {
             .unwrap_or_default()
     }
 
+    /// Replicas of an app restarted after crashes since this server started
+    /// (a counter: never goes down).
+    pub fn restarts(&self, app_id: i64) -> u32 {
+        self.inner
+            .apps
+            .lock()
+            .unwrap()
+            .get(&app_id)
+            .map_or(0, |a| a.restarts)
+    }
+
     /// Healthy replicas of the release that should run.
     pub fn ready(&self, app: &AppRecord) -> usize {
         let Some(release) = app.release else {

@@ -113,12 +113,12 @@ impl Collector for AppCollector {
 
         let mut m = encoder.encode_descriptor(
             "slipway_app_restarts",
-            "Crash restarts of the app's current replica slots",
+            "Replicas of the app restarted after crashes since the server started",
             None,
             MetricType::Counter,
         )?;
-        for (name, list) in &replicas {
-            let n: u64 = list.iter().map(|r| u64::from(r.restarts)).sum();
+        for (id, name) in apps.iter() {
+            let n = u64::from(inner.deploy.restarts(*id));
             counter(&mut m.encode_family(&[("app", name.as_str())])?, n)?;
         }
 

@@ -132,7 +132,7 @@ async fn tick(
     let mut cpu_seen = HashMap::new();
     for (id, name) in &apps {
         let replicas = deploy.replicas(*id);
-        let restarts: u64 = replicas.iter().map(|r| u64::from(r.restarts)).sum();
+        let restarts = u64::from(deploy.restarts(*id));
         series.record(&SeriesKey::app("replicas", name), t, replicas.len() as f64);
         series.record(&SeriesKey::app("restarts", name), t, restarts as f64);
         let Some(rt) = rt else { continue };
