@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what Slipway and its tests need on a Debian machine:
-# git, the Docker Engine (Debian's docker.io) and busybox-static (the tiny base
-# image is built from it). Idempotent; safe to run on every start.
+# git, the Docker Engine (Debian's docker.io), busybox-static (the tiny base
+# image is built from it) and chromium + chromium-driver (the dashboard's browser
+# test). Idempotent; safe to run on every start.
 set -euo pipefail
 
 need_root() {

@@ -10,6 +10,7 @@ mod support;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
@@ -102,7 +103,9 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group, so that Chromium goes with it when killed.
         let child = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
@@ -136,6 +139,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -295,6 +300,22 @@ fn browser_logs_in_lists_repos_and_follows_a_live_log() {
     let url = server.git_url("alice", "web-demo", Some(("alice", &token)));
     git_ok(&dir, &["push", "-q", &url, "main"]);
 
+    // An app (on another repository, so the push above does not deploy).
+    let (s, b) = server.api(
+        "POST",
+        "/repos",
+        Some(&token),
+        Some(json!({"name": "app-demo"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = server.api(
+        "POST",
+        "/apps",
+        Some(&token),
+        Some(json!({"name": "demo", "repo": "alice/app-demo"})),
+    );
+    assert_eq!(s, 201, "{b}");
+
     tokio.block_on(async {
         c.goto(&format!("{base}/ui/repo?r=alice/web-demo"))
             .await
@@ -346,18 +367,103 @@ fn browser_logs_in_lists_repos_and_follows_a_live_log() {
         let v = variance(&shot);
         assert!(v > 100.0, "the screenshot looks blank (variance {v:.1})");
 
-        // The apps page answers for a user without apps.
+        // The apps list: the app with its status and ready/desired replicas.
         c.goto(&format!("{base}/ui/apps")).await.unwrap();
+        let row = until(Duration::from_secs(10), "the apps list", || async move {
+            let rows = texts(c, "#apps tbody tr").await;
+            (!rows.is_empty()).then_some(rows)
+        })
+        .await;
+        assert_eq!(row.len(), 1, "{row:?}");
+        assert!(row[0].starts_with("demo"), "{row:?}");
+        assert!(
+            row[0].contains("alice/app-demo") && row[0].contains("0/1"),
+            "{row:?}"
+        );
+
+        // The exec playground runs the default snippet in a real sandbox.
+        c.goto(&format!("{base}/ui/exec")).await.unwrap();
         until(
-            Duration::from_secs(10),
-            "the empty apps list",
+            Duration::from_secs(30),
+            "the busybox-sh runtime",
             || async move {
-                let t = texts(c, "#apps p").await;
-                t.iter().any(|t| t.contains("No apps yet")).then_some(())
+                let t = texts(c, "#language option").await;
+                t.iter().any(|t| t.starts_with("busybox-sh")).then_some(())
             },
         )
         .await;
+        c.find(Locator::Id("run-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let out = until(
+            Duration::from_secs(120),
+            "the snippet's output",
+            || async move {
+                let t = c
+                    .find(Locator::Id("stdout"))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                (!t.is_empty()).then_some(t)
+            },
+        )
+        .await;
+        assert_eq!(out.trim(), "hello from the sandbox");
+        let exit = c
+            .find(Locator::Id("result-exit"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(exit.contains("exit 0"), "{exit}");
+
+        // The app page: replica count, charts, releases, and a scale control.
+        c.goto(&format!("{base}/ui/app?name=demo")).await.unwrap();
+        let count = || async move {
+            let t = c.find(Locator::Id("replica-count")).await.ok()?;
+            t.text().await.ok()
+        };
+        until(Duration::from_secs(10), "0/1 ready", || async move {
+            (count().await? == "0/1 ready").then_some(())
+        })
+        .await;
+        until(Duration::from_secs(15), "the charts", || async move {
+            let state = c.find(Locator::Id("charts-state")).await.ok()?;
+            let drawn = state.text().await.ok()?.is_empty();
+            let n = c.find_all(Locator::Css("canvas.chart")).await.ok()?.len();
+            (drawn && n == 4).then_some(())
+        })
+        .await;
+        let releases = texts(c, "#releases p").await;
+        assert!(
+            releases.iter().any(|t| t.contains("No releases yet")),
+            "{releases:?}"
+        );
+        let input = c.find(Locator::Id("scale-input")).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys("2").await.unwrap();
+        c.find(Locator::Id("scale-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(Duration::from_secs(10), "0/2 ready", || async move {
+            (count().await? == "0/2 ready").then_some(())
+        })
+        .await;
     });
     tokio.block_on(client.close()).expect("close the browser");
+    let (_, app) = server.api("GET", "/apps/demo", Some(&token), None);
+    assert_eq!(
+        app["replicas"], 2,
+        "the scale button changed the app: {app}"
+    );
     drop(driver);
 }

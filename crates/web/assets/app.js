@@ -14,7 +14,8 @@
   document.getElementById("app-name").textContent = name;
   document.title = name + " · Slipway";
   const scaleInput = document.getElementById("scale-input");
-  let current = null;
+  let current; // the app's release; releases reload when it changes
+  let releasesLoaded = false;
 
   function renderApp(a) {
     const href = safeHref(a.url);
@@ -26,7 +27,8 @@
     );
     document.getElementById("replica-count").textContent = a.ready + "/" + a.replicas + " ready";
     if (document.activeElement !== scaleInput && scaleInput.value === "") scaleInput.value = a.replicas;
-    if (current !== a.release) {
+    if (!releasesLoaded || current !== a.release) {
+      releasesLoaded = true;
       current = a.release;
       loadReleases().catch(showError);
     }
