@@ -197,6 +197,50 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
     out
 }
 
+/// Logs in as alice through the form (the dashboard sends anonymous visitors there).
+async fn login(c: &Client, base: &str) {
+    // Not logged in: the dashboard sends us to the login form.
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    until(Duration::from_secs(10), "the login form", || async move {
+        c.find(Locator::Id("login-form")).await.ok()
+    })
+    .await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("admin-password")
+        .await
+        .unwrap();
+    c.find(Locator::Id("login-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Connects to Docker (panicking loudly if it is down) and bootstraps busybox.
+fn docker(tokio: &tokio::runtime::Runtime) -> slipway_runtime::Runtime {
+    tokio.block_on(async {
+        let rt = slipway_runtime::Runtime::connect()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("this test needs a reachable Docker Engine (run scripts/deps.sh): {e}")
+            });
+        slipway_runtime::images::ensure_busybox(&rt)
+            .await
+            .expect("bootstrap slipway/busybox");
+        rt
+    })
+}
+
 /// Luminance variance of a PNG (0 for a blank page).
 fn variance(png_bytes: &[u8]) -> f64 {
     let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
@@ -221,17 +265,9 @@ fn variance(png_bytes: &[u8]) -> f64 {
 fn browser_logs_in_lists_repos_and_follows_a_live_log() {
     // Docker first: the pipeline runs in a real container.
     let tokio = tokio::runtime::Runtime::new().unwrap();
-    tokio.block_on(async {
-        let rt = slipway_runtime::Runtime::connect()
-            .await
-            .unwrap_or_else(|e| {
-                panic!("this test needs a reachable Docker Engine (run scripts/deps.sh): {e}")
-            });
-        slipway_runtime::images::ensure_busybox(&rt)
-            .await
-            .expect("bootstrap slipway/busybox");
-    });
-    let server = TestServer::start();
+    docker(&tokio);
+    // No warm exec sandboxes: the playground's run leaves nothing behind.
+    let server = TestServer::start_with_env(&[("SLIPWAY_EXEC_POOL_SIZE", "0")]);
     let token = server.setup_admin("alice");
     let (s, b) = server.api(
         "POST",
@@ -246,31 +282,7 @@ fn browser_logs_in_lists_repos_and_follows_a_live_log() {
     let client = tokio.block_on(browser(&driver));
     let c = &client;
     tokio.block_on(async {
-        // Not logged in: the dashboard sends us to the login form.
-        c.goto(&format!("{base}/ui/")).await.unwrap();
-        until(Duration::from_secs(10), "the login form", || async move {
-            c.find(Locator::Id("login-form")).await.ok()
-        })
-        .await;
-        assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
-        c.find(Locator::Id("username"))
-            .await
-            .unwrap()
-            .send_keys("alice")
-            .await
-            .unwrap();
-        c.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys("admin-password")
-            .await
-            .unwrap();
-        c.find(Locator::Id("login-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        login(c, &base).await;
         let repos = until(
             Duration::from_secs(15),
             "the repository list",
@@ -316,7 +328,7 @@ fn browser_logs_in_lists_repos_and_follows_a_live_log() {
     );
     assert_eq!(s, 201, "{b}");
 
-    tokio.block_on(async {
+    let browser_token = tokio.block_on(async {
         c.goto(&format!("{base}/ui/repo?r=alice/web-demo"))
             .await
             .unwrap();
@@ -458,12 +470,197 @@ fn browser_logs_in_lists_repos_and_follows_a_live_log() {
             (count().await? == "0/2 ready").then_some(())
         })
         .await;
+
+        // Log out: the login's token is revoked, not just forgotten.
+        let browser_token = c
+            .execute("return sessionStorage.getItem('slipway.token')", vec![])
+            .await
+            .unwrap();
+        c.find(Locator::Id("logout"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(Duration::from_secs(10), "the login form", || async move {
+            c.find(Locator::Id("login-form")).await.ok()
+        })
+        .await;
+        browser_token.as_str().unwrap().to_owned()
     });
     tokio.block_on(client.close()).expect("close the browser");
+    let (s, b) = server.api("GET", "/user", Some(&browser_token), None);
+    assert_eq!(
+        s, 401,
+        "the dashboard's token still works after logout: {b}"
+    );
     let (_, app) = server.api("GET", "/apps/demo", Some(&token), None);
     assert_eq!(
         app["replicas"], 2,
         "the scale button changed the app: {app}"
     );
     drop(driver);
+}
+
+/// Polls app `site` until `ok(app)` holds, or panics with the app and the server log.
+fn wait_app(server: &TestServer, token: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, app) = server.api("GET", "/apps/site", Some(token), None);
+        if ok(&app) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {app}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn browser_shows_a_deployed_app_and_rolls_it_back() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let rt = docker(&tokio);
+    let mut guard = Deployed {
+        server: TestServer::start(),
+        instance: None,
+    };
+    let server = &guard.server;
+    let token = server.setup_admin("alice");
+    let (s, b) = server.api(
+        "POST",
+        "/repos",
+        Some(&token),
+        Some(json!({"name": "site"})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = server.api(
+        "POST",
+        "/apps",
+        Some(&token),
+        Some(json!({"name": "site", "repo": "alice/site", "port": 8080})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("site");
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    git_ok(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    )
+    .unwrap();
+    let url = server.git_url("alice", "site", Some(("alice", &token)));
+    for n in 1..=2 {
+        std::fs::write(dir.join("www/index.html"), format!("v{n}\n")).unwrap();
+        git_ok(&dir, &["add", "-A"]);
+        git_ok(&dir, &["commit", "-q", "-m", &format!("v{n}")]);
+        git_ok(&dir, &["push", "-q", &url, "main"]);
+        wait_app(server, &token, &format!("release {n} live"), |a| {
+            a["release"] == n && a["ready"] == 1
+        });
+    }
+    // Which containers to remove at the end, whatever happens to the server.
+    let (_, replicas) = server.api("GET", "/apps/site/replicas", Some(&token), None);
+    let container = replicas[0]["container"].as_str().unwrap().to_owned();
+    let instance = tokio
+        .block_on(rt.inspect(&container))
+        .expect("inspect the replica")
+        .labels
+        .get("io.slipway.deploy-instance")
+        .cloned()
+        .expect("replicas carry the deploy instance label");
+    guard.instance = Some(instance);
+
+    let driver = Driver::start();
+    let base = server.url.clone();
+    let client = tokio.block_on(browser(&driver));
+    let c = &client;
+    tokio.block_on(async {
+        login(c, &base).await;
+        until(
+            Duration::from_secs(15),
+            "the repository list",
+            || async move { c.find(Locator::Css("a.repo-link")).await.ok() },
+        )
+        .await;
+        c.goto(&format!("{base}/ui/app?name=site")).await.unwrap();
+        let row = until(
+            Duration::from_secs(15),
+            "the healthy replica",
+            || async move {
+                let rows = texts(c, "#replicas tbody tr").await;
+                (rows.len() == 1 && rows[0].contains("healthy")).then_some(rows)
+            },
+        )
+        .await;
+        assert!(
+            row[0].contains("v2") && row[0].contains("127.0.0.1:"),
+            "{row:?}"
+        );
+        let count = c.find(Locator::Id("replica-count")).await.unwrap();
+        assert_eq!(count.text().await.unwrap(), "1/1 ready");
+        let releases = until(Duration::from_secs(15), "the releases", || async move {
+            let rows = texts(c, "#releases tbody tr").await;
+            (rows.len() == 2).then_some(rows)
+        })
+        .await;
+        assert!(
+            releases[0].starts_with("v2") && releases[0].contains("current"),
+            "{releases:?}"
+        );
+        c.find(Locator::Css("#releases button[data-release='1']"))
+            .await
+            .expect("a Roll back button on release 1")
+            .click()
+            .await
+            .unwrap();
+        c.accept_alert().await.expect("the rollback confirmation");
+        until(
+            Duration::from_secs(15),
+            "the rollback release",
+            || async move {
+                let rows = texts(c, "#releases tbody tr").await;
+                (rows.len() == 3 && rows[0].starts_with("v3")).then_some(())
+            },
+        )
+        .await;
+    });
+    tokio.block_on(client.close()).expect("close the browser");
+    drop(driver);
+    wait_app(server, &token, "the rollback live", |a| {
+        a["release"] == 3 && a["ready"] == 1
+    });
+    let (_, releases) = server.api("GET", "/apps/site/releases", Some(&token), None);
+    assert_eq!(releases[0]["number"], 3, "{releases}");
+    assert_eq!(
+        releases[0]["image"], releases[2]["image"],
+        "v3 runs v1's image"
+    );
+}
+
+/// The server of the app test and its replicas' instance label: on drop the
+/// server stops and the replicas it left are removed, even after a failure.
+struct Deployed {
+    server: TestServer,
+    instance: Option<String>,
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        self.server.stop();
+        let Some(instance) = self.instance.take() else {
+            return;
+        };
+        let tokio = tokio::runtime::Runtime::new().unwrap();
+        tokio.block_on(async {
+            if let Ok(rt) = slipway_runtime::Runtime::connect().await {
+                let filter = slipway_runtime::LabelFilter::managed()
+                    .with("io.slipway.deploy-instance", instance);
+                let _ = rt.cleanup(&filter).await;
+            }
+        });
+    }
 }

@@ -4,13 +4,16 @@
 
 const Slipway = (() => {
   const TOKEN_KEY = "slipway.token";
+  const TOKEN_ID_KEY = "slipway.token_id";
 
   function token() {
     return sessionStorage.getItem(TOKEN_KEY);
   }
 
-  function setToken(t) {
+  /** Keeps the login's token (and its id, to revoke it at logout) for this tab. */
+  function setToken(t, id) {
     sessionStorage.setItem(TOKEN_KEY, t);
+    sessionStorage.setItem(TOKEN_ID_KEY, String(id));
   }
 
   function toLogin() {
@@ -26,8 +29,18 @@ const Slipway = (() => {
     }
   }
 
-  function logout() {
+  /** Revokes the login's token on the server (best effort), then forgets it. */
+  async function logout() {
+    const id = sessionStorage.getItem(TOKEN_ID_KEY);
+    if (token() && id && /^[0-9]+$/.test(id)) {
+      try {
+        await api("DELETE", "/user/tokens/" + id);
+      } catch (_) {
+        /* already revoked or expired: forgetting it is enough */
+      }
+    }
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(TOKEN_ID_KEY);
     location.href = "/ui/login";
   }
 

@@ -22,7 +22,7 @@
         password: document.getElementById("password").value,
         token_name: "web dashboard",
       });
-      setToken(res.token);
+      setToken(res.token, res.info.id);
       location.href = next();
     } catch (e) {
       showError(e);
