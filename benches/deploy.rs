@@ -11,29 +11,8 @@
 mod support;
 
 use serde_json::json;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use support::*;
-
-const DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
-
-fn get(proxy: &str, host: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(proxy.trim_start_matches("http://")) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
 
 fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
@@ -65,7 +44,7 @@ fn main() {
     let dir = work.path().join("web");
     std::fs::create_dir_all(dir.join("www")).unwrap();
     git_ok(&dir, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(dir.join("Dockerfile"), HTTPD_DOCKERFILE).unwrap();
     std::fs::write(dir.join("www/health"), "ok\n").unwrap();
     git_ok(
         &dir,
@@ -90,7 +69,7 @@ fn main() {
             if app["release"] == (round + 1) as i64
                 && app["status"] == "running"
                 && app["ready"] == 2
-                && get(&server.proxy_url, "web.localhost") == page
+                && proxy_get(&server.proxy_url, "web.localhost", "/").1 == page
             {
                 break;
             }

@@ -7,7 +7,6 @@ mod support;
 
 use serde_json::{json, Value};
 use slipway_runtime::Runtime;
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,36 +27,8 @@ fn docker() -> (tokio::runtime::Runtime, Runtime) {
     (tokio, rt)
 }
 
-const DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-v\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
-
-/// One GET through the proxy with `Host: host`; (status, body). Status 0 = connection failure.
-fn get(proxy: &str, host: &str, path: &str) -> (u16, String) {
-    let addr = proxy.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut out = String::new();
-    if s.read_to_string(&mut out).is_err() {
-        return (0, out);
-    }
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    (status, body)
-}
+const DOCKERFILE: &str = HTTPD_DOCKERFILE;
+use support::proxy_get as get;
 
 struct App {
     server: TestServer,
@@ -74,17 +45,7 @@ impl Drop for App {
         let instance = self.instance.borrow().clone();
         self.server.stop();
         if let Some(instance) = instance {
-            let tokio = tokio::runtime::Runtime::new().unwrap();
-            tokio.block_on(async {
-                if let Ok(rt) = Runtime::connect().await {
-                    let filter = slipway_runtime::LabelFilter::managed()
-                        .with("io.slipway.deploy-instance", instance);
-                    // Twice: a create in flight when the server died may land late.
-                    let _ = rt.cleanup(&filter).await;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let _ = rt.cleanup(&filter).await;
-                }
-            });
+            remove_deploy_instance(&instance);
         }
     }
 }
@@ -239,12 +200,7 @@ impl App {
         let Some(id) = self.replica_ids().into_iter().next() else {
             return;
         };
-        let tokio = tokio::runtime::Runtime::new().unwrap();
-        let labels = tokio.block_on(async {
-            let rt = Runtime::connect().await.ok()?;
-            rt.inspect(&id).await.ok().map(|s| s.labels)
-        });
-        if let Some(i) = labels.and_then(|l| l.get("io.slipway.deploy-instance").cloned()) {
+        if let Some(i) = deploy_instance_of(&id) {
             *self.instance.borrow_mut() = Some(i);
         }
     }

@@ -8,11 +8,8 @@ mod support;
 
 use serde_json::{json, Value};
 use slipway_runtime::Runtime;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use support::*;
-
-const DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
 
 /// Requests sent through the proxy.
 const REQUESTS: usize = 40;
@@ -31,25 +28,6 @@ fn docker() -> tokio::runtime::Runtime {
     tokio
 }
 
-/// One GET through the proxy with `Host: host`; the status (0 = no answer).
-fn get(proxy: &str, host: &str, path: &str) -> u16 {
-    let addr = proxy.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return 0;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Removes the replicas of the server's deploy instance when dropped.
 struct Cleanup {
     server: TestServer,
@@ -60,25 +38,9 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         self.server.stop();
         if let Some(instance) = self.instance.take() {
-            let tokio = tokio::runtime::Runtime::new().unwrap();
-            tokio.block_on(async {
-                if let Ok(rt) = Runtime::connect().await {
-                    let filter = slipway_runtime::LabelFilter::managed()
-                        .with("io.slipway.deploy-instance", instance);
-                    let _ = rt.cleanup(&filter).await;
-                }
-            });
+            remove_deploy_instance(&instance);
         }
     }
-}
-
-/// The deploy instance label of a replica container.
-fn instance_of(tokio: &tokio::runtime::Runtime, container: &str) -> Option<String> {
-    tokio.block_on(async {
-        let rt = Runtime::connect().await.ok()?;
-        let state = rt.inspect(container).await.ok()?;
-        state.labels.get("io.slipway.deploy-instance").cloned()
-    })
 }
 
 /// `GET /metrics` with `token`: the body.
@@ -112,7 +74,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn app_traffic_and_resources_show_in_prometheus_and_charts() {
-    let tokio = docker();
+    let _tokio = docker();
     let server = TestServer::start_with_env(&[("SLIPWAY_METRICS_INTERVAL_MS", "250")]);
     let mut guard = Cleanup {
         server,
@@ -152,7 +114,7 @@ fn app_traffic_and_resources_show_in_prometheus_and_charts() {
     let dir = work.path().join("web");
     std::fs::create_dir_all(dir.join("www")).unwrap();
     git_ok(&dir, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(dir.join("Dockerfile"), HTTPD_DOCKERFILE).unwrap();
     std::fs::write(dir.join("www/health"), "ok\n").unwrap();
     std::fs::write(dir.join("www/index.html"), "v1\n").unwrap();
     git_ok(&dir, &["add", "-A"]);
@@ -167,7 +129,7 @@ fn app_traffic_and_resources_show_in_prometheus_and_charts() {
         let (_, replicas) = api("GET", "/apps/web/replicas", None);
         if guard.instance.is_none() {
             if let Some(c) = replicas[0]["container"].as_str() {
-                guard.instance = instance_of(&tokio, c);
+                guard.instance = deploy_instance_of(c);
             }
         }
         if app["status"] == "running" && app["ready"] == 2 && app["release"] == 1 {
@@ -193,7 +155,7 @@ fn app_traffic_and_resources_show_in_prometheus_and_charts() {
     )
     .unwrap_or(0.0);
     for _ in 0..REQUESTS {
-        assert_eq!(get(&server.proxy_url, "web.localhost", "/"), 200);
+        assert_eq!(proxy_get(&server.proxy_url, "web.localhost", "/").0, 200);
     }
     let text = scrape(server, &token);
     let total = sample(&text, "slipway_app_requests_total", &[("app", "web")]);

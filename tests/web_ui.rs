@@ -651,16 +651,8 @@ struct Deployed {
 impl Drop for Deployed {
     fn drop(&mut self) {
         self.server.stop();
-        let Some(instance) = self.instance.take() else {
-            return;
-        };
-        let tokio = tokio::runtime::Runtime::new().unwrap();
-        tokio.block_on(async {
-            if let Ok(rt) = slipway_runtime::Runtime::connect().await {
-                let filter = slipway_runtime::LabelFilter::managed()
-                    .with("io.slipway.deploy-instance", instance);
-                let _ = rt.cleanup(&filter).await;
-            }
-        });
+        if let Some(instance) = self.instance.take() {
+            remove_deploy_instance(&instance);
+        }
     }
 }

@@ -252,3 +252,63 @@ pub fn make_repo(dir: &Path, commits: usize) {
     git_ok(dir, &["commit", "-q", "-m", "feature"]);
     git_ok(dir, &["checkout", "-q", "main"]);
 }
+
+/// A small HTTP app for deploy tests and benches: busybox httpd serving
+/// `/www` on port 8080, logging each answer (`-v`).
+pub const HTTPD_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-v\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+
+/// One `GET path` through a server's app proxy with `Host: host`, on a new
+/// connection; (status, trimmed body), status 0 when nothing answered.
+pub fn proxy_get(proxy_url: &str, host: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = proxy_url.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    if s.read_to_string(&mut out).is_err() {
+        return (0, out);
+    }
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (status, body)
+}
+
+/// The deploy instance label of a replica container (which server runs it).
+pub fn deploy_instance_of(container: &str) -> Option<String> {
+    let tokio = tokio::runtime::Runtime::new().ok()?;
+    tokio.block_on(async {
+        let rt = slipway_runtime::Runtime::connect().await.ok()?;
+        let state = rt.inspect(container).await.ok()?;
+        state.labels.get("io.slipway.deploy-instance").cloned()
+    })
+}
+
+/// Removes every replica a (stopped) test server's deployer left, by its
+/// instance label; twice, as a create in flight when the server died may land late.
+pub fn remove_deploy_instance(instance: &str) {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        if let Ok(rt) = slipway_runtime::Runtime::connect().await {
+            let filter = slipway_runtime::LabelFilter::managed()
+                .with("io.slipway.deploy-instance", instance);
+            let _ = rt.cleanup(&filter).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = rt.cleanup(&filter).await;
+        }
+    });
+}
