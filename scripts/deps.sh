@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what Slipway and its tests need on a Debian machine:
 # git, the Docker Engine (Debian's docker.io), busybox-static (the tiny base
-# image is built from it) and chromium + chromium-driver (the dashboard's browser
-# test). Idempotent; safe to run on every start.
+# image is built from it) and, with `--test`, chromium + chromium-driver (the
+# dashboard's browser test). Idempotent; safe to run on every start.
 set -euo pipefail
 
 need_root() {
@@ -14,8 +14,10 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static)
 # The web dashboard's browser test drives headless Chromium through chromedriver.
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if [ "${1:-}" = "--test" ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing ${missing[*]} from Debian" >&2
     need_root apt-get update -qq
