@@ -98,9 +98,20 @@ impl Server {
         state
             .deploy()
             .set_proxy_address("http", proxy_listener.local_addr()?.port());
-        start_exec(&state).await;
-        start_deploy(&state).await;
-        start_monitor(&state).await;
+        // One Docker connection for every part that needs the engine; without
+        // Docker, git, CI queueing and the API still work.
+        let rt = match slipway_runtime::Runtime::connect().await {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                tracing::warn!(error = %e, "no Docker Engine: code execution and deployments are disabled");
+                None
+            }
+        };
+        if let Some(rt) = &rt {
+            start_exec(&state, rt.clone()).await;
+            start_deploy(&state, rt.clone()).await;
+        }
+        start_monitor(&state, rt);
         Ok(Self {
             listener,
             proxy_listener,
@@ -152,16 +163,9 @@ impl Server {
     }
 }
 
-/// Starts the code execution service when the Docker Engine answers; without
-/// Docker the rest of the server still works and exec routes answer 503.
-async fn start_exec(state: &AppState) {
-    let rt = match slipway_runtime::Runtime::connect().await {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::warn!(error = %e, "code execution is disabled");
-            return;
-        }
-    };
+/// Starts the code execution service on the engine (without Docker it never
+/// starts and exec routes answer 503).
+async fn start_exec(state: &AppState, rt: slipway_runtime::Runtime) {
     let config = state.config().exec_config();
     match slipway_exec::ExecService::start(state.store().clone(), rt, config).await {
         Ok(exec) => {
@@ -177,16 +181,9 @@ async fn start_exec(state: &AppState) {
     }
 }
 
-/// Starts the deployer when the Docker Engine answers; without Docker apps
-/// cannot run, the rest of the server still works.
-async fn start_deploy(state: &AppState) {
-    let rt = match slipway_runtime::Runtime::connect().await {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::warn!(error = %e, "deployments are disabled");
-            return;
-        }
-    };
+/// Starts the deployer on the engine (without Docker apps cannot run; the
+/// rest of the server still works).
+async fn start_deploy(state: &AppState, rt: slipway_runtime::Runtime) {
     if let Err(e) = state.deploy().start(rt).await {
         tracing::error!(error = %e, "the deployer could not start");
     }
@@ -194,14 +191,13 @@ async fn start_deploy(state: &AppState) {
 
 /// Registers the monitoring collectors and starts the sampler (CPU and memory
 /// need Docker; traffic and queues are sampled without it).
-async fn start_monitor(state: &AppState) {
+fn start_monitor(state: &AppState, rt: Option<slipway_runtime::Runtime>) {
     state.monitor().register(
         &mut state
             .metrics_registry()
             .lock()
             .unwrap_or_else(|e| e.into_inner()),
     );
-    let rt = slipway_runtime::Runtime::connect().await.ok();
     state.monitor().start(rt);
 }
 
