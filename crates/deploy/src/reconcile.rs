@@ -181,6 +181,17 @@ impl Deployer {
         }
     }
 
+    fn remember(&self, app_id: i64, replica: Replica) {
+        self.inner
+            .apps
+            .lock()
+            .unwrap()
+            .entry(app_id)
+            .or_default()
+            .replicas
+            .push(replica);
+    }
+
     fn forget(&self, app_id: i64, container: &str) {
         if let Some(a) = self.inner.apps.lock().unwrap().get_mut(&app_id) {
             a.replicas.retain(|r| r.container != container);
@@ -353,21 +364,17 @@ impl Deployer {
             changed = true;
             match addr {
                 Some(addr) if healthy => {
-                    self.inner
-                        .apps
-                        .lock()
-                        .unwrap()
-                        .entry(app.id)
-                        .or_default()
-                        .replicas
-                        .push(Replica {
+                    self.remember(
+                        app.id,
+                        Replica {
                             container: c.id.clone(),
                             release: release_no,
                             addr,
                             state: ReplicaState::Healthy,
                             restarts: 0,
                             started_at: chrono::Utc::now(),
-                        });
+                        },
+                    );
                     tracing::info!(app = %app.name, container = %c.id, "replica adopted");
                 }
                 _ => {
@@ -485,21 +492,17 @@ impl Deployer {
                     .await
                     .map_err(|e| (Some(id.clone()), e.to_string()))?;
                 let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                self.inner
-                    .apps
-                    .lock()
-                    .unwrap()
-                    .entry(app.id)
-                    .or_default()
-                    .replicas
-                    .push(Replica {
+                self.remember(
+                    app.id,
+                    Replica {
                         container: id.clone(),
                         release: release.number,
                         addr,
                         state: ReplicaState::Starting,
                         restarts: 0,
                         started_at: chrono::Utc::now(),
-                    });
+                    },
+                );
                 match probe::wait_ready(&rt, &id, addr, &release.spec.health).await {
                     Ok(()) => Ok(id),
                     Err(NotReady::Timeout(why)) => Err((
