@@ -3,55 +3,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
 use support::*;
-
-struct Cli {
-    config: std::path::PathBuf,
-    server: String,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .args(args)
-            .env("SLIPWAY_CLI_CONFIG", &self.config)
-            .env("SLIPWAY_SERVER", &self.server)
-            .env_remove("SLIPWAY_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "slipway {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        serde_json::from_str(&self.ok(&all, None)).unwrap()
-    }
-}
 
 #[test]
 fn cli_setup_login_repos_and_tokens() {
@@ -60,6 +12,7 @@ fn cli_setup_login_repos_and_tokens() {
     let cli = Cli {
         config: home.path().join("cli.toml"),
         server: server.url.clone(),
+        token: None,
     };
     let code = std::fs::read_to_string(server.data_dir().join("setup-token")).unwrap();
 
@@ -164,6 +117,7 @@ fn cli_setup_login_repos_and_tokens() {
     let dead = Cli {
         config: cli.config.clone(),
         server: "http://127.0.0.1:9".into(),
+        token: None,
     };
     let out = dead.run(&["repo", "list"], None);
     assert!(!out.status.success());
@@ -178,6 +132,7 @@ fn cli_manages_pipeline_secrets_without_showing_values() {
     let cli = Cli {
         config: home.path().join("cli.toml"),
         server: server.url.clone(),
+        token: None,
     };
     let (status, _) = server.api(
         "POST",

@@ -179,13 +179,12 @@ impl App {
 
     /// Runs the `slipway` CLI against this server; (exit code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .args(args)
-            .env("SLIPWAY_CLI_CONFIG", self.dir.join("no-cli.toml"))
-            .env("SLIPWAY_SERVER", &self.server.url)
-            .env("SLIPWAY_TOKEN", &self.token)
-            .output()
-            .expect("run slipway");
+        let out = Cli {
+            config: self.dir.join("no-cli.toml"),
+            server: self.server.url.clone(),
+            token: Some(self.token.clone()),
+        }
+        .run(args, None);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),

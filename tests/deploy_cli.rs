@@ -6,79 +6,8 @@
 
 mod support;
 
-use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use serde_json::json;
 use support::*;
-
-/// Runs the real binary as one user against one server.
-struct Cli {
-    config: std::path::PathBuf,
-    server: String,
-    token: String,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .args(args)
-            .env("SLIPWAY_CLI_CONFIG", &self.config)
-            .env("SLIPWAY_SERVER", &self.server)
-            .env("SLIPWAY_TOKEN", &self.token)
-            // `slipway open` must never start a browser here.
-            .env_remove("BROWSER")
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run slipway");
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs and asserts success; returns stdout.
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "slipway {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs with `--json` and decodes stdout.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let text = self.ok(&all, None);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-    }
-
-    /// Runs and asserts the documented failure: exit 1, one `error: ` line on
-    /// stderr, nothing on stdout. Returns the line.
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
-        assert!(
-            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-            "{args:?}: one error line expected, got {err:?}"
-        );
-        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
-        err.trim_end().to_owned()
-    }
-}
 
 /// A server with an administrator `root`, its repository `root/web`, and a
 /// CLI logged in as root.
@@ -91,7 +20,7 @@ fn fixture() -> (TestServer, Cli, tempfile::TempDir) {
     let cli = Cli {
         config: home.path().join("cli.toml"),
         server: server.url.clone(),
-        token,
+        token: Some(token),
     };
     (server, cli, home)
 }
@@ -220,11 +149,11 @@ fn apps_round_trip_config_and_deletion() {
 
     // Access follows the repository: anyone may read the public root/web and
     // so see the app, but only its writers change it.
-    let other = server.create_user(&cli.token, "eve");
+    let other = server.create_user(cli.token.as_deref().unwrap(), "eve");
     let eve = Cli {
         config: cli.config.clone(),
         server: cli.server.clone(),
-        token: other,
+        token: Some(other),
     };
     assert_eq!(eve.json(&["app", "show", "web"])["name"], "web");
     for args in [
@@ -240,7 +169,7 @@ fn apps_round_trip_config_and_deletion() {
     let (status, body) = server.api(
         "PATCH",
         "/repos/root/web",
-        Some(&cli.token),
+        cli.token.as_deref(),
         Some(json!({"private": true})),
     );
     assert_eq!(status, 200, "{body}");

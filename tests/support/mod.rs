@@ -312,3 +312,80 @@ pub fn remove_deploy_instance(instance: &str) {
         }
     });
 }
+
+/// Runs the real `slipway` binary against one server, with its own CLI
+/// profile file and, when given, a token (otherwise `SLIPWAY_TOKEN` is unset).
+pub struct Cli {
+    /// The CLI profile file (`SLIPWAY_CLI_CONFIG`).
+    pub config: PathBuf,
+    /// Server URL (`SLIPWAY_SERVER`).
+    pub server: String,
+    /// Token (`SLIPWAY_TOKEN`), if any.
+    pub token: Option<String>,
+}
+
+impl Cli {
+    /// Runs `slipway args…` with `stdin`; never opens a browser.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        cmd.args(args)
+            .env("SLIPWAY_CLI_CONFIG", &self.config)
+            .env("SLIPWAY_SERVER", &self.server)
+            // `slipway open` must never start a browser here.
+            .env_remove("BROWSER")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match &self.token {
+            Some(t) => cmd.env("SLIPWAY_TOKEN", t),
+            None => cmd.env_remove("SLIPWAY_TOKEN"),
+        };
+        let mut child = cmd.spawn().expect("run slipway");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "slipway {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs with `--json` and decodes stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ok(&all, None);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    /// Runs and asserts the documented failure: exit 1, one `error: ` line on
+    /// stderr, nothing on stdout. Returns the line.
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: one error line expected, got {err:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+        err.trim_end().to_owned()
+    }
+}
