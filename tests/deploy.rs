@@ -353,6 +353,18 @@ fn push_deploys_rolls_out_without_errors_heals_and_rolls_back() {
     println!("{} requests around the kill, {failed} failed", seen.len());
     let (_, events) = app.api("GET", "/apps/web/events", None);
     assert!(events.to_string().contains("exited"), "{events}");
+    let (_, replicas) = app.api("GET", "/apps/web/replicas", None);
+    let restarts: Vec<u64> = replicas
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["restarts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        restarts.iter().sum::<u64>(),
+        1,
+        "the replacement carries the slot's restart: {replicas}"
+    );
 
     // Config makes a release; rollback restores the earlier image and config.
     let (s, r) = app.api(

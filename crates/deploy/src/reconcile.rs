@@ -192,6 +192,15 @@ impl Deployer {
             .push(replica);
     }
 
+    /// Restarts of the crashed replica a new one replaces (0 when it
+    /// replaces none).
+    fn take_restarts(&self, app_id: i64) -> u32 {
+        let mut apps = self.inner.apps.lock().unwrap();
+        apps.get_mut(&app_id)
+            .and_then(|a| a.replacing.pop_front())
+            .unwrap_or(0)
+    }
+
     fn forget(&self, app_id: i64, container: &str) {
         if let Some(a) = self.inner.apps.lock().unwrap().get_mut(&app_id) {
             a.replicas.retain(|r| r.container != container);
@@ -297,8 +306,15 @@ impl Deployer {
         let delay = {
             let mut apps = self.inner.apps.lock().unwrap();
             let a = apps.entry(app.id).or_default();
-            a.replicas
-                .retain(|r| !dead.iter().any(|(id, _)| *id == r.container));
+            let (gone, kept): (Vec<Replica>, Vec<Replica>) = std::mem::take(&mut a.replicas)
+                .into_iter()
+                .partition(|r| dead.iter().any(|(id, _)| *id == r.container));
+            a.replicas = kept;
+            // Their replacements carry the slot's restart count on.
+            a.replacing.extend(gone.iter().map(|r| r.restarts + 1));
+            while a.replacing.len() > 64 {
+                a.replacing.pop_front();
+            }
             a.crashes += 1;
             a.restarts += dead.len() as u32;
             let delay = backoff(a.crashes);
@@ -492,6 +508,7 @@ impl Deployer {
                     .await
                     .map_err(|e| (Some(id.clone()), e.to_string()))?;
                 let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                let restarts = self.take_restarts(app.id);
                 self.remember(
                     app.id,
                     Replica {
@@ -499,7 +516,7 @@ impl Deployer {
                         release: release.number,
                         addr,
                         state: ReplicaState::Starting,
-                        restarts: 0,
+                        restarts,
                         started_at: chrono::Utc::now(),
                     },
                 );

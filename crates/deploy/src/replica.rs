@@ -64,6 +64,8 @@ pub(crate) struct AppReplicas {
     pub crashes: u32,
     /// Replicas restarted after crashes, in total.
     pub restarts: u32,
+    /// Restart counts of crashed replicas waiting for their replacement.
+    pub replacing: std::collections::VecDeque<u32>,
     /// No replica is started before this instant (crash backoff).
     pub hold_until: Option<Instant>,
 }
