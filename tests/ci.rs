@@ -701,7 +701,7 @@ steps:
         "the rest of the workspace is fresh: {log}"
     );
 
-    // The cache volumes outlive the pipelines; remove this test's ones.
+    // The cache volumes outlive the pipelines, and go with the repository.
     let filter = LabelFilter::managed()
         .with("io.slipway.owner", "ci-cache")
         .with("io.slipway.repo", "alice/cached");
@@ -709,8 +709,25 @@ steps:
         .block_on(rt.list_volumes(&filter))
         .expect("list volumes");
     assert!(volumes.len() >= 2, "{volumes:?}");
-    for v in volumes {
-        tokio.block_on(rt.remove_volume(&v.name)).ok();
+    let (s, _) = f
+        .server
+        .api("DELETE", "/repos/alice/cached", Some(&f.token), None);
+    assert_eq!(s, 204);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = tokio
+            .block_on(rt.list_volumes(&filter))
+            .expect("list volumes");
+        if left.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            for v in &left {
+                tokio.block_on(rt.remove_volume(&v.name)).ok();
+            }
+            panic!("deleting the repository left its cache volumes: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

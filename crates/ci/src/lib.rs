@@ -149,6 +149,27 @@ impl Ci {
             .cloned()
     }
 
+    /// Removes the cache volumes of a deleted repository, so that deleting
+    /// a repository frees the disk its pipelines' caches used. Returns how
+    /// many volumes went.
+    pub async fn remove_caches(&self, repo: &Repo) -> Result<usize, String> {
+        let rt = self.runtime().await?;
+        let instance = self.instance().await.map_err(|e| e.to_string())?;
+        let prefix = format!("slipway-ci-cache-{instance}-{}-", repo.id);
+        let filter = slipway_runtime::LabelFilter::managed()
+            .with(slipway_runtime::labels::OWNER, "ci-cache")
+            .with(executor::REPO_LABEL, repo.full_name());
+        let volumes = rt.list_volumes(&filter).await.map_err(|e| e.to_string())?;
+        let mut removed = 0;
+        for v in volumes.iter().filter(|v| v.name.starts_with(&prefix)) {
+            match rt.remove_volume(&v.name).await {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(volume = %v.name, error = %e, "cache volume not removed"),
+            }
+        }
+        Ok(removed)
+    }
+
     pub(crate) fn secret_box(&self) -> Result<&secrets::SecretBox, String> {
         if let Some(b) = self.inner.secret_box.get() {
             return Ok(b);

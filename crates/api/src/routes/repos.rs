@@ -230,6 +230,17 @@ pub async fn delete(
         .delete(&owner, &name)
         .await
         .map_err(ApiError::internal)?;
+    // Its pipelines' cache volumes go too, after the answer.
+    let ci = state.ci().clone();
+    tokio::spawn(async move {
+        match ci.remove_caches(&repo).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(repo = %repo.full_name(), volumes = n, "cache volumes removed"),
+            Err(e) => {
+                tracing::warn!(repo = %repo.full_name(), error = %e, "cache volumes not removed")
+            }
+        }
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 
