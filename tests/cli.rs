@@ -195,3 +195,92 @@ fn cli_manages_pipeline_secrets_without_showing_values() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(listed.as_array().unwrap().is_empty());
 }
+
+#[test]
+fn cli_manages_webhooks_and_shows_a_generated_secret_once() {
+    let server = TestServer::start();
+    let admin = server.setup_admin("root");
+    let home = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        config: home.path().join("cli.toml"),
+        server: server.url.clone(),
+        token: Some(admin.clone()),
+    };
+    let (status, _) = server.api(
+        "POST",
+        "/repos",
+        Some(&admin),
+        Some(serde_json::json!({"name": "hooked"})),
+    );
+    assert_eq!(status, 201);
+
+    // A generated secret is printed once, then never again.
+    let added = cli.json(&["webhook", "add", "root/hooked", "http://127.0.0.1:9/ci"]);
+    let secret = added["secret"]
+        .as_str()
+        .expect("generated secret")
+        .to_owned();
+    assert_eq!(secret.len(), 64, "{added}");
+    let text = cli.ok(
+        &[
+            "webhook",
+            "add",
+            "root/hooked",
+            "https://127.0.0.1:9/other",
+            "--secret-stdin",
+        ],
+        Some("my-own-secret\n"),
+    );
+    assert!(text.contains("added to root/hooked"), "{text}");
+    assert!(!text.contains("my-own-secret"), "{text}");
+    let table = cli.ok(&["webhook", "list", "root/hooked"], None);
+    assert!(
+        table.contains("http://127.0.0.1:9/ci") && table.contains("/other"),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&secret) && !table.contains("my-own-secret"),
+        "{table}"
+    );
+    let listed = cli.json(&["webhook", "list", "root/hooked"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&secret));
+
+    // Bad input: one readable line, exit 1, nothing added.
+    for (args, stdin) in [
+        (
+            vec!["webhook", "add", "root/hooked", "ftp://example/x"],
+            None,
+        ),
+        (
+            vec!["webhook", "add", "root/missing", "http://127.0.0.1:9/"],
+            None,
+        ),
+        (
+            vec![
+                "webhook",
+                "add",
+                "root/hooked",
+                "http://127.0.0.1:9/",
+                "--secret-stdin",
+            ],
+            Some("\n"),
+        ),
+        (vec!["webhook", "remove", "root/hooked", "999"], None),
+    ] {
+        let err = cli.fails(&args, stdin);
+        assert!(err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+    assert_eq!(
+        cli.json(&["webhook", "list", "root/hooked"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let id = added["id"].to_string();
+    cli.ok(&["webhook", "remove", "root/hooked", &id], None);
+    let listed = cli.json(&["webhook", "list", "root/hooked"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}

@@ -61,6 +61,9 @@ enum Command {
     /// Pipeline secrets of a repository: set, list, remove.
     #[command(subcommand)]
     Secret(commands::secret::SecretCommand),
+    /// Webhooks of a repository, called when a pipeline ends: add, list, remove.
+    #[command(subcommand)]
+    Webhook(commands::webhook::WebhookCommand),
     /// Local base images (no registry): busybox, Debian, language layers.
     #[command(subcommand)]
     Images(commands::images::ImagesCommand),
@@ -114,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Exec(cmd) => commands::exec::run(cmd, &g).await,
         Command::Pipeline(cmd) => commands::pipeline::run(cmd, &g).await,
         Command::Secret(cmd) => commands::secret::run(cmd, &g).await,
+        Command::Webhook(cmd) => commands::webhook::run(cmd, &g).await,
         Command::Images(cmd) => commands::images::run(cmd, &g).await,
         Command::App(cmd) => commands::app::run(cmd, &g).await,
         Command::Deploy(cmd) => commands::app::run_verb(cmd, &g).await,

@@ -10,6 +10,7 @@ pub mod repo;
 pub mod secret;
 pub mod server;
 pub mod token;
+pub mod webhook;
 
 use anyhow::{bail, Context};
 use std::io::{BufRead, IsTerminal};

@@ -1,0 +1,131 @@
+//! `slipway webhook add|list|remove`: repository webhooks, called with a
+//! signed JSON body when a pipeline ends. The signing secret is read from
+//! stdin or generated and shown once; it is never listed again.
+
+use super::repo::split;
+use crate::client::Client;
+use crate::{output, GlobalArgs};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::io::BufRead;
+
+#[derive(clap::Subcommand)]
+pub enum WebhookCommand {
+    /// Add a webhook (prints a generated signing secret once, unless
+    /// `--secret-stdin` gives one).
+    Add {
+        /// OWNER/NAME of the repository.
+        repo: String,
+        /// http(s) URL that receives the POST.
+        url: String,
+        /// Read the signing secret from stdin (one line).
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// List webhooks (secrets are never shown).
+    List {
+        /// OWNER/NAME of the repository.
+        repo: String,
+    },
+    /// Remove a webhook by id.
+    Remove {
+        /// OWNER/NAME of the repository.
+        repo: String,
+        /// Id from `slipway webhook list`.
+        id: i64,
+    },
+}
+
+/// A random signing secret: 32 bytes as hex.
+fn generate_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+fn read_secret_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !secret.is_empty(),
+        "no secret on stdin: pipe one in, or leave out --secret-stdin to get a generated one"
+    );
+    Ok(secret)
+}
+
+/// Runs a webhook command.
+pub async fn run(cmd: WebhookCommand, g: &GlobalArgs) -> anyhow::Result<()> {
+    let client = Client::from_args(g)?;
+    client.require_token()?;
+    match cmd {
+        WebhookCommand::Add {
+            repo,
+            url,
+            secret_stdin,
+        } => {
+            let (owner, name) = split(&repo)?;
+            let (secret, generated) = if secret_stdin {
+                (read_secret_line()?, false)
+            } else {
+                (generate_secret(), true)
+            };
+            let hook: Value = client
+                .call(
+                    Method::POST,
+                    &format!("/repos/{owner}/{name}/hooks"),
+                    Some(&json!({ "url": url, "secret": secret })),
+                )
+                .await?;
+            if g.json {
+                let mut out = hook.clone();
+                if generated {
+                    out["secret"] = json!(secret);
+                }
+                return output::json(&out);
+            }
+            println!("Webhook {} added to {repo}: {url}", hook["id"]);
+            if generated {
+                println!("Signing secret (shown once): {secret}");
+            }
+            println!(
+                "Each delivery carries X-Slipway-Signature-256: sha256=<HMAC-SHA256 of the body>."
+            );
+        }
+        WebhookCommand::List { repo } => {
+            let (owner, name) = split(&repo)?;
+            let hooks: Vec<Value> = client.get(&format!("/repos/{owner}/{name}/hooks")).await?;
+            if g.json {
+                return output::json(&hooks);
+            }
+            let rows = hooks
+                .iter()
+                .map(|h| {
+                    vec![
+                        h["id"].to_string(),
+                        h["url"].as_str().unwrap_or_default().to_owned(),
+                        h["created_at"].as_str().unwrap_or_default().to_owned(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["ID", "URL", "ADDED"],
+                rows,
+                "No webhooks: add one with `slipway webhook add OWNER/REPO URL`.",
+            );
+        }
+        WebhookCommand::Remove { repo, id } => {
+            let (owner, name) = split(&repo)?;
+            client
+                .call::<(), Value>(
+                    Method::DELETE,
+                    &format!("/repos/{owner}/{name}/hooks/{id}"),
+                    None,
+                )
+                .await?;
+            if g.json {
+                return output::json(&json!({"repo": repo, "removed": id}));
+            }
+            println!("Webhook {id} removed from {repo}.");
+        }
+    }
+    Ok(())
+}
