@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Slipway's benchmarks with their peers installed.
-# Usage: scripts/bench.sh [git|ci|exec|deploy|proxy|all]
+# Usage: scripts/bench.sh [git|ci|exec|deploy|proxy|scheduler|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,13 +23,14 @@ run() {
         exec)  bash scripts/deps.sh; cargo bench --locked --bench exec ;;
         deploy) bash scripts/deps.sh; cargo bench --locked --bench deploy ;;
         proxy) install_missing wrk:wrk haproxy:haproxy; cargo bench --locked --bench proxy ;;
-        *) echo "unknown benchmark $1 (known: git, ci, exec, deploy, proxy, all)" >&2; exit 2 ;;
+        scheduler) bash scripts/deps.sh; cargo bench --locked --bench scheduler ;;
+        *) echo "unknown benchmark $1 (known: git, ci, exec, deploy, proxy, scheduler, all)" >&2; exit 2 ;;
     esac
 }
 
 what="${1:-all}"
 if [ "$what" = all ]; then
-    for b in git ci exec deploy proxy; do run "$b"; done
+    for b in git ci exec deploy proxy scheduler; do run "$b"; done
 else
     run "$what"
 fi

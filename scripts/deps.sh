@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what Slipway and its tests need on a Debian machine:
 # git, the Docker Engine (Debian's docker.io), busybox-static (the tiny base
-# image is built from it) and, with `--test`, chromium + chromium-driver (the
-# dashboard's browser test). Idempotent; safe to run on every start.
+# image is built from it), etcd + protoc (cluster mode) and, with `--test`,
+# chromium + chromium-driver (the dashboard's browser test). Idempotent;
+# safe to run on every start.
 set -euo pipefail
 
 need_root() {
@@ -13,6 +14,12 @@ missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static)
+# Cluster mode: etcd holds the cluster state (the tests start their own
+# members), etcdctl is for operators, and protoc compiles the etcd-client
+# crate's gRPC definitions at build time.
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 # The web dashboard's browser test drives headless Chromium through chromedriver.
 if [ "${1:-}" = "--test" ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)

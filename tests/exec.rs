@@ -597,6 +597,7 @@ fn warm_pool_serves_jobs_and_leaks_nothing_between_them() {
     let (server, admin, alice) = server_with_admin(&[
         ("SLIPWAY_EXEC_WORKERS", "1"),
         ("SLIPWAY_EXEC_POOL_SIZE", "2"),
+        ("RUST_LOG", "warn,slipway_exec=info"),
     ]);
     // A job that leaves files in /work and /tmp and a detached process behind.
     let leaker = run(
@@ -637,6 +638,40 @@ fn warm_pool_serves_jobs_and_leaks_nothing_between_them() {
         "the probes should be served warm:\n{text}"
     );
     assert!(sandbox_containers(leaker["id"].as_str().unwrap()).is_empty());
+
+    // A clean shutdown removes the idle warm sandboxes it kept.
+    let log = server.log();
+    let instance = log
+        .split("code execution service started")
+        .nth(1)
+        .and_then(|rest| rest.split("instance").nth(1))
+        .and_then(|rest| {
+            // Past any colour codes and `=`: the 16 hex digits.
+            rest.split(|c: char| !c.is_ascii_hexdigit())
+                .find(|w| w.len() == 16)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no exec instance in the log:\n{log}"));
+    let warm = |instance: &str| {
+        let out = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=io.slipway.exec.instance={instance}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert!(!warm(&instance).is_empty(), "the pool keeps warm sandboxes");
+    let mut server = server;
+    assert!(
+        server.terminate(Duration::from_secs(20)),
+        "SIGTERM should stop the server"
+    );
+    let left = warm(&instance);
+    assert!(left.is_empty(), "sandboxes left after a clean stop: {left}");
 }
 
 #[test]

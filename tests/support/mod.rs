@@ -104,6 +104,27 @@ impl TestServer {
     }
 
     /// Kills the server process.
+    /// Stops the server the way a service manager does (SIGTERM) and waits
+    /// for it to exit; true when it exited on its own within `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -47,6 +47,9 @@ pub struct Config {
     pub metrics_public: bool,
     /// Milliseconds between monitoring samples (`SLIPWAY_METRICS_INTERVAL_MS`, 10 s by default).
     pub metrics_interval_ms: u64,
+    /// Base URL people reach this server at, for links in alert notifications
+    /// (`SLIPWAY_PUBLIC_URL`; default `http://<listen address>`).
+    pub public_url: Option<String>,
     /// Address of the built-in proxy that serves the apps (`SLIPWAY_PROXY_LISTEN`).
     pub proxy_listen: SocketAddr,
     /// Address of the proxy's HTTPS listener (`SLIPWAY_PROXY_TLS_LISTEN`; none by default).
@@ -59,6 +62,25 @@ pub struct Config {
     pub apps_domain: String,
     /// Releases whose images are kept per app (`SLIPWAY_RELEASES_KEPT`).
     pub releases_kept: usize,
+    /// An app's log file is rotated before it grows past this many bytes
+    /// (`SLIPWAY_APP_LOG_MAX_BYTES`, 8 MiB; at least 1 KiB).
+    pub app_log_max_bytes: u64,
+    /// Log files kept per app, the active one included (`SLIPWAY_APP_LOG_FILES`, 5):
+    /// an app's logs never take more than `app_log_files × app_log_max_bytes`.
+    pub app_log_files: usize,
+    /// Cluster mode: client URLs of the etcd members holding the cluster state
+    /// (`SLIPWAY_CLUSTER_ETCD_ENDPOINTS`, comma-separated). Empty (the default)
+    /// is single-node mode: nothing of the cluster runs.
+    #[serde(deserialize_with = "crate::cluster::endpoints_list")]
+    pub cluster_etcd_endpoints: Vec<String>,
+    /// This server's id among the cluster's servers (`SLIPWAY_CLUSTER_NODE_ID`;
+    /// default: generated once and kept in `<data_dir>/cluster-node-id`).
+    pub cluster_node_id: Option<String>,
+    /// Lease TTL of servers and node agents, in milliseconds: how long a silent
+    /// one keeps its place (`SLIPWAY_CLUSTER_LEASE_TTL_MS`; etcd counts whole seconds).
+    pub cluster_lease_ttl_ms: u64,
+    /// Key prefix of the cluster's state in etcd (`SLIPWAY_CLUSTER_PREFIX`).
+    pub cluster_prefix: String,
 }
 
 impl Default for Config {
@@ -82,12 +104,19 @@ impl Default for Config {
             exec_pool_idle_secs: 300,
             metrics_public: false,
             metrics_interval_ms: 10_000,
+            public_url: None,
             proxy_listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
             proxy_tls_listen: None,
             proxy_tls_cert: None,
             proxy_tls_key: None,
             apps_domain: "localhost".into(),
             releases_kept: 10,
+            app_log_max_bytes: 8 * 1024 * 1024,
+            app_log_files: 5,
+            cluster_etcd_endpoints: Vec::new(),
+            cluster_node_id: None,
+            cluster_lease_ttl_ms: 3000,
+            cluster_prefix: "/slipway".into(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! under `/git/{owner}/{repo}.git` and `/healthz`. Handlers stay thin: they
 //! authorise the caller, validate input and call the store and the git host.
 
+pub mod cluster;
 pub mod config;
 mod error;
 mod extract;

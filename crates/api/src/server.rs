@@ -112,6 +112,8 @@ impl Server {
             start_deploy(&state, rt.clone()).await;
         }
         start_monitor(&state, rt);
+        start_alerts(&state, listener.local_addr()?)?;
+        start_cluster(&state, listener.local_addr()?).await?;
         Ok(Self {
             listener,
             proxy_listener,
@@ -155,12 +157,38 @@ impl Server {
                 }
             });
         }
+        let state = self.state.clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
+        if let Some(exec) = state.exec() {
+            let drained =
+                tokio::time::timeout(std::time::Duration::from_secs(10), exec.shutdown()).await;
+            tracing::info!(sandboxes = ?drained.ok(), "warm sandboxes removed");
+        }
+        if let Some(cluster) = state.cluster() {
+            // Hands the scheduler's leadership over without waiting for the lease.
+            cluster.shutdown().await;
+        }
         Ok(())
     }
+}
+
+/// Joins the cluster when etcd endpoints are configured (single-node mode
+/// otherwise); members and agents reach this server at `public_url`.
+async fn start_cluster(state: &AppState, bound: SocketAddr) -> anyhow::Result<()> {
+    let config = state.config();
+    if config.cluster_etcd_endpoints.is_empty() {
+        return Ok(());
+    }
+    let api_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let cluster = crate::cluster::Cluster::start(config, api_url).await?;
+    state.set_cluster(cluster);
+    Ok(())
 }
 
 /// Starts the code execution service on the engine (without Docker it never
@@ -199,6 +227,21 @@ fn start_monitor(state: &AppState, rt: Option<slipway_runtime::Runtime>) {
             .unwrap_or_else(|e| e.into_inner()),
     );
     state.monitor().start(rt);
+}
+
+/// Starts the alert evaluator; notification links use `public_url`, or the
+/// address the API is bound to.
+fn start_alerts(state: &AppState, bound: SocketAddr) -> anyhow::Result<()> {
+    let base = match &state.config().public_url {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
+        Some(url) => anyhow::bail!(
+            "public_url {url:?} must start with http:// or https:// (SLIPWAY_PUBLIC_URL)"
+        ),
+        None => format!("http://{bound}"),
+    };
+    state.alerts().set_public_url(&base);
+    state.alerts().start();
+    Ok(())
 }
 
 /// The proxy's certificate: the configured files, or a self-signed one for

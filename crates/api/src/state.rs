@@ -27,6 +27,10 @@ struct Inner {
     metrics: Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
     /// Monitoring: the time series of every app and the Prometheus collectors.
     monitor: slipway_metrics::Monitor,
+    /// Alerting: rules per app, their evaluator and webhook delivery.
+    alerts: slipway_alerts::Alerts,
+    /// Cluster mode (set at start-up when etcd endpoints are configured).
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl AppState {
@@ -38,6 +42,10 @@ impl AppState {
                 data_dir: config.data_dir.clone(),
                 apps_domain: config.apps_domain.clone(),
                 releases_kept: config.releases_kept,
+                app_logs: slipway_deploy::Retention {
+                    max_file_bytes: config.app_log_max_bytes,
+                    files: config.app_log_files,
+                },
             },
         );
         let ci = slipway_ci::Ci::new(
@@ -58,6 +66,15 @@ impl AppState {
             },
         );
         deploy.set_registry(registry.clone());
+        let alerts = slipway_alerts::Alerts::new(
+            store.clone(),
+            deploy.clone(),
+            monitor.clone(),
+            slipway_alerts::AlertOptions {
+                data_dir: config.data_dir.clone(),
+                interval: monitor.interval(),
+            },
+        );
         Self {
             inner: Arc::new(Inner {
                 deploy,
@@ -69,8 +86,22 @@ impl AppState {
                 exec: std::sync::OnceLock::new(),
                 metrics: Default::default(),
                 monitor,
+                alerts,
+                cluster: std::sync::OnceLock::new(),
             }),
         }
+    }
+    /// Cluster mode, when this server is part of a cluster.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.get()
+    }
+    /// Installs cluster mode (once, at start-up).
+    pub fn set_cluster(&self, cluster: crate::cluster::Cluster) {
+        let _ = self.inner.cluster.set(cluster);
+    }
+    /// Alerting: rules, alerts and webhooks (its evaluator is started by the server).
+    pub fn alerts(&self) -> &slipway_alerts::Alerts {
+        &self.inner.alerts
     }
     /// The configuration the server started with.
     pub fn config(&self) -> &Config {

@@ -5,6 +5,7 @@
 //! to store them: the store never holds a usable secret.
 
 pub mod secrets;
+pub mod signing;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;

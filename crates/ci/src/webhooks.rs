@@ -6,16 +6,12 @@
 //! with a short back-off, 10 s each, failures logged.
 
 use crate::{Ci, CiError};
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 use slipway_domain::{PipelineRecord, Repo};
 use std::time::Duration;
 
-/// Header carrying the body's signature.
-pub const SIGNATURE_HEADER: &str = "X-Slipway-Signature-256";
-/// Header naming the event (`pipeline`).
-pub const EVENT_HEADER: &str = "X-Slipway-Event";
+/// The signing scheme is shared with alert notifications (`slipway_auth::signing`).
+pub use slipway_auth::signing::{signature, EVENT_HEADER, SIGNATURE_HEADER};
 /// Webhooks one repository may have.
 pub const MAX_WEBHOOKS: usize = 20;
 
@@ -28,14 +24,6 @@ pub struct WebhookView {
     pub url: String,
     /// When it was added.
     pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// `sha256=<hex HMAC-SHA256 of body under secret>`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn check_url(url: &str) -> Result<(), CiError> {

@@ -40,6 +40,11 @@ pub struct GlobalArgs {
 enum Command {
     /// Run the Slipway server (API, git hosting, and more).
     Server(commands::server::ServerArgs),
+    /// Run a cluster node agent: `slipway agent --join URL --token JOIN_TOKEN`.
+    Agent(commands::agent::AgentArgs),
+    /// Cluster nodes (list, cordon, uncordon, drain, remove), join tokens, cluster status.
+    #[command(subcommand)]
+    Node(commands::node::NodeCommand),
     /// Administer a server: first-run setup, accounts.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
@@ -73,6 +78,9 @@ enum Command {
     /// Apps deployed from repositories: create, list, show, set, delete, secrets.
     #[command(subcommand)]
     App(commands::app::AppCommand),
+    /// Alert rules per app, alerts firing now and their history, webhooks.
+    #[command(subcommand)]
+    Alert(commands::alert::AlertCommand),
     #[command(flatten)]
     Deploy(commands::app::DeployCommand),
 }
@@ -108,6 +116,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
         Command::Server(args) => commands::server::run(args).await,
+        Command::Agent(args) => commands::agent::run(args, &g).await,
+        Command::Node(cmd) => commands::node::run(cmd, &g).await,
         Command::Admin(cmd) => commands::admin::run(cmd, &g).await,
         Command::Login(args) => commands::account::login(args, &g).await,
         Command::Logout => commands::account::logout(&g),
@@ -120,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhook(cmd) => commands::webhook::run(cmd, &g).await,
         Command::Images(cmd) => commands::images::run(cmd, &g).await,
         Command::App(cmd) => commands::app::run(cmd, &g).await,
+        Command::Alert(cmd) => commands::alert::run(cmd, &g).await,
         Command::Deploy(cmd) => commands::app::run_verb(cmd, &g).await,
     }
 }

@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+mod collector;
 mod logs;
 mod probe;
 mod reconcile;
@@ -23,9 +24,9 @@ mod replica;
 mod routes;
 mod service;
 
-pub use logs::LogLine;
 pub use replica::{ReplicaState, ReplicaView};
 pub use service::ConfigChange;
+pub use slipway_logs::{Direction, LogRecord, LogStore, Query, Retention, Stream as LogStream};
 
 use slipway_auth::secrets::SecretBox;
 use slipway_domain::AppRecord;
@@ -54,6 +55,8 @@ pub struct DeployOptions {
     pub apps_domain: String,
     /// Releases whose images are kept (older images are removed).
     pub releases_kept: usize,
+    /// How much of each app's log is kept on disk (`<data_dir>/logs/apps`).
+    pub app_logs: Retention,
 }
 
 /// Why a deploy operation was refused.
@@ -101,12 +104,17 @@ struct Inner {
     proxy_base: Mutex<Option<(String, u16)>>,
     secret_box: OnceLock<SecretBox>,
     registry: OnceLock<slipway_registry::Registry>,
+    /// Every app's stored logs.
+    logs: LogStore,
+    /// The log followers of the running replicas.
+    collectors: collector::Collectors,
 }
 
 impl Deployer {
     /// A deploy service on `store`; nothing runs until [`Deployer::start`].
     pub fn new(store: Store, options: DeployOptions) -> Self {
         let proxy = Proxy::new(ProxyConfig::default());
+        let logs = LogStore::new(options.data_dir.join("logs").join("apps"), options.app_logs);
         Deployer {
             inner: Arc::new(Inner {
                 store,
@@ -121,6 +129,8 @@ impl Deployer {
                 proxy_base: Mutex::new(None),
                 secret_box: OnceLock::new(),
                 registry: OnceLock::new(),
+                logs,
+                collectors: Default::default(),
             }),
         }
     }
@@ -213,6 +223,7 @@ impl Deployer {
         let instance = self.load_instance().await.map_err(|e| e.to_string())?;
         let _ = self.inner.instance.set(instance);
         let _ = self.inner.runtime.set(rt);
+        self.remove_logs_of_deleted_apps();
         reconcile::start(self.clone());
         Ok(())
     }

@@ -182,6 +182,7 @@ impl Deployer {
     }
 
     fn remember(&self, app_id: i64, replica: Replica) {
+        self.collect_logs(app_id, &replica.container, replica.release);
         self.inner
             .apps
             .lock()
@@ -227,6 +228,7 @@ impl Deployer {
             }
             self.inner.apps.lock().unwrap().remove(&app_id);
             self.rebuild_routes();
+            self.remove_app_logs(app_id).await;
             return Ok(Progress::Gone);
         };
         let release = match app.release {
@@ -323,6 +325,7 @@ impl Deployer {
         };
         self.rebuild_routes();
         for (id, why) in &dead {
+            self.settle_logs(app.id, id, None).await;
             let _ = rt.remove(id).await;
             let short: String = id.chars().take(12).collect();
             self.event(
@@ -395,6 +398,7 @@ impl Deployer {
                 }
                 _ => {
                     let _ = rt.stop(&c.id, STOP_GRACE_SECS).await;
+                    self.settle_logs(app.id, &c.id, Some(release_no)).await;
                     let _ = rt.remove(&c.id).await;
                 }
             }
@@ -655,6 +659,7 @@ impl Deployer {
         }
         if let Some(rt) = self.runtime() {
             let _ = rt.stop(&container, STOP_GRACE_SECS).await;
+            self.settle_logs(app_id, &container, None).await;
             let _ = rt.remove(&container).await;
         }
         self.forget(app_id, &container);

@@ -367,6 +367,7 @@ impl Deployer {
     /// Deletes an app; its replicas drain and stop in the background.
     pub async fn delete_app(&self, app: &AppRecord) -> Result<(), DeployError> {
         self.store().delete_app(app.id).await?;
+        self.remove_app_logs(app.id).await;
         self.wake(app.id);
         Ok(())
     }

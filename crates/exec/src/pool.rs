@@ -57,6 +57,8 @@ impl PoolConfig {
 struct State {
     idle: HashMap<Shape, VecDeque<Warm>>,
     starting: HashMap<Shape, usize>,
+    /// Set by [`Pool::drain`]: nothing is started or kept any more.
+    closed: bool,
 }
 
 impl State {
@@ -148,7 +150,7 @@ impl Pool {
                 let mut st = self.lock();
                 let have = st.idle.get(&shape).map_or(0, VecDeque::len)
                     + st.starting.get(&shape).copied().unwrap_or(0);
-                if have >= target || st.total() >= self.config.max_total {
+                if st.closed || have >= target || st.total() >= self.config.max_total {
                     return;
                 }
                 *st.starting.entry(shape).or_default() += 1;
@@ -167,23 +169,47 @@ impl Pool {
         let labels = sandbox::sandbox_labels(&self.instance, &shape);
         let made =
             sandbox::prepare(&self.rt, &name, shape, labels, self.config.self_destruct()).await;
-        let mut st = self.lock();
-        if let Some(n) = st.starting.get_mut(&shape) {
-            *n = n.saturating_sub(1);
-        }
-        match made {
-            Ok(warm) => {
-                let queue = st.idle.entry(shape).or_default();
-                queue.push_back(warm);
-                let n = queue.len() as i64;
-                self.metrics
-                    .pool_idle
-                    .get_or_create(&lang(&shape.def.language))
-                    .set(n);
+        let unwanted = {
+            let mut st = self.lock();
+            if let Some(n) = st.starting.get_mut(&shape) {
+                *n = n.saturating_sub(1);
             }
-            // No retry loop: the next job of this shape tries again.
-            Err(e) => tracing::warn!(container = %name, error = %e, "warm sandbox failed"),
+            match made {
+                Ok(warm) if st.closed => Some(warm),
+                Ok(warm) => {
+                    let queue = st.idle.entry(shape).or_default();
+                    queue.push_back(warm);
+                    let n = queue.len() as i64;
+                    self.metrics
+                        .pool_idle
+                        .get_or_create(&lang(&shape.def.language))
+                        .set(n);
+                    None
+                }
+                // No retry loop: the next job of this shape tries again.
+                Err(e) => {
+                    tracing::warn!(container = %name, error = %e, "warm sandbox failed");
+                    None
+                }
+            }
+        };
+        // Started while the pool was draining: it goes at once.
+        if let Some(warm) = unwanted {
+            sandbox::destroy(&self.rt, &warm.id).await;
         }
+    }
+
+    /// Destroys every idle sandbox and stops refilling: a server that shuts
+    /// down cleanly leaves no warm containers behind. Returns how many went.
+    pub(crate) async fn drain(&self) -> usize {
+        let idle: Vec<Warm> = {
+            let mut st = self.lock();
+            st.closed = true;
+            st.idle.drain().flat_map(|(_, q)| q).collect()
+        };
+        let n = idle.len();
+        futures::future::join_all(idle.iter().map(|w| sandbox::destroy(&self.rt, &w.id))).await;
+        n
     }
 
     /// Destroy idle sandboxes older than the idle limit.

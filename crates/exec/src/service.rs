@@ -196,6 +196,7 @@ impl ExecService {
                 pool,
             }),
         };
+        tracing::info!(instance = %service.inner.instance, "code execution service started");
         let starter = service.clone();
         tokio::spawn(async move {
             if let Err(e) = slipway_runtime::images::ensure_busybox(&starter.inner.rt).await {
@@ -227,6 +228,12 @@ impl ExecService {
     /// The Docker connection (for image checks).
     pub fn runtime(&self) -> &Runtime {
         &self.inner.rt
+    }
+
+    /// Removes the warm pool's idle sandboxes at a clean shutdown (queued
+    /// jobs stay in the store and run after the next start).
+    pub async fn shutdown(&self) -> usize {
+        self.inner.pool.drain().await
     }
 
     /// Validate, apply the queue bounds and persist a job for `owner_id`;

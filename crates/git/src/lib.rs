@@ -7,7 +7,9 @@
 //! Authorisation happens before this crate is called; this crate only decides
 //! which access a request needs ([`Service::required_access`]) and reports the
 //! ref updates of an accepted push through a server-wide `post-receive` hook.
+//! [`browse`] reads repositories for the API: branches, history, trees, files.
 
+pub mod browse;
 mod cgi;
 mod host;
 mod service;

@@ -60,6 +60,11 @@ pub struct LogOptions {
     pub stderr: bool,
     /// Only the last N lines (None = everything).
     pub tail: Option<u64>,
+    /// Prefix each message with the engine's RFC 3339 (nanosecond) timestamp
+    /// and a space, so stored logs carry when a line was printed.
+    pub timestamps: bool,
+    /// Only output since this Unix time in seconds (resuming a log follower).
+    pub since: Option<i64>,
 }
 
 impl Default for LogOptions {
@@ -69,6 +74,8 @@ impl Default for LogOptions {
             stdout: true,
             stderr: true,
             tail: None,
+            timestamps: false,
+            since: None,
         }
     }
 }
@@ -261,6 +268,8 @@ impl Runtime {
                         .tail
                         .map(|n| n.to_string())
                         .unwrap_or_else(|| "all".to_string()),
+                    timestamps: opts.timestamps,
+                    since: opts.since.unwrap_or(0),
                     ..Default::default()
                 }),
             )

@@ -6,6 +6,7 @@
 //! the domain to [`Store`]. The cluster backend (etcd) will sit beside this one
 //! behind a trait shaped by what both really need.
 
+mod alerts;
 mod apps;
 mod error;
 mod events;
@@ -17,6 +18,9 @@ mod tokens;
 mod users;
 mod webhooks;
 
+pub use alerts::{
+    AlertDeliveryRow, AlertEventRow, AlertRuleRow, AlertRuleSettings, AlertWebhookRow,
+};
 pub use apps::{AppEvent, NewRelease};
 pub use error::StoreError;
 pub use exec_jobs::{ExecJobRecord, NewExecJob};

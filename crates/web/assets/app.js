@@ -13,6 +13,8 @@
   const path = "/apps/" + encodeURIComponent(name);
   document.getElementById("app-name").textContent = name;
   document.title = name + " · Slipway";
+  document.getElementById("app-summary").before(el("p", { class: "crumbs" }, el("a", { id: "logs-link", href: "/ui/app-logs?app=" + encodeURIComponent(name), text: "Logs: search and follow live" })));
+  document.getElementById("app-summary").before(el("p", { class: "crumbs" }, el("a", { id: "settings-link", href: "/ui/app-settings?app=" + encodeURIComponent(name), text: "Settings: variables, secrets, domains" })));
   const scaleInput = document.getElementById("scale-input");
   let current; // the app's release; releases reload when it changes
   let releasesLoaded = false;

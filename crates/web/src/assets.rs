@@ -1,18 +1,21 @@
 //! The embedded files: HTML pages by name and static files by file name.
 
 /// Pages served at `/ui/<name>` (`/ui/` is `repos`).
-pub(crate) const PAGES: [(&str, &str); 7] = [
+pub(crate) const PAGES: &[(&str, &str)] = &[
     ("login", include_str!("../assets/login.html")),
     ("repos", include_str!("../assets/repos.html")),
     ("repo", include_str!("../assets/repo.html")),
     ("pipeline", include_str!("../assets/pipeline.html")),
     ("apps", include_str!("../assets/apps.html")),
     ("app", include_str!("../assets/app.html")),
+    ("app-logs", include_str!("../assets/app-logs.html")),
     ("exec", include_str!("../assets/exec.html")),
+    ("alerts", include_str!("../assets/alerts.html")),
+    ("app-settings", include_str!("../assets/app-settings.html")),
 ];
 
 /// Files served at `/ui/static/<name>` with their content types.
-const FILES: [(&str, &str, &str); 10] = [
+const FILES: &[(&str, &str, &str)] = &[
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -25,8 +28,21 @@ const FILES: [(&str, &str, &str); 10] = [
     ("pipeline.js", JS, include_str!("../assets/pipeline.js")),
     ("apps.js", JS, include_str!("../assets/apps.js")),
     ("app.js", JS, include_str!("../assets/app.js")),
+    ("app-logs.js", JS, include_str!("../assets/app-logs.js")),
     ("chart.js", JS, include_str!("../assets/chart.js")),
     ("exec.js", JS, include_str!("../assets/exec.js")),
+    ("alerts.js", JS, include_str!("../assets/alerts.js")),
+    (
+        "alert-format.js",
+        JS,
+        include_str!("../assets/alert-format.js"),
+    ),
+    ("app-alerts.js", JS, include_str!("../assets/app-alerts.js")),
+    (
+        "app-settings.js",
+        JS,
+        include_str!("../assets/app-settings.js"),
+    ),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

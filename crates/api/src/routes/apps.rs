@@ -1,5 +1,6 @@
 //! Apps: continuous deployment's API — create, settings, scale, replicas,
-//! releases, rollback, config, secrets, logs and manual deploys.
+//! releases, rollback, config, secrets and manual deploys (logs are in
+//! `app_logs.rs`).
 //!
 //! Access to an app follows its repository: read access shows it, write
 //! access changes it, admin access deletes it.
@@ -8,11 +9,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Json};
 use crate::routes::repos::{authorize_repo, scope_for};
 use crate::state::AppState;
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use slipway_deploy::{ConfigChange, DeployError};
@@ -493,37 +492,6 @@ pub async fn delete_secret(
             "app {name} has no secret {secret:?}"
         )))
     }
-}
-
-/// Query of `GET /apps/{app}/logs`.
-#[derive(Deserialize)]
-pub struct LogsQuery {
-    tail: Option<u64>,
-    follow: Option<bool>,
-}
-
-/// `GET /apps/{app}/logs?tail=N&follow=true`: NDJSON, one line per object.
-pub async fn logs(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    Query(q): Query<LogsQuery>,
-) -> ApiResult<Response> {
-    let (app, _) = authorize_app(&state, &caller, &name, Access::Read).await?;
-    let tail = q.tail.unwrap_or(100).min(10_000);
-    let lines = state
-        .deploy()
-        .logs(app.id, tail, q.follow.unwrap_or(false))
-        .map(|l| {
-            let mut v = serde_json::to_vec(&l).unwrap_or_default();
-            v.push(b'\n');
-            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(v))
-        });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(lines))
-        .map_err(ApiError::internal)
 }
 
 /// Body of `POST /apps/{app}/deploy`.

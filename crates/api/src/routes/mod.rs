@@ -1,11 +1,15 @@
 //! The REST API's routes, one module per resource.
 
 mod account;
+mod alerts;
+mod app_logs;
 mod app_metrics;
 mod apps;
+mod browse;
 mod exec;
 pub(crate) mod git;
 pub(crate) mod metrics;
+mod nodes;
 mod openapi;
 mod pipelines;
 pub(crate) mod registry;
@@ -76,6 +80,11 @@ pub fn api_routes() -> Router<AppState> {
             get(pipelines::commit_status),
         )
         .route("/repos/{owner}/{name}/badge.svg", get(pipelines::badge))
+        .route("/repos/{owner}/{name}/branches", get(browse::branches))
+        .route("/repos/{owner}/{name}/commits", get(browse::commits))
+        .route("/repos/{owner}/{name}/commits/{sha}", get(browse::commit))
+        .route("/repos/{owner}/{name}/tree", get(browse::tree))
+        .route("/repos/{owner}/{name}/blob", get(browse::blob))
         .route(
             "/repos/{owner}/{name}/hooks",
             get(pipelines::list_hooks).post(pipelines::create_hook),
@@ -102,10 +111,41 @@ pub fn api_routes() -> Router<AppState> {
             "/apps/{app}/secrets/{secret}",
             put(apps::put_secret).delete(apps::delete_secret),
         )
-        .route("/apps/{app}/logs", get(apps::logs))
+        .route("/apps/{app}/logs", get(app_logs::logs))
         .route("/apps/{app}/deploy", post(apps::deploy))
         .route("/apps/{app}/events", get(apps::events))
         .route("/apps/{app}/metrics", get(app_metrics::show))
+        .route("/alerts", get(alerts::all))
+        .route(
+            "/apps/{app}/alerts",
+            get(alerts::list_rules).post(alerts::create_rule),
+        )
+        .route(
+            "/apps/{app}/alerts/{id}",
+            axum::routing::patch(alerts::update_rule).delete(alerts::delete_rule),
+        )
+        .route("/apps/{app}/alerts/events", get(alerts::history))
+        .route(
+            "/apps/{app}/alert-webhooks",
+            get(alerts::list_webhooks).post(alerts::create_webhook),
+        )
+        .route(
+            "/apps/{app}/alert-webhooks/{id}",
+            axum::routing::patch(alerts::update_webhook).delete(alerts::delete_webhook),
+        )
+        .route(
+            "/apps/{app}/alert-webhooks/{id}/test",
+            post(alerts::test_webhook),
+        )
+        .route("/apps/{app}/alert-deliveries", get(alerts::deliveries))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/{id}", axum::routing::delete(nodes::remove))
+        .route("/nodes/{id}/cordon", post(nodes::cordon))
+        .route("/nodes/{id}/uncordon", post(nodes::uncordon))
+        .route("/nodes/{id}/drain", post(nodes::drain))
+        .route("/cluster", get(nodes::show))
+        .route("/cluster/join-tokens", post(nodes::create_join_token))
+        .route("/cluster/join", post(nodes::join))
         .route("/exec/runtimes", get(exec::runtimes))
         .route("/exec/jobs", get(exec::list).post(exec::submit))
         .route("/exec/jobs/{id}", get(exec::show).delete(exec::cancel))

@@ -2,6 +2,7 @@
 //! set|delete|secret`, and the everyday verbs `deploy`, `scale`, `ps`, `logs`,
 //! `open`, `releases`, `rollback` and `config`. All are clients of `/apps`.
 
+mod logs;
 mod parse;
 mod watch;
 
@@ -193,17 +194,9 @@ pub enum DeployCommand {
         /// App name.
         app: String,
     },
-    /// Print an app's logs (`-f` to follow; Ctrl-C stops).
-    Logs {
-        /// App name.
-        app: String,
-        /// Follow new lines as they come.
-        #[arg(short, long)]
-        follow: bool,
-        /// Lines of history per replica to start with.
-        #[arg(long, short = 'n')]
-        tail: Option<u32>,
-    },
+    /// Print an app's logs, also of replicas gone since, searched by
+    /// replica, release, time and text (`-f` follows new lines; Ctrl-C stops).
+    Logs(logs::LogsArgs),
     /// Print an app's URL; also open it in `$BROWSER`, or with xdg-open when
     /// there is a display (never with --json).
     Open {
@@ -304,20 +297,8 @@ pub async fn run_verb(cmd: DeployCommand, g: &GlobalArgs) -> anyhow::Result<()> 
             scale(&client, &app, n, &wait, g.json).await
         }
         DeployCommand::Ps { app } => ps(&client, parse::app_name(&app)?, g.json).await,
-        DeployCommand::Logs { app, follow, tail } => {
-            let app = parse::app_name(&app)?;
-            let mut query = Vec::new();
-            if let Some(n) = tail {
-                query.push(format!("tail={n}"));
-            }
-            if follow {
-                query.push("follow=true".to_owned());
-            }
-            let path = if query.is_empty() {
-                format!("/apps/{app}/logs")
-            } else {
-                format!("/apps/{app}/logs?{}", query.join("&"))
-            };
+        DeployCommand::Logs(args) => {
+            let path = logs::path(&args)?;
             watch::stream_logs(&client, &path, g.json).await
         }
         DeployCommand::Open { app } => open(&client, parse::app_name(&app)?, g.json).await,

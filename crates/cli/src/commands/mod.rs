@@ -2,9 +2,12 @@
 
 pub mod account;
 pub mod admin;
+pub mod agent;
+pub mod alert;
 pub mod app;
 pub mod exec;
 pub mod images;
+pub mod node;
 pub mod pipeline;
 pub mod repo;
 pub mod secret;

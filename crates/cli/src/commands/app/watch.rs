@@ -102,14 +102,18 @@ fn spinner(quiet: bool) -> ProgressBar {
     pb
 }
 
-/// One log object as people read it: `replica | line`, stderr marked.
+/// One log object as people read it: `time replica | line` (UTC), stderr marked.
 pub fn render_log(v: &Value) -> String {
     let replica = v["replica"].as_str().unwrap_or("-");
     let line = v["line"].as_str().unwrap_or_default();
+    let time = v["ts"]
+        .as_str()
+        .map(|t| format!("{} ", t.replacen('T', " ", 1)))
+        .unwrap_or_default();
     if v["stream"] == "stderr" {
-        format!("{replica} | [stderr] {line}")
+        format!("{time}{replica} | [stderr] {line}")
     } else {
-        format!("{replica} | {line}")
+        format!("{time}{replica} | {line}")
     }
 }
 
@@ -245,5 +249,11 @@ mod tests {
         let err = json!({"replica": "ab12cd", "stream": "stderr", "line": "oops"});
         assert_eq!(render_log(&out), "ab12cd | hello");
         assert_eq!(render_log(&err), "ab12cd | [stderr] oops");
+        let timed = json!({"ts": "2025-01-02T03:04:05.678Z", "replica": "ab12cd",
+                           "stream": "stderr", "line": "GET /"});
+        assert_eq!(
+            render_log(&timed),
+            "2025-01-02 03:04:05.678Z ab12cd | [stderr] GET /"
+        );
     }
 }

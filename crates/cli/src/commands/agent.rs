@@ -1,0 +1,165 @@
+//! `slipway agent --join URL --token T`: the node agent of cluster mode.
+//!
+//! It joins through a server (the join token proves it may), keeps the node
+//! id it gets in its data directory, then registers the node in etcd under a
+//! lease and keeps it alive; `slipway node list` shows it. Its state goes to
+//! stdout (one line per change) and to `<data-dir>/agent-status.json`.
+
+use crate::client::Client;
+use crate::GlobalArgs;
+use anyhow::{bail, Context};
+use reqwest::Method;
+use slipway_cluster::agent::{
+    Agent, AgentConfig, AgentStatus, JoinRequest, JoinResponse, Phase, SavedNode,
+};
+use slipway_cluster::{Labels, Resources, StoreOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Options of `slipway agent`; the join token is the global `--token`.
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// URL of a server of the cluster, e.g. http://10.0.0.1:7700.
+    #[arg(long)]
+    join: String,
+    /// A node label for placement constraints, key=value (repeatable).
+    #[arg(long = "label", value_parser = slipway_cluster::parse_label)]
+    labels: Vec<(String, String)>,
+    /// Where the agent keeps its node id and status.
+    #[arg(long, default_value = "slipway-agent-data")]
+    data_dir: PathBuf,
+    /// CPU cores offered to replicas (default: the machine's).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Memory offered to replicas, in MiB (default: the machine's).
+    #[arg(long)]
+    memory_mb: Option<u64>,
+}
+
+/// Joins, registers and keeps the node alive until interrupted (or removed).
+pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Some(token) = g.token.clone() else {
+        bail!("give the join token with --token (create one with `slipway node join-token`)");
+    };
+    if !(args.join.starts_with("http://") || args.join.starts_with("https://")) {
+        bail!("--join {:?} is not an http:// or https:// URL", args.join);
+    }
+    let mut saved = SavedNode::load(&args.data_dir)
+        .with_context(|| format!("reading {}", SavedNode::path(&args.data_dir).display()))?;
+    let hostname = slipway_cluster::machine::hostname();
+    let client = Client::new(args.join.clone(), Some(token));
+    let joined: JoinResponse = client
+        .call(
+            Method::POST,
+            "/cluster/join",
+            Some(&JoinRequest {
+                node_id: saved.node_id.clone(),
+                hostname: hostname.clone(),
+            }),
+        )
+        .await
+        .context("joining the cluster")?;
+    if saved.node_id.as_deref() != Some(joined.node_id.as_str()) || saved.server.is_none() {
+        saved.node_id = Some(joined.node_id.clone());
+        saved.server = Some(args.join.clone());
+        saved
+            .save(&args.data_dir)
+            .with_context(|| format!("saving the node id in {}", args.data_dir.display()))?;
+    }
+    let machine = slipway_cluster::machine::capacity();
+    let capacity = Resources::new(
+        args.cpus
+            .map(|c| (c.max(0.0) * 1000.0) as u64)
+            .unwrap_or(machine.cpu_millis),
+        args.memory_mb
+            .map(|m| m.saturating_mul(1024 * 1024))
+            .unwrap_or(machine.memory_bytes),
+    );
+    let mut store = StoreOptions::new(joined.etcd_endpoints.clone());
+    store.prefix = joined.prefix.clone();
+    store.lease_ttl = Duration::from_millis(joined.lease_ttl_ms.max(1000));
+    let agent = Agent::start(AgentConfig {
+        store,
+        node_id: joined.node_id.clone(),
+        labels: args.labels.into_iter().collect::<Labels>(),
+        capacity,
+        hostname,
+    })
+    .await
+    .context("registering the node in etcd")?;
+    let mut status = agent.status();
+    let mut last = (Phase::Registering, 0u64, usize::MAX);
+    loop {
+        let now = status.borrow_and_update().clone();
+        report(&args.data_dir, &now, &mut last);
+        match now.phase {
+            Phase::Removed => bail!("node {} was removed from the cluster", now.node_id),
+            Phase::Superseded => bail!(
+                "another agent registered as node {} (epoch {}+); this one stops",
+                now.node_id,
+                now.epoch
+            ),
+            _ => {}
+        }
+        tokio::select! {
+            _ = shutdown_signal() => {
+                agent.stop().await?;
+                println!("slipway agent: node {} stopped", now.node_id);
+                return Ok(());
+            }
+            changed = status.changed() => if changed.is_err() {
+                bail!("the agent stopped unexpectedly");
+            },
+        }
+    }
+}
+
+/// Prints a line when the phase, epoch or assignment count changes and
+/// keeps `<data>/agent-status.json` current.
+fn report(data_dir: &Path, s: &AgentStatus, last: &mut (Phase, u64, usize)) {
+    let now = (s.phase, s.epoch, s.assignments.len());
+    if now == *last {
+        return;
+    }
+    *last = now;
+    let phase = serde_json::to_value(s.phase)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    println!(
+        "slipway agent: node {} {phase} (epoch {}, {} replica(s) assigned)",
+        s.node_id,
+        s.epoch,
+        s.assignments.len()
+    );
+    let _ = std::io::stdout().flush();
+    if let Ok(bytes) = serde_json::to_vec_pretty(s) {
+        let tmp = data_dir.join("agent-status.json.tmp");
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(tmp, data_dir.join("agent-status.json"));
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,243 @@
+//! The cluster's vocabulary: resources, nodes, app demands and assignments,
+//! shared by the scheduler, the etcd store, the agent and the API.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Node labels (`zone=a`, `disk=ssd`): what placement constraints match.
+pub type Labels = BTreeMap<String, String>;
+
+/// CPU and memory, as capacities of nodes and requests of replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resources {
+    /// Thousandths of a CPU core.
+    pub cpu_millis: u64,
+    /// Bytes of memory.
+    pub memory_bytes: u64,
+}
+
+impl Resources {
+    /// `cpu_millis` and `memory_bytes` together.
+    pub const fn new(cpu_millis: u64, memory_bytes: u64) -> Self {
+        Self {
+            cpu_millis,
+            memory_bytes,
+        }
+    }
+    /// The sum (saturating: accounting never wraps).
+    pub fn plus(self, o: Resources) -> Resources {
+        Resources::new(
+            self.cpu_millis.saturating_add(o.cpu_millis),
+            self.memory_bytes.saturating_add(o.memory_bytes),
+        )
+    }
+    /// The difference, floored at zero.
+    pub fn minus(self, o: Resources) -> Resources {
+        Resources::new(
+            self.cpu_millis.saturating_sub(o.cpu_millis),
+            self.memory_bytes.saturating_sub(o.memory_bytes),
+        )
+    }
+    /// Whether `self` fits within `limit` in both dimensions.
+    pub fn fits_in(self, limit: Resources) -> bool {
+        self.cpu_millis <= limit.cpu_millis && self.memory_bytes <= limit.memory_bytes
+    }
+}
+
+impl fmt::Display for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} CPU millis, {} MiB",
+            self.cpu_millis,
+            self.memory_bytes / (1024 * 1024)
+        )
+    }
+}
+
+/// What an operator decided about a node; survives the node's lease.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// New replicas may be placed here.
+    #[default]
+    Active,
+    /// No new replicas; those running stay.
+    Cordoned,
+    /// No new replicas, and the running ones move elsewhere.
+    Draining,
+}
+
+impl Schedule {
+    /// The word used in the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Schedule::Active => "active",
+            Schedule::Cordoned => "cordoned",
+            Schedule::Draining => "draining",
+        }
+    }
+}
+
+/// A node's state as the scheduler sees it: its schedule, unless it is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Alive and schedulable.
+    Ready,
+    /// Alive, runs what it has, gets nothing new.
+    Cordoned,
+    /// Alive, its replicas are moved away.
+    Draining,
+    /// Its lease expired (or it re-registered under a newer epoch not yet seen):
+    /// its replicas are rescheduled.
+    Lost,
+}
+
+impl NodeState {
+    /// From the operator's schedule and whether the node's heartbeat is current.
+    pub fn from_parts(schedule: Schedule, alive: bool) -> Self {
+        match (alive, schedule) {
+            (false, _) => NodeState::Lost,
+            (true, Schedule::Active) => NodeState::Ready,
+            (true, Schedule::Cordoned) => NodeState::Cordoned,
+            (true, Schedule::Draining) => NodeState::Draining,
+        }
+    }
+    /// The word used in the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Cordoned => "cordoned",
+            NodeState::Draining => "draining",
+            NodeState::Lost => "lost",
+        }
+    }
+}
+
+/// One node as the scheduler needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Stable node id (kept in the agent's data directory).
+    pub id: String,
+    /// What the node offers to replicas.
+    pub capacity: Resources,
+    /// What placement constraints match.
+    pub labels: Labels,
+    /// Ready, cordoned, draining or lost.
+    pub state: NodeState,
+    /// Registration epoch: assignments made under another epoch are fenced.
+    pub epoch: u64,
+}
+
+/// What an app wants from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppDemand {
+    /// The app's name (unique in the cluster).
+    pub app: String,
+    /// Replicas wanted.
+    pub replicas: u32,
+    /// What each replica reserves on its node.
+    pub request: Resources,
+    /// Labels a node must carry (all of them, with these values).
+    #[serde(default)]
+    pub constraints: Labels,
+}
+
+/// Replica `index` of `app`: replica ids are stable across moves.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReplicaId {
+    /// The app.
+    pub app: String,
+    /// 0-based; scaling down removes the highest indices first.
+    pub index: u32,
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.index)
+    }
+}
+
+/// A replica placed on a node under one of the node's epochs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Which replica.
+    pub replica: ReplicaId,
+    /// Where it runs.
+    pub node: String,
+    /// The node's epoch when it was placed; the fencing token.
+    pub epoch: u64,
+}
+
+/// Whether labels satisfy constraints (every constrained key present and equal).
+pub fn labels_match(labels: &Labels, constraints: &Labels) -> bool {
+    constraints.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Node ids and app names used as etcd key segments: `[a-z0-9][a-z0-9-]{0,62}`.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+}
+
+/// Parses `key=value` labels from flags; keys and values are bounded and plain.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} is not key=value"))?;
+    let ok = |x: &str, max: usize| {
+        x.len() <= max
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+    };
+    if k.is_empty() || !ok(k, 63) || !ok(v, 63) {
+        return Err(format!(
+            "label {s:?}: keys (1-63) and values (0-63) use letters, digits, '-', '_', '.', '/'"
+        ));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_key_safe() {
+        assert!(valid_id("node-1"));
+        assert!(valid_id("a"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("-a"));
+        assert!(!valid_id("Node"));
+        assert!(!valid_id("a/b"));
+        assert!(!valid_id(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn labels_parse_and_match() {
+        assert_eq!(parse_label("zone=a").unwrap(), ("zone".into(), "a".into()));
+        assert_eq!(parse_label("gpu=").unwrap(), ("gpu".into(), "".into()));
+        assert!(parse_label("zone").is_err());
+        assert!(parse_label("=a").is_err());
+        assert!(parse_label("a=b c").is_err());
+        let labels: Labels = [("zone".to_string(), "a".to_string())].into();
+        assert!(labels_match(&labels, &Labels::new()));
+        assert!(labels_match(&labels, &labels));
+        let other: Labels = [("zone".to_string(), "b".to_string())].into();
+        assert!(!labels_match(&labels, &other));
+    }
+
+    #[test]
+    fn resources_saturate() {
+        let a = Resources::new(5, 5);
+        assert_eq!(a.minus(Resources::new(10, 1)), Resources::new(0, 4));
+        assert_eq!(Resources::new(u64::MAX, 0).plus(a).cpu_millis, u64::MAX);
+        assert!(a.fits_in(Resources::new(5, 5)));
+        assert!(!a.fits_in(Resources::new(4, 5)));
+    }
+}
