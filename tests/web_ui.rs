@@ -45,6 +45,10 @@ fn pages_and_assets_are_served_with_a_strict_policy() {
         "/ui/apps",
         "/ui/app",
         "/ui/exec",
+        "/ui/alerts",
+        "/ui/nodes",
+        "/ui/app-logs",
+        "/ui/app-settings",
     ];
     for path in pages {
         let res = get(path);
@@ -301,6 +305,20 @@ fn browser_logs_in_lists_repos_and_follows_a_live_log() {
             (count().await? == "0/2 ready").then_some(())
         })
         .await;
+
+        // The nodes page: in single-node mode the server itself, with its capacity.
+        c.goto(&format!("{base}/ui/nodes")).await.unwrap();
+        let row = until(Duration::from_secs(10), "the local node", || async move {
+            let rows = texts(c, "#nodes tbody tr").await;
+            rows.into_iter().find(|r| r.contains("local"))
+        })
+        .await;
+        assert!(
+            row.contains("ready") && row.contains("cores") && row.contains("GiB"),
+            "{row}"
+        );
+        let mode = texts(c, "#cluster-mode").await;
+        assert!(mode[0].contains("Single-node mode"), "{mode:?}");
 
         // Log out: the login's token is revoked, not just forgotten.
         let browser_token = c

@@ -245,6 +245,7 @@ const Slipway = (() => {
           link("/ui/repos", "Repositories", "repos"),
           link("/ui/apps", "Apps", "apps"),
           link("/ui/alerts", "Alerts", "alerts"),
+          link("/ui/nodes", "Nodes", "nodes"),
           link("/ui/exec", "Exec", "exec"),
         ),
         el("span", { class: "spacer" }),

@@ -12,6 +12,7 @@ pub(crate) const PAGES: &[(&str, &str)] = &[
     ("exec", include_str!("../assets/exec.html")),
     ("alerts", include_str!("../assets/alerts.html")),
     ("app-settings", include_str!("../assets/app-settings.html")),
+    ("nodes", include_str!("../assets/nodes.html")),
 ];
 
 /// Files served at `/ui/static/<name>` with their content types.
@@ -32,6 +33,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("chart.js", JS, include_str!("../assets/chart.js")),
     ("exec.js", JS, include_str!("../assets/exec.js")),
     ("alerts.js", JS, include_str!("../assets/alerts.js")),
+    ("nodes.js", JS, include_str!("../assets/nodes.js")),
     (
         "alert-format.js",
         JS,
