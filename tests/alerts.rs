@@ -11,13 +11,15 @@ mod support;
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/deployed.rs"]
+mod deployed;
 
-use browser::{browser, login, texts, until, Driver};
+use browser::{browser, login_and_leave, texts, until, Driver};
+use deployed::{docker, ServerGuard};
 use fantoccini::Locator;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use slipway_runtime::Runtime;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -33,35 +35,6 @@ const SICK: &str =
     "#!/bin/sh\ntouch /tmp/sick\nprintf 'Content-Type: text/plain\\r\\n\\r\\nsick now\\n'\n";
 const HEAL: &str =
     "#!/bin/sh\nrm -f /tmp/sick\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhealed\\n'\n";
-
-/// Connects to Docker (panicking loudly if it is down) and bootstraps busybox.
-fn docker() -> tokio::runtime::Runtime {
-    let tokio = tokio::runtime::Runtime::new().unwrap();
-    tokio.block_on(async {
-        let rt = Runtime::connect().await.unwrap_or_else(|e| {
-            panic!("the alerts test needs a reachable Docker Engine (run scripts/deps.sh): {e}")
-        });
-        slipway_runtime::images::ensure_busybox(&rt)
-            .await
-            .expect("bootstrap slipway/busybox");
-    });
-    tokio
-}
-
-/// Stops the server and removes its replicas when dropped.
-struct Cleanup {
-    server: TestServer,
-    instance: Option<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.server.stop();
-        if let Some(instance) = self.instance.take() {
-            remove_deploy_instance(&instance);
-        }
-    }
-}
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -199,12 +172,9 @@ fn replica_get(address: &str, path: &str) -> u16 {
 
 #[test]
 fn alerts_fire_and_resolve_against_a_real_failing_app() {
-    let tokio = docker();
+    let (tokio, _rt) = docker();
     let server = TestServer::start_with_env(&[("SLIPWAY_METRICS_INTERVAL_MS", "500")]);
-    let mut guard = Cleanup {
-        server,
-        instance: None,
-    };
+    let mut guard = ServerGuard::new(server);
     let token = guard.server.setup_admin("alice");
 
     // A private repository with the app, deployed as one replica whose
@@ -712,12 +682,7 @@ fn alerts_fire_and_resolve_against_a_real_failing_app() {
     let client = tokio.block_on(browser(&driver));
     let c = &client;
     tokio.block_on(async {
-        login(c, &base).await;
-        until(Duration::from_secs(10), "the login", || async move {
-            let url = c.current_url().await.ok()?;
-            (url.path() != "/ui/login").then_some(())
-        })
-        .await;
+        login_and_leave(c, &base).await;
         c.goto(&format!("{base}/ui/alerts")).await.unwrap();
         let firing = until(Duration::from_secs(15), "the firing alert", || async move {
             let rows = texts(c, "#firing tbody tr").await;

@@ -6,42 +6,16 @@
 
 mod support;
 
+#[path = "support/deployed.rs"]
+mod deployed;
+
+use deployed::{docker, ServerGuard};
 use serde_json::{json, Value};
-use slipway_runtime::Runtime;
 use std::time::{Duration, Instant};
 use support::*;
 
 /// Requests sent through the proxy.
 const REQUESTS: usize = 40;
-
-/// Connects to Docker (panicking loudly if it is down) and bootstraps busybox.
-fn docker() -> tokio::runtime::Runtime {
-    let tokio = tokio::runtime::Runtime::new().unwrap();
-    tokio.block_on(async {
-        let rt = Runtime::connect().await.unwrap_or_else(|e| {
-            panic!("the monitoring test needs a reachable Docker Engine (run scripts/deps.sh): {e}")
-        });
-        slipway_runtime::images::ensure_busybox(&rt)
-            .await
-            .expect("bootstrap slipway/busybox");
-    });
-    tokio
-}
-
-/// Removes the replicas of the server's deploy instance when dropped.
-struct Cleanup {
-    server: TestServer,
-    instance: Option<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.server.stop();
-        if let Some(instance) = self.instance.take() {
-            remove_deploy_instance(&instance);
-        }
-    }
-}
 
 /// `GET /metrics` with `token`: the body.
 fn scrape(server: &TestServer, token: &str) -> String {
@@ -74,12 +48,9 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn app_traffic_and_resources_show_in_prometheus_and_charts() {
-    let _tokio = docker();
+    let (_tokio, _rt) = docker();
     let server = TestServer::start_with_env(&[("SLIPWAY_METRICS_INTERVAL_MS", "250")]);
-    let mut guard = Cleanup {
-        server,
-        instance: None,
-    };
+    let mut guard = ServerGuard::new(server);
     let server = &guard.server;
     let token = server.setup_admin("alice");
     let api = |m: &str, p: &str, b: Option<Value>| server.api(m, p, Some(&token), b);

@@ -12,7 +12,7 @@ mod browser;
 #[path = "support/deployed.rs"]
 mod deployed;
 
-use browser::{browser, login, texts, until, Driver};
+use browser::{browser, login_and_leave, texts, until, Driver};
 use deployed::Deployed;
 use fantoccini::Locator;
 use serde_json::json;
@@ -47,12 +47,7 @@ fn browser_searches_and_follows_an_apps_logs() {
     let client = tokio.block_on(browser(&driver));
     let c = &client;
     tokio.block_on(async {
-        login(c, &base).await;
-        until(Duration::from_secs(10), "the login", || async move {
-            let url = c.current_url().await.ok()?;
-            (url.path() != "/ui/login").then_some(())
-        })
-        .await;
+        login_and_leave(c, &base).await;
         // From the app page to its logs.
         c.goto(&format!("{base}/ui/app?name=web")).await.unwrap();
         let link = until(Duration::from_secs(10), "the logs link", || async move {

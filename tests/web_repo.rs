@@ -10,11 +10,14 @@ mod support;
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/deployed.rs"]
+mod deployed;
 
 use browser::*;
+use deployed::{wait_app, ServerGuard};
 use fantoccini::{Client, Locator};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 /// Text of the element with id `id` ("" when it is missing).
@@ -214,47 +217,11 @@ fn browser_browses_folders_files_branches_and_commits() {
     drop(driver);
 }
 
-/// Polls app `site` until `ok(app)` holds, or panics with the app and the server log.
-fn wait_app(server: &TestServer, token: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, app) = server.api("GET", "/apps/site", Some(token), None);
-        if ok(&app) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {app}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// The server of the app test and its replicas' instance label: on drop the
-/// server stops and the replicas it left are removed, even after a failure.
-struct Deployed {
-    server: TestServer,
-    instance: Option<String>,
-}
-
-impl Drop for Deployed {
-    fn drop(&mut self) {
-        self.server.stop();
-        if let Some(instance) = self.instance.take() {
-            remove_deploy_instance(&instance);
-        }
-    }
-}
-
 #[test]
 fn browser_changes_an_app_config_and_sees_the_release() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     docker(&tokio);
-    let mut guard = Deployed {
-        server: TestServer::start(),
-        instance: None,
-    };
+    let mut guard = ServerGuard::new(TestServer::start());
     let server = &guard.server;
     let token = server.setup_admin("alice");
     let (s, b) = server.api(
@@ -281,7 +248,7 @@ fn browser_changes_an_app_config_and_sees_the_release() {
     git_ok(&dir, &["commit", "-q", "-m", "v1"]);
     let url = server.git_url("alice", "site", Some(("alice", &token)));
     git_ok(&dir, &["push", "-q", &url, "main"]);
-    wait_app(server, &token, "release 1 live", |a| {
+    wait_app(server, &token, "site", "release 1 live", |a| {
         a["release"] == 1 && a["ready"] == 1
     });
     let (_, replicas) = server.api("GET", "/apps/site/replicas", Some(&token), None);
@@ -431,7 +398,7 @@ fn browser_changes_an_app_config_and_sees_the_release() {
     );
     // The newest configuration goes live on two replicas.
     let newest = releases[0]["number"].as_i64().unwrap();
-    wait_app(server, &token, "the newest release live", |a| {
+    wait_app(server, &token, "site", "the newest release live", |a| {
         a["release"] == newest && a["ready"] == 2
     });
 }

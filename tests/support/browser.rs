@@ -150,6 +150,16 @@ pub async fn login(c: &Client, base: &str) {
         .unwrap();
 }
 
+/// Logs in as alice and waits until the UI has left the login page.
+pub async fn login_and_leave(c: &Client, base: &str) {
+    login(c, base).await;
+    until(Duration::from_secs(10), "the login", || async move {
+        let url = c.current_url().await.ok()?;
+        (url.path() != "/ui/login").then_some(())
+    })
+    .await;
+}
+
 /// Connects to Docker (panicking loudly if it is down) and bootstraps busybox.
 pub fn docker(tokio: &tokio::runtime::Runtime) -> slipway_runtime::Runtime {
     tokio.block_on(async {

@@ -22,9 +22,7 @@ pub fn docker() -> (tokio::runtime::Runtime, slipway_runtime::Runtime) {
         let rt = slipway_runtime::Runtime::connect()
             .await
             .unwrap_or_else(|e| {
-                panic!(
-                    "the app log tests need a reachable Docker Engine (run scripts/deps.sh): {e}"
-                )
+                panic!("these tests need a reachable Docker Engine (run scripts/deps.sh): {e}")
             });
         slipway_runtime::images::ensure_busybox(&rt)
             .await
@@ -32,6 +30,57 @@ pub fn docker() -> (tokio::runtime::Runtime, slipway_runtime::Runtime) {
         rt
     });
     (tokio, rt)
+}
+
+/// A server of a test that deploys replicas itself, and their instance label
+/// once known: on drop the server stops and the replicas it left are
+/// removed, even after a failure.
+pub struct ServerGuard {
+    pub server: TestServer,
+    pub instance: Option<String>,
+}
+
+impl ServerGuard {
+    /// Guards `server`; set `instance` once its first replica is known.
+    pub fn new(server: TestServer) -> Self {
+        ServerGuard {
+            server,
+            instance: None,
+        }
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.server.stop();
+        if let Some(instance) = self.instance.take() {
+            remove_deploy_instance(&instance);
+        }
+    }
+}
+
+/// Polls app `name` until `ok(app)` holds (at most 180 s), or panics with
+/// the app and the server log.
+pub fn wait_app(
+    server: &TestServer,
+    token: &str,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, app) = server.api("GET", &format!("/apps/{name}"), Some(token), None);
+        if ok(&app) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {app}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// A server running app `web`.

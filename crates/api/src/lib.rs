@@ -16,5 +16,5 @@ mod state;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use server::{router, serve, Server};
+pub use server::{router, serve, shutdown_signal, Server};
 pub use state::AppState;

@@ -277,7 +277,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     server.run(shutdown_signal()).await
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM: the one way every long-running command
+/// (server, cluster agent) learns it should stop.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

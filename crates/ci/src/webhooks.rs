@@ -151,14 +151,7 @@ impl Ci {
 mod tests {
     use super::*;
 
-    #[test]
-    fn signature_matches_rfc_4231_case_2() {
-        // HMAC-SHA256("Jefe", "what do ya want for nothing?")
-        assert_eq!(
-            signature("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
+    // The signature itself is tested where it lives, in `slipway_auth::signing`.
 
     #[test]
     fn urls_are_checked() {

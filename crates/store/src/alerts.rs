@@ -123,6 +123,94 @@ pub struct AlertDeliveryRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The alert tables; rows of each belong to one app and have an `id`.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Rules,
+    Events,
+    Webhooks,
+    Deliveries,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Rules => "alert_rules",
+            Table::Events => "alert_events",
+            Table::Webhooks => "alert_webhooks",
+            Table::Deliveries => "alert_deliveries",
+        }
+    }
+}
+
+/// Queries shared by the alert tables (the table name is never input).
+impl Store {
+    /// One row of `table` by id (any app).
+    async fn alert_row<T>(&self, table: Table, id: i64) -> Result<Option<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let sql = format!("SELECT * FROM {} WHERE id = ?", table.name());
+        Ok(sqlx::query_as::<_, T>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Every row of `table` for an app, oldest first.
+    async fn alert_rows_of_app<T>(&self, table: Table, app_id: i64) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let sql = format!(
+            "SELECT * FROM {} WHERE app_id = ? ORDER BY id",
+            table.name()
+        );
+        Ok(sqlx::query_as::<_, T>(&sql)
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Deletes an app's row of `table`; false when there was none.
+    async fn delete_alert_row(
+        &self,
+        table: Table,
+        app_id: i64,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE app_id = ? AND id = ?", table.name());
+        let done = sqlx::query(&sql)
+            .bind(app_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Trims an app's history in `table` to its newest `kept` rows, deleting
+    /// only older rows where `done` (SQL) holds.
+    async fn trim_alert_rows(
+        &self,
+        table: Table,
+        done: &str,
+        app_id: i64,
+        kept: i64,
+    ) -> Result<(), StoreError> {
+        let t = table.name();
+        let sql = format!(
+            "DELETE FROM {t} WHERE app_id = ? AND {done} AND id <= (SELECT id FROM {t} WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"
+        );
+        sqlx::query(&sql)
+            .bind(app_id)
+            .bind(app_id)
+            .bind(kept)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Adds a rule to an app.
     pub async fn create_alert_rule(
@@ -174,12 +262,7 @@ impl Store {
 
     /// Rules of an app, oldest first.
     pub async fn alert_rules(&self, app_id: i64) -> Result<Vec<AlertRuleRow>, StoreError> {
-        Ok(sqlx::query_as::<_, AlertRuleRow>(
-            "SELECT * FROM alert_rules WHERE app_id = ? ORDER BY id",
-        )
-        .bind(app_id)
-        .fetch_all(&self.pool)
-        .await?)
+        self.alert_rows_of_app(Table::Rules, app_id).await
     }
 
     /// One rule of an app.
@@ -208,12 +291,7 @@ impl Store {
 
     /// Deletes a rule (its alerts stay in the history); false when there was none.
     pub async fn delete_alert_rule(&self, app_id: i64, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM alert_rules WHERE app_id = ? AND id = ?")
-            .bind(app_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_alert_row(Table::Rules, app_id, id).await
     }
 
     /// Opens an alert for a rule; `Conflict` when the rule already has one open.
@@ -244,13 +322,12 @@ impl Store {
                 StoreError::Db(e)
             }
         })?;
-        sqlx::query(
-            "DELETE FROM alert_events WHERE app_id = ? AND state = 'resolved' AND id <= (SELECT id FROM alert_events WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        self.trim_alert_rows(
+            Table::Events,
+            "state = 'resolved'",
+            rule.app_id,
+            EVENTS_KEPT,
         )
-        .bind(rule.app_id)
-        .bind(rule.app_id)
-        .bind(EVENTS_KEPT)
-        .execute(&self.pool)
         .await?;
         Ok(row)
     }
@@ -318,12 +395,7 @@ impl Store {
 
     /// One alert.
     pub async fn alert_event(&self, id: i64) -> Result<Option<AlertEventRow>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, AlertEventRow>("SELECT * FROM alert_events WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.alert_row(Table::Events, id).await
     }
 
     /// Adds a webhook to an app.
@@ -346,22 +418,12 @@ impl Store {
 
     /// Webhooks of an app, oldest first.
     pub async fn alert_webhooks(&self, app_id: i64) -> Result<Vec<AlertWebhookRow>, StoreError> {
-        Ok(sqlx::query_as::<_, AlertWebhookRow>(
-            "SELECT * FROM alert_webhooks WHERE app_id = ? ORDER BY id",
-        )
-        .bind(app_id)
-        .fetch_all(&self.pool)
-        .await?)
+        self.alert_rows_of_app(Table::Webhooks, app_id).await
     }
 
     /// One webhook (any app).
     pub async fn alert_webhook(&self, id: i64) -> Result<Option<AlertWebhookRow>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, AlertWebhookRow>("SELECT * FROM alert_webhooks WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.alert_row(Table::Webhooks, id).await
     }
 
     /// Turns a webhook on or off; None when the app has no such webhook.
@@ -383,12 +445,7 @@ impl Store {
 
     /// Deletes a webhook with its deliveries; false when there was none.
     pub async fn delete_alert_webhook(&self, app_id: i64, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM alert_webhooks WHERE app_id = ? AND id = ?")
-            .bind(app_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_alert_row(Table::Webhooks, app_id, id).await
     }
 
     /// Queues a delivery of `payload` to a webhook.
@@ -413,14 +470,9 @@ impl Store {
         .bind(at)
         .fetch_one(&self.pool)
         .await?;
-        sqlx::query(
-            "DELETE FROM alert_deliveries WHERE app_id = ? AND status <> 'pending' AND id <= (SELECT id FROM alert_deliveries WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-        )
-        .bind(hook.app_id)
-        .bind(hook.app_id)
-        .bind(DELIVERIES_KEPT)
-        .execute(&self.pool)
-        .await?;
+        let done = "status <> 'pending'";
+        self.trim_alert_rows(Table::Deliveries, done, hook.app_id, DELIVERIES_KEPT)
+            .await?;
         Ok(row)
     }
 
@@ -459,12 +511,7 @@ impl Store {
 
     /// One delivery.
     pub async fn alert_delivery(&self, id: i64) -> Result<Option<AlertDeliveryRow>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, AlertDeliveryRow>("SELECT * FROM alert_deliveries WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.alert_row(Table::Deliveries, id).await
     }
 
     /// An app's deliveries, newest first.

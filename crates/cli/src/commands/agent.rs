@@ -9,6 +9,7 @@ use crate::client::Client;
 use crate::GlobalArgs;
 use anyhow::{bail, Context};
 use reqwest::Method;
+use slipway_api::shutdown_signal;
 use slipway_cluster::agent::{
     Agent, AgentConfig, AgentStatus, JoinRequest, JoinResponse, Phase, SavedNode,
 };
@@ -146,20 +147,4 @@ fn report(data_dir: &Path, s: &AgentStatus, last: &mut (Phase, u64, usize)) {
             let _ = std::fs::rename(tmp, data_dir.join("agent-status.json"));
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

@@ -4,10 +4,9 @@
 
 use crate::client::Client;
 use crate::{output, GlobalArgs};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
-use std::io::BufRead;
 
 /// `slipway alert …`.
 #[derive(clap::Subcommand)]
@@ -429,25 +428,6 @@ pub async fn run(cmd: AlertCommand, g: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A random signing secret: 32 bytes as hex.
-fn generate_secret() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-fn read_secret_line() -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the secret from stdin")?;
-    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
-    anyhow::ensure!(
-        !secret.is_empty(),
-        "no secret on stdin: pipe one in, or leave out --secret-stdin to get a generated one"
-    );
-    Ok(secret)
-}
-
 async fn set_active(
     client: &Client,
     g: &GlobalArgs,
@@ -477,33 +457,9 @@ async fn webhook(cmd: WebhookCommand, client: &Client, g: &GlobalArgs) -> anyhow
             url,
             secret_stdin,
         } => {
-            let path = app_path(&app)?;
-            let (secret, generated) = if secret_stdin {
-                (read_secret_line()?, false)
-            } else {
-                (generate_secret(), true)
-            };
-            let hook: Value = client
-                .call(
-                    Method::POST,
-                    &format!("{path}/alert-webhooks"),
-                    Some(&json!({ "url": url, "secret": secret })),
-                )
-                .await?;
-            if g.json {
-                let mut out = hook.clone();
-                if generated {
-                    out["secret"] = json!(secret);
-                }
-                return output::json(&out);
-            }
-            println!("Alert webhook {} added to {app}: {url}", hook["id"]);
-            if generated {
-                println!("Signing secret (shown once): {secret}");
-            }
-            println!(
-                "Each delivery carries X-Slipway-Signature-256: sha256=<HMAC-SHA256 of the body>."
-            );
+            let path = format!("{}/alert-webhooks", app_path(&app)?);
+            let what = "Alert webhook";
+            super::add_signed_webhook(client, g, &path, &url, secret_stdin, what, &app).await?;
         }
         WebhookCommand::List { app } => {
             let hooks: Vec<Value> = client

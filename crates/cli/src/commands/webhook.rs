@@ -2,12 +2,12 @@
 //! signed JSON body when a pipeline ends. The signing secret is read from
 //! stdin or generated and shown once; it is never listed again.
 
+use super::add_signed_webhook;
 use super::repo::split;
 use crate::client::Client;
 use crate::{output, GlobalArgs};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::io::BufRead;
 
 #[derive(clap::Subcommand)]
 pub enum WebhookCommand {
@@ -36,22 +36,6 @@ pub enum WebhookCommand {
     },
 }
 
-/// A random signing secret: 32 bytes as hex.
-fn generate_secret() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-fn read_secret_line() -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
-    anyhow::ensure!(
-        !secret.is_empty(),
-        "no secret on stdin: pipe one in, or leave out --secret-stdin to get a generated one"
-    );
-    Ok(secret)
-}
-
 /// Runs a webhook command.
 pub async fn run(cmd: WebhookCommand, g: &GlobalArgs) -> anyhow::Result<()> {
     let client = Client::from_args(g)?;
@@ -63,32 +47,8 @@ pub async fn run(cmd: WebhookCommand, g: &GlobalArgs) -> anyhow::Result<()> {
             secret_stdin,
         } => {
             let (owner, name) = split(&repo)?;
-            let (secret, generated) = if secret_stdin {
-                (read_secret_line()?, false)
-            } else {
-                (generate_secret(), true)
-            };
-            let hook: Value = client
-                .call(
-                    Method::POST,
-                    &format!("/repos/{owner}/{name}/hooks"),
-                    Some(&json!({ "url": url, "secret": secret })),
-                )
-                .await?;
-            if g.json {
-                let mut out = hook.clone();
-                if generated {
-                    out["secret"] = json!(secret);
-                }
-                return output::json(&out);
-            }
-            println!("Webhook {} added to {repo}: {url}", hook["id"]);
-            if generated {
-                println!("Signing secret (shown once): {secret}");
-            }
-            println!(
-                "Each delivery carries X-Slipway-Signature-256: sha256=<HMAC-SHA256 of the body>."
-            );
+            let path = format!("/repos/{owner}/{name}/hooks");
+            add_signed_webhook(&client, g, &path, &url, secret_stdin, "Webhook", &repo).await?;
         }
         WebhookCommand::List { repo } => {
             let (owner, name) = split(&repo)?;
