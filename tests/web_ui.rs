@@ -10,11 +10,14 @@ mod support;
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/deployed.rs"]
+mod deployed;
 
 use browser::*;
+use deployed::{wait_app, ServerGuard};
 use fantoccini::Locator;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 fn no_redirects() -> reqwest::blocking::Client {
@@ -351,31 +354,11 @@ fn browser_logs_in_lists_repos_and_follows_a_live_log() {
     drop(driver);
 }
 
-/// Polls app `site` until `ok(app)` holds, or panics with the app and the server log.
-fn wait_app(server: &TestServer, token: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, app) = server.api("GET", "/apps/site", Some(token), None);
-        if ok(&app) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {app}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn browser_shows_a_deployed_app_and_rolls_it_back() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let rt = docker(&tokio);
-    let mut guard = Deployed {
-        server: TestServer::start(),
-        instance: None,
-    };
+    let mut guard = ServerGuard::new(TestServer::start());
     let server = &guard.server;
     let token = server.setup_admin("alice");
     let (s, b) = server.api(
@@ -407,7 +390,7 @@ fn browser_shows_a_deployed_app_and_rolls_it_back() {
         git_ok(&dir, &["add", "-A"]);
         git_ok(&dir, &["commit", "-q", "-m", &format!("v{n}")]);
         git_ok(&dir, &["push", "-q", &url, "main"]);
-        wait_app(server, &token, &format!("release {n} live"), |a| {
+        wait_app(server, &token, "site", &format!("release {n} live"), |a| {
             a["release"] == n && a["ready"] == 1
         });
     }
@@ -479,7 +462,7 @@ fn browser_shows_a_deployed_app_and_rolls_it_back() {
     });
     tokio.block_on(client.close()).expect("close the browser");
     drop(driver);
-    wait_app(server, &token, "the rollback live", |a| {
+    wait_app(server, &token, "site", "the rollback live", |a| {
         a["release"] == 3 && a["ready"] == 1
     });
     let (_, releases) = server.api("GET", "/apps/site/releases", Some(&token), None);
@@ -488,20 +471,4 @@ fn browser_shows_a_deployed_app_and_rolls_it_back() {
         releases[0]["image"], releases[2]["image"],
         "v3 runs v1's image"
     );
-}
-
-/// The server of the app test and its replicas' instance label: on drop the
-/// server stops and the replicas it left are removed, even after a failure.
-struct Deployed {
-    server: TestServer,
-    instance: Option<String>,
-}
-
-impl Drop for Deployed {
-    fn drop(&mut self) {
-        self.server.stop();
-        if let Some(instance) = self.instance.take() {
-            remove_deploy_instance(&instance);
-        }
-    }
 }
