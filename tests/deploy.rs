@@ -577,6 +577,16 @@ fn a_restarted_server_adopts_its_running_replicas() {
     assert_eq!(code, 0, "{err}");
     let releases: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(releases[0]["status"], "active");
+    let (code, out, err) = app.cli(&["events", "web", "-n", "100"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("rollout") && out.contains("v1 is live on 2 replica(s)"),
+        "the rollout is in the events: {out}"
+    );
+    let (code, out, err) = app.cli(&["events", "web", "-n", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let events: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 2, "{events}");
     let (code, out, _) = app.cli(&["open", "web"]);
     assert_eq!(code, 0);
     assert!(out.contains("web.localhost:"), "{out}");

@@ -208,6 +208,14 @@ pub enum DeployCommand {
         /// App name.
         app: String,
     },
+    /// What happened to an app: deploys, rollouts, crashes, scaling, newest last.
+    Events {
+        /// App name.
+        app: String,
+        /// Show only the last N events (at most 200 are kept for listing).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        tail: usize,
+    },
     /// Run an earlier release again (default: the one before the active one).
     Rollback {
         /// App name.
@@ -303,6 +311,9 @@ pub async fn run_verb(cmd: DeployCommand, g: &GlobalArgs) -> anyhow::Result<()> 
         }
         DeployCommand::Open { app } => open(&client, parse::app_name(&app)?, g.json).await,
         DeployCommand::Releases { app } => releases(&client, parse::app_name(&app)?, g.json).await,
+        DeployCommand::Events { app, tail } => {
+            events(&client, parse::app_name(&app)?, tail, g.json).await
+        }
         DeployCommand::Rollback { app, release, wait } => {
             let app = parse::app_name(&app)?;
             let release = release.as_deref().map(parse::release).transpose()?;
@@ -780,6 +791,26 @@ async fn releases(client: &Client, app: &str, json: bool) -> anyhow::Result<()> 
         ],
         rows,
         &format!("No releases of {app} yet: push to its branch or run `slipway deploy {app}`."),
+    );
+    Ok(())
+}
+
+async fn events(client: &Client, app: &str, tail: usize, json: bool) -> anyhow::Result<()> {
+    let list: Vec<Value> = client.get(&format!("/apps/{app}/events")).await?;
+    let list = &list[list.len().saturating_sub(tail)..];
+    if json {
+        return output::json(&list);
+    }
+    let rows = list
+        .iter()
+        .map(|e| vec![when(&e["at"]), s(&e["kind"]), s(&e["message"])])
+        .collect();
+    output::table(
+        &["WHEN", "KIND", "EVENT"],
+        rows,
+        &format!(
+            "Nothing has happened to {app} yet: push to its branch or run `slipway deploy {app}`."
+        ),
     );
     Ok(())
 }
