@@ -14,7 +14,7 @@ mod browser;
 mod deployed;
 
 use browser::*;
-use deployed::{wait_app, ServerGuard};
+use deployed::{wait_app, ServerGuard, SiteRepo};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 use std::time::Duration;
@@ -224,30 +224,8 @@ fn browser_changes_an_app_config_and_sees_the_release() {
     let mut guard = ServerGuard::new(TestServer::start());
     let server = &guard.server;
     let token = server.setup_admin("alice");
-    let (s, b) = server.api(
-        "POST",
-        "/repos",
-        Some(&token),
-        Some(json!({"name": "site"})),
-    );
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = server.api(
-        "POST",
-        "/apps",
-        Some(&token),
-        Some(json!({"name": "site", "repo": "alice/site", "port": 8080})),
-    );
-    assert_eq!(s, 201, "{b}");
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("site");
-    std::fs::create_dir_all(dir.join("www")).unwrap();
-    git_ok(&dir, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("Dockerfile"), HTTPD_DOCKERFILE).unwrap();
-    std::fs::write(dir.join("www/index.html"), "v1\n").unwrap();
-    git_ok(&dir, &["add", "-A"]);
-    git_ok(&dir, &["commit", "-q", "-m", "v1"]);
-    let url = server.git_url("alice", "site", Some(("alice", &token)));
-    git_ok(&dir, &["push", "-q", &url, "main"]);
+    let site = SiteRepo::create(server, &token);
+    site.push_version("v1");
     wait_app(server, &token, "site", "release 1 live", |a| {
         a["release"] == 1 && a["ready"] == 1
     });

@@ -14,7 +14,7 @@ mod browser;
 mod deployed;
 
 use browser::*;
-use deployed::{wait_app, ServerGuard};
+use deployed::{wait_app, ServerGuard, SiteRepo};
 use fantoccini::Locator;
 use serde_json::json;
 use std::time::Duration;
@@ -361,35 +361,9 @@ fn browser_shows_a_deployed_app_and_rolls_it_back() {
     let mut guard = ServerGuard::new(TestServer::start());
     let server = &guard.server;
     let token = server.setup_admin("alice");
-    let (s, b) = server.api(
-        "POST",
-        "/repos",
-        Some(&token),
-        Some(json!({"name": "site"})),
-    );
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = server.api(
-        "POST",
-        "/apps",
-        Some(&token),
-        Some(json!({"name": "site", "repo": "alice/site", "port": 8080})),
-    );
-    assert_eq!(s, 201, "{b}");
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("site");
-    std::fs::create_dir_all(dir.join("www")).unwrap();
-    git_ok(&dir, &["init", "-q", "-b", "main"]);
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
-    )
-    .unwrap();
-    let url = server.git_url("alice", "site", Some(("alice", &token)));
+    let site = SiteRepo::create(server, &token);
     for n in 1..=2 {
-        std::fs::write(dir.join("www/index.html"), format!("v{n}\n")).unwrap();
-        git_ok(&dir, &["add", "-A"]);
-        git_ok(&dir, &["commit", "-q", "-m", &format!("v{n}")]);
-        git_ok(&dir, &["push", "-q", &url, "main"]);
+        site.push_version(&format!("v{n}"));
         wait_app(server, &token, "site", &format!("release {n} live"), |a| {
             a["release"] == n && a["ready"] == 1
         });

@@ -83,6 +83,43 @@ pub fn wait_app(
     }
 }
 
+/// A work tree of repository `alice/site` (made here with app `site` on port
+/// 8080) holding the busybox httpd app; [`SiteRepo::push_version`] deploys.
+pub struct SiteRepo {
+    _work: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl SiteRepo {
+    /// Creates repository and app `site` for `token`'s user `alice`.
+    pub fn create(server: &TestServer, token: &str) -> Self {
+        let (s, b) = server.api("POST", "/repos", Some(token), Some(json!({"name": "site"})));
+        assert_eq!(s, 201, "{b}");
+        let app = json!({"name": "site", "repo": "alice/site", "port": 8080});
+        let (s, b) = server.api("POST", "/apps", Some(token), Some(app));
+        assert_eq!(s, 201, "{b}");
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("site");
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        git_ok(&dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("Dockerfile"), HTTPD_DOCKERFILE).unwrap();
+        SiteRepo {
+            _work: work,
+            dir,
+            url: server.git_url("alice", "site", Some(("alice", token))),
+        }
+    }
+
+    /// Commits `www/index.html` = `version` and pushes it.
+    pub fn push_version(&self, version: &str) {
+        std::fs::write(self.dir.join("www/index.html"), format!("{version}\n")).unwrap();
+        git_ok(&self.dir, &["add", "-A"]);
+        git_ok(&self.dir, &["commit", "-q", "-m", version]);
+        git_ok(&self.dir, &["push", "-q", &self.url, "main"]);
+    }
+}
+
 /// A server running app `web`.
 pub struct Deployed {
     pub server: TestServer,
