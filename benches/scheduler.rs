@@ -47,6 +47,7 @@ fn demands() -> Vec<AppDemand> {
             } else {
                 Labels::new()
             },
+            container: None,
         })
         .collect()
 }

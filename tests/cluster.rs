@@ -241,6 +241,7 @@ fn two_servers_three_agents_failover_and_node_admin() {
                 replicas,
                 request: Resources::new(250, 128 << 20),
                 constraints: Labels::new(),
+                container: None,
             }))
             .unwrap()
     };

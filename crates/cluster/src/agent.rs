@@ -135,6 +135,8 @@ pub struct AgentStatus {
     pub epoch: u64,
     /// Registrations so far (1 + re-registrations after lost leases).
     pub registrations: u64,
+    /// The lease of the current registration: reports live with it.
+    pub lease: i64,
     /// The replicas assigned to this node under its current epoch: what the
     /// replica runner (next step) starts and stops.
     #[serde(serialize_with = "values_only")]
@@ -173,6 +175,7 @@ impl Agent {
             phase: Phase::Ready,
             epoch: first.epoch,
             registrations: 1,
+            lease: first.session.id(),
             assignments: BTreeMap::new(),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -276,6 +279,7 @@ async fn run(
             s.phase = Phase::Ready;
             s.epoch = reg.epoch;
             s.registrations = registrations;
+            s.lease = reg.session.id();
             s.assignments.clear();
         });
         match follow(&store, &spec.id, &reg, &status, &mut stop).await {

@@ -6,6 +6,7 @@
 //!   epochs that fence stale agents, assignments, watches and leader election.
 //! - [`control`] is the elected leader's scheduling loop, driven by watches.
 //! - [`agent`] is what `slipway agent` runs on each node.
+//! - [`runner`] runs the node's assigned replicas through its Docker Engine.
 //! - [`testing`] starts real etcd clusters on loopback for tests and benches.
 //!
 //! See `docs/cluster.md` for the design.
@@ -15,6 +16,7 @@ pub mod control;
 pub mod etcd;
 pub mod machine;
 pub mod model;
+pub mod runner;
 pub mod scheduler;
 pub mod testing;
 

@@ -143,6 +143,60 @@ pub struct AppDemand {
     /// Labels a node must carry (all of them, with these values).
     #[serde(default)]
     pub constraints: Labels,
+    /// What each replica runs; agents run nothing for an app without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerTemplate>,
+}
+
+/// What an agent starts for each replica of one app revision. Its limits
+/// are the demand's `request` (CPU millis and memory bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerTemplate {
+    /// The app revision: a changed revision replaces the running containers.
+    pub revision: u64,
+    /// A local image reference (agents do not pull yet).
+    pub image: String,
+    /// The command (empty: the image's own).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The TCP port the app listens on inside the container (published on 127.0.0.1).
+    pub port: u16,
+    /// `GET` path that answers 2xx when a replica is healthy (none: running = healthy).
+    #[serde(default)]
+    pub health_path: Option<String>,
+}
+
+impl ContainerTemplate {
+    /// Checks the bounds an agent relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        let plain = |s: &str| !s.chars().any(|c| c.is_control());
+        if self.image.is_empty() || self.image.len() > 255 || !plain(&self.image) {
+            return Err("container image must be 1-255 printable characters".into());
+        }
+        if self.port == 0 {
+            return Err("container port must be 1-65535".into());
+        }
+        if self.command.len() > 64 || self.command.iter().any(|a| a.len() > 4096) {
+            return Err("container command: at most 64 arguments of 4096 bytes".into());
+        }
+        if self.env.len() > 256
+            || self
+                .env
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.contains('=') || k.len() > 255 || v.len() > 4096)
+        {
+            return Err("container env: at most 256 NAME=value pairs".into());
+        }
+        if let Some(p) = &self.health_path {
+            if !p.starts_with('/') || p.len() > 1024 || !p.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err("health path must start with '/' and be printable ASCII".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Replica `index` of `app`: replica ids are stable across moves.

@@ -44,6 +44,7 @@ fn demand(app: &str, replicas: u32) -> AppDemand {
         replicas,
         request: Resources::new(100, 64 << 20),
         constraints: Labels::new(),
+        container: None,
     }
 }
 

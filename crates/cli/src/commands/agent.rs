@@ -3,7 +3,9 @@
 //! It joins through a server (the join token proves it may), keeps the node
 //! id it gets in its data directory, then registers the node in etcd under a
 //! lease and keeps it alive; `slipway node list` shows it. Its state goes to
-//! stdout (one line per change) and to `<data-dir>/agent-status.json`.
+//! stdout (one line per change) and to `<data-dir>/agent-status.json`. The
+//! replicas assigned to the node run in the local Docker Engine
+//! ([`slipway_cluster::runner`]).
 
 use crate::client::Client;
 use crate::GlobalArgs;
@@ -86,6 +88,17 @@ pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let mut store = StoreOptions::new(joined.etcd_endpoints.clone());
     store.prefix = joined.prefix.clone();
     store.lease_ttl = Duration::from_millis(joined.lease_ttl_ms.max(1000));
+    // The node runs its replicas through the local Docker Engine. A new
+    // registration begins a new epoch: containers of earlier ones go first.
+    let docker = slipway_runtime::Runtime::connect()
+        .await
+        .context("the agent runs replicas through the local Docker Engine")?;
+    slipway_cluster::runner::sweep(&docker, &joined.node_id)
+        .await
+        .context("removing replica containers of an earlier epoch")?;
+    let runner_store = slipway_cluster::ClusterStore::connect(store.clone())
+        .await
+        .context("connecting to etcd")?;
     let agent = Agent::start(AgentConfig {
         store,
         node_id: joined.node_id.clone(),
@@ -95,6 +108,12 @@ pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     })
     .await
     .context("registering the node in etcd")?;
+    let _runner = slipway_cluster::runner::Runner::spawn(
+        docker,
+        runner_store,
+        agent.status(),
+        slipway_cluster::runner::RunnerOptions::default(),
+    );
     let mut status = agent.status();
     let mut last = (Phase::Registering, 0u64, usize::MAX);
     loop {

@@ -205,6 +205,12 @@ pub struct ReplicaReport {
     pub epoch: u64,
     /// When.
     pub updated_at: DateTime<Utc>,
+    /// The replica's container id (what the proxy and `ps` will show).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The port published on the node's 127.0.0.1 for the app's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
 }
 
 /// A `slipway server` member of the cluster.
@@ -648,12 +654,25 @@ impl ClusterStore {
                 demand.app
             )));
         }
+        if let Some(t) = &demand.container {
+            t.validate()
+                .map_err(|e| ClusterError::Invalid(format!("app {}: {e}", demand.app)))?;
+        }
         self.put(
             self.key(&format!("apps/{}", demand.app)),
             encode(demand),
             None,
         )
         .await
+    }
+
+    /// Every app's demand (what agents read their container templates from).
+    pub async fn demands(&self) -> Result<BTreeMap<String, AppDemand>> {
+        let list = self.list::<AppDemand>("apps/", 0).await?;
+        Ok(list
+            .into_iter()
+            .map(|(_, d, _)| (d.app.clone(), d))
+            .collect())
     }
 
     /// Forgets an app: the scheduler withdraws its assignments.
@@ -751,13 +770,28 @@ impl ClusterStore {
         state: &str,
         detail: &str,
     ) -> Result<()> {
-        let a = &assignment.record.assignment;
         let report = ReplicaReport {
             state: state.into(),
-            detail: detail.chars().take(1000).collect(),
+            detail: detail.into(),
             epoch,
             updated_at: Utc::now(),
+            container: None,
+            host_port: None,
         };
+        self.report_replica(lease, assignment, report).await
+    }
+
+    /// [`ClusterStore::report`] with a whole report (container id, host
+    /// port); fenced the same way on `report.epoch`.
+    pub async fn report_replica(
+        &self,
+        lease: i64,
+        assignment: &StoredAssignment,
+        mut report: ReplicaReport,
+    ) -> Result<()> {
+        let a = &assignment.record.assignment;
+        let epoch = report.epoch;
+        report.detail = report.detail.chars().take(1000).collect();
         let txn = Txn::new()
             .when([
                 Compare::value(

@@ -22,6 +22,7 @@ fn app(name: &str, replicas: u32, cpu: u64, mem_mib: u64) -> AppDemand {
         replicas,
         request: Resources::new(cpu, mem_mib << 20),
         constraints: Labels::new(),
+        container: None,
     }
 }
 
@@ -363,6 +364,7 @@ fn random_cluster(rng: &mut StdRng) -> (Vec<NodeView>, Vec<AppDemand>) {
             } else {
                 Labels::new()
             },
+            container: None,
         })
         .collect();
     (nodes, apps)
