@@ -48,6 +48,7 @@ fn demands() -> Vec<AppDemand> {
                 Labels::new()
             },
             container: None,
+            hosts: Vec::new(),
         })
         .collect()
 }

@@ -242,6 +242,7 @@ fn two_servers_three_agents_failover_and_node_admin() {
                 request: Resources::new(250, 128 << 20),
                 constraints: Labels::new(),
                 container: None,
+                hosts: Vec::new(),
             }))
             .unwrap()
     };

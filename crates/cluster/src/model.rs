@@ -146,6 +146,9 @@ pub struct AppDemand {
     /// What each replica runs; agents run nothing for an app without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerTemplate>,
+    /// Host names the proxy of every server routes to this app's healthy replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// What an agent starts for each replica of one app revision. Its limits

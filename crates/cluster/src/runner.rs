@@ -335,6 +335,7 @@ async fn pass(
                         updated_at: chrono::Utc::now(),
                         container: report.container.clone(),
                         host_port: report.host_port,
+                        address: None,
                     },
                 )
                 .await;
@@ -478,6 +479,7 @@ mod tests {
             request: crate::Resources::new(250, 64 << 20),
             constraints: Default::default(),
             container: Some(t.clone()),
+            hosts: Vec::new(),
         };
         let r = ReplicaId {
             app: "web".into(),

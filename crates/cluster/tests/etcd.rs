@@ -45,6 +45,7 @@ fn demand(app: &str, replicas: u32) -> AppDemand {
         request: Resources::new(100, 64 << 20),
         constraints: Labels::new(),
         container: None,
+        hosts: Vec::new(),
     }
 }
 

@@ -203,6 +203,7 @@ async fn agents_run_replicas_fail_over_and_fence_a_returning_node() {
                 port: 8080,
                 health_path: Some("/".into()),
             }),
+            hosts: Vec::new(),
         })
         .await
         .unwrap();

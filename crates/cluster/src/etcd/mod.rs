@@ -208,9 +208,13 @@ pub struct ReplicaReport {
     /// The replica's container id (what the proxy and `ps` will show).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// The port published on the node's 127.0.0.1 for the app's port.
+    /// The port published on the node's address for the app's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
+    /// The node's address the port is published on (`--advertise-address`,
+    /// 127.0.0.1 when absent): proxies on every server dial `address:host_port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// A `slipway server` member of the cluster.
@@ -777,6 +781,7 @@ impl ClusterStore {
             updated_at: Utc::now(),
             container: None,
             host_port: None,
+            address: None,
         };
         self.report_replica(lease, assignment, report).await
     }

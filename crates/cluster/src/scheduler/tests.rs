@@ -23,6 +23,7 @@ fn app(name: &str, replicas: u32, cpu: u64, mem_mib: u64) -> AppDemand {
         request: Resources::new(cpu, mem_mib << 20),
         constraints: Labels::new(),
         container: None,
+        hosts: Vec::new(),
     }
 }
 
@@ -365,6 +366,7 @@ fn random_cluster(rng: &mut StdRng) -> (Vec<NodeView>, Vec<AppDemand>) {
                 Labels::new()
             },
             container: None,
+            hosts: Vec::new(),
         })
         .collect();
     (nodes, apps)
