@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Slipway's benchmarks with their peers installed.
-# Usage: scripts/bench.sh [git|ci|exec|deploy|proxy|scheduler|all]
+# Usage: scripts/bench.sh [git|ci|exec|deploy|proxy|scheduler|failover|cluster|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,13 +24,17 @@ run() {
         deploy) bash scripts/deps.sh; cargo bench --locked --bench deploy ;;
         proxy) install_missing wrk:wrk haproxy:haproxy; cargo bench --locked --bench proxy ;;
         scheduler) bash scripts/deps.sh; cargo bench --locked --bench scheduler ;;
-        *) echo "unknown benchmark $1 (known: git, ci, exec, deploy, proxy, scheduler, all)" >&2; exit 2 ;;
+        # Cluster failover with real servers and agents (needs Docker and etcd).
+        failover) bash scripts/deps.sh; cargo bench --locked --bench failover ;;
+        # Everything the issue asks of cluster mode: throughput and failover.
+        cluster) run scheduler; run failover ;;
+        *) echo "unknown benchmark $1 (known: git, ci, exec, deploy, proxy, scheduler, failover, cluster, all)" >&2; exit 2 ;;
     esac
 }
 
 what="${1:-all}"
 if [ "$what" = all ]; then
-    for b in git ci exec deploy proxy scheduler; do run "$b"; done
+    for b in git ci exec deploy proxy scheduler failover; do run "$b"; done
 else
     run "$what"
 fi

@@ -294,6 +294,20 @@ fn two_servers_three_agents_failover_and_node_admin() {
         "agent killed (lease TTL {TTL:?}): node lost after {lost:?}, its replica reassigned after {:?}",
         killed.elapsed().min(lost + moved)
     );
+    // The leader recorded why (what `slipway events web` shows).
+    let events = tokio.block_on(store.app_events("web", 50)).unwrap();
+    let lost_node = format!("node {} was lost", ids[1]);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "moved" && e.message.contains(&lost_node)),
+        "no move event for the lost node: {events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.kind == "placed").count(),
+        3,
+        "{events:?}"
+    );
 
     // It comes back (same data dir → same id) under epoch 2 and gets nothing
     // of epoch 1; no replica is ever assigned twice.

@@ -43,8 +43,15 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
+        // `SLIPWAY_LISTEN` in the extra env chooses the address (e.g. the
+        // host side of a test's veth pair); loopback otherwise.
+        let listen = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "SLIPWAY_LISTEN")
+            .map_or("127.0.0.1:0", |(_, v)| v.as_str());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
-        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["server", "--listen", listen, "--data-dir"])
             .arg(self.data_dir())
             .env("RUST_LOG", "warn")
             .env("SLIPWAY_PROXY_LISTEN", "127.0.0.1:0")

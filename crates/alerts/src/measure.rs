@@ -6,18 +6,10 @@ use crate::rule::AlertKind;
 use crate::state::Verdict;
 use slipway_deploy::{Deployer, ReplicaState};
 use slipway_domain::AppRecord;
-use slipway_metrics::{Agg, SeriesKey, TimeSeries};
+use slipway_metrics::measure::{app_samples as samples, mean};
+use slipway_metrics::TimeSeries;
 use slipway_store::AlertRuleRow;
 use std::collections::HashSet;
-
-/// The samples of a series with `from_ms < t <= to_ms`, oldest first.
-fn samples(series: &TimeSeries, name: &str, app: &str, from_ms: i64, to_ms: i64) -> Vec<f64> {
-    series
-        .query(&SeriesKey::app(name, app), from_ms + 1, to_ms, 1, Agg::Last)
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect()
-}
 
 /// A measured value against the rule's threshold.
 fn judge(value: f64, rule: &AlertRuleRow) -> Verdict {
@@ -66,11 +58,10 @@ pub(crate) fn metric_verdict(
             } else {
                 "cpu_percent"
             };
-            let values = samples(series, name, app, from, now_ms);
-            if values.is_empty() {
-                return Verdict::NoData;
+            match mean(&samples(series, name, app, from, now_ms)) {
+                Some(v) => judge(v, rule),
+                None => Verdict::NoData,
             }
-            judge(values.iter().sum::<f64>() / values.len() as f64, rule)
         }
         AlertKind::ReplicaDown => Verdict::NoData,
     }
@@ -103,7 +94,7 @@ pub(crate) fn replica_verdict(rule: &AlertRuleRow, desired: u32, healthy: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_metrics::RingLimits;
+    use slipway_metrics::{RingLimits, SeriesKey};
 
     fn rule(kind: &str, threshold: f64, window_s: i64, min_requests: i64) -> AlertRuleRow {
         AlertRuleRow {

@@ -98,6 +98,9 @@ impl Server {
         state
             .deploy()
             .set_proxy_address("http", proxy_listener.local_addr()?.port());
+        // Cluster mode first: the deployer must know it before it starts
+        // (it then writes demands instead of running local replicas).
+        start_cluster(&state, listener.local_addr()?).await?;
         // One Docker connection for every part that needs the engine; without
         // Docker, git, CI queueing and the API still work.
         let rt = match slipway_runtime::Runtime::connect().await {
@@ -113,7 +116,7 @@ impl Server {
         }
         start_monitor(&state, rt);
         start_alerts(&state, listener.local_addr()?)?;
-        start_cluster(&state, listener.local_addr()?).await?;
+        state.autoscale().start();
         Ok(Self {
             listener,
             proxy_listener,
@@ -186,7 +189,14 @@ async fn start_cluster(state: &AppState, bound: SocketAddr) -> anyhow::Result<()
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let cluster = crate::cluster::Cluster::start(config, api_url).await?;
+    let cluster = crate::cluster::Cluster::start(config, api_url.clone()).await?;
+    // The deployer writes demands to it (agents pull release images from
+    // this server's registry at the public URL's host:port), and the proxy
+    // routes to the replicas agents run on every node.
+    if let Some(host) = slipway_deploy::registry_host(&api_url) {
+        state.deploy().set_cluster_registry(&host);
+    }
+    state.deploy().set_cluster(cluster.store().clone());
     state.set_cluster(cluster);
     Ok(())
 }

@@ -29,6 +29,8 @@ struct Inner {
     monitor: slipway_metrics::Monitor,
     /// Alerting: rules per app, their evaluator and webhook delivery.
     alerts: slipway_alerts::Alerts,
+    /// Horizontal autoscaling: policies per app and their evaluator.
+    autoscale: slipway_autoscale::Autoscaler,
     /// Cluster mode (set at start-up when etcd endpoints are configured).
     cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
@@ -75,8 +77,11 @@ impl AppState {
                 interval: monitor.interval(),
             },
         );
+        let autoscale =
+            slipway_autoscale::Autoscaler::new(store.clone(), deploy.clone(), monitor.clone());
         Self {
             inner: Arc::new(Inner {
+                autoscale,
                 deploy,
                 ci,
                 config,
@@ -102,6 +107,10 @@ impl AppState {
     /// Alerting: rules, alerts and webhooks (its evaluator is started by the server).
     pub fn alerts(&self) -> &slipway_alerts::Alerts {
         &self.inner.alerts
+    }
+    /// Autoscaling: policies per app (its evaluator is started by the server).
+    pub fn autoscale(&self) -> &slipway_autoscale::Autoscaler {
+        &self.inner.autoscale
     }
     /// The configuration the server started with.
     pub fn config(&self) -> &Config {

@@ -81,6 +81,9 @@ enum Command {
     /// Alert rules per app, alerts firing now and their history, webhooks.
     #[command(subcommand)]
     Alert(commands::alert::AlertCommand),
+    /// Horizontal autoscaling of an app: `slipway autoscale APP --min 1 --max 5 --rps 50`,
+    /// `--off`, or just APP to show it.
+    Autoscale(commands::autoscale::AutoscaleArgs),
     #[command(flatten)]
     Deploy(commands::app::DeployCommand),
 }
@@ -131,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Images(cmd) => commands::images::run(cmd, &g).await,
         Command::App(cmd) => commands::app::run(cmd, &g).await,
         Command::Alert(cmd) => commands::alert::run(cmd, &g).await,
+        Command::Autoscale(args) => commands::autoscale::run(args, &g).await,
         Command::Deploy(cmd) => commands::app::run_verb(cmd, &g).await,
     }
 }

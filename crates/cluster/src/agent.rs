@@ -42,6 +42,10 @@ pub struct JoinResponse {
     pub prefix: String,
     /// Lease TTL of nodes, in milliseconds.
     pub lease_ttl_ms: u64,
+    /// The node's registry pull credential (`slpn_…`; Basic auth as
+    /// `<node_id>:<credential>`, GET/HEAD only), new at every join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// What the agent keeps in its data directory across restarts.
@@ -51,6 +55,10 @@ pub struct SavedNode {
     pub node_id: Option<String>,
     /// The server it joined through.
     pub server: Option<String>,
+    /// The registry pull credential of the last join (the file is the
+    /// agent's own: keep the data directory private).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 impl SavedNode {
@@ -68,14 +76,20 @@ impl SavedNode {
         }
     }
 
-    /// Writes it atomically (temp file + rename).
+    /// Writes it atomically (temp file + rename), readable by its owner
+    /// only (it holds the pull credential).
     pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
         std::fs::create_dir_all(data_dir)?;
         let tmp = data_dir.join("node.json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
-        )?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        let mut file = open.open(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
         std::fs::rename(tmp, Self::path(data_dir))
     }
 }
@@ -394,9 +408,20 @@ mod tests {
         let saved = SavedNode {
             node_id: Some(id),
             server: Some("http://127.0.0.1:7700".into()),
+            credential: Some("slpn_x".into()),
         };
         saved.save(dir.path()).unwrap();
         assert_eq!(SavedNode::load(dir.path()).unwrap(), saved);
+        saved.save(dir.path()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(SavedNode::path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]

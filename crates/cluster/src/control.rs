@@ -1,7 +1,9 @@
 //! The leader's scheduling loop: watch nodes and demands, run the
 //! scheduler on a consistent snapshot, write the plan fenced on leadership.
 
-use crate::etcd::{ClusterError, ClusterStore, Leadership, Result, WatchKind};
+use crate::etcd::{
+    plan_events, unschedulable_event, ClusterError, ClusterStore, Leadership, Result, WatchKind,
+};
 use crate::model::{Assignment, NodeView};
 use crate::scheduler::{self, Plan, RemovalReason};
 use futures::StreamExt;
@@ -51,6 +53,9 @@ pub async fn pass(
         for a in &plan.added {
             tracing::info!(replica = %a.replica, node = %a.node, epoch = a.epoch, "replica assigned");
         }
+        if let Err(e) = store.record_events(&plan_events(&plan)).await {
+            tracing::warn!(error = %e, "scheduling events not recorded");
+        }
     }
     for u in &plan.unschedulable {
         tracing::debug!(replica = %u.replica, reason = %u.reason, "replica unschedulable");
@@ -68,6 +73,8 @@ pub async fn run_scheduler(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     tokio::pin!(stop);
+    // Replicas already reported as unplaceable: recorded once, not per pass.
+    let mut stuck = std::collections::BTreeSet::new();
     loop {
         let step = async {
             let (plan, revision) = pass(store, leader, &opts.scheduler).await?;
@@ -87,6 +94,21 @@ pub async fn run_scheduler(
                 }
             }
         };
+        let now_stuck: std::collections::BTreeSet<_> = plan
+            .unschedulable
+            .iter()
+            .map(|u| u.replica.clone())
+            .collect();
+        let fresh: Vec<_> = plan
+            .unschedulable
+            .iter()
+            .filter(|u| !stuck.contains(&u.replica))
+            .map(unschedulable_event)
+            .collect();
+        if let Err(e) = store.record_events(&fresh).await {
+            tracing::warn!(error = %e, "scheduling events not recorded");
+        }
+        stuck = now_stuck;
         let rebalanced = plan
             .removed
             .iter()

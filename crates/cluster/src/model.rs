@@ -151,13 +151,18 @@ pub struct AppDemand {
     pub hosts: Vec<String>,
 }
 
+/// Most bytes of a template's environment (names and values): demands
+/// stay far below etcd's 1.5 MiB request limit.
+pub const MAX_ENV_BYTES: usize = 512 * 1024;
+
 /// What an agent starts for each replica of one app revision. Its limits
 /// are the demand's `request` (CPU millis and memory bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerTemplate {
     /// The app revision: a changed revision replaces the running containers.
     pub revision: u64,
-    /// A local image reference (agents do not pull yet).
+    /// The image: a local reference, or `host:port/owner/app:tag` in
+    /// Slipway's registry, which an agent pulls when its engine lacks it.
     pub image: String,
     /// The command (empty: the image's own).
     #[serde(default)]
@@ -165,7 +170,8 @@ pub struct ContainerTemplate {
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// The TCP port the app listens on inside the container (published on 127.0.0.1).
+    /// The TCP port the app listens on inside the container (published on
+    /// the node's advertised address, 127.0.0.1 by default).
     pub port: u16,
     /// `GET` path that answers 2xx when a replica is healthy (none: running = healthy).
     #[serde(default)]
@@ -185,13 +191,22 @@ impl ContainerTemplate {
         if self.command.len() > 64 || self.command.iter().any(|a| a.len() > 4096) {
             return Err("container command: at most 64 arguments of 4096 bytes".into());
         }
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
         if self.env.len() > 256
-            || self
-                .env
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.contains('=') || k.len() > 255 || v.len() > 4096)
+            || env_bytes > MAX_ENV_BYTES
+            || self.env.iter().any(|(k, v)| {
+                k.is_empty()
+                    || k.contains('=')
+                    || k.contains('\0')
+                    || v.contains('\0')
+                    || k.len() > 255
+                    || v.len() > 32 * 1024
+            })
         {
-            return Err("container env: at most 256 NAME=value pairs".into());
+            return Err(
+                "container env: at most 256 NAME=value pairs, values up to 32 KiB, 512 KiB in all"
+                    .into(),
+            );
         }
         if let Some(p) = &self.health_path {
             if !p.starts_with('/') || p.len() > 1024 || !p.bytes().all(|b| b.is_ascii_graphic()) {

@@ -7,15 +7,23 @@
 //! each container of this node that is not the current container of an
 //! assignment of the current epoch — this is the fencing that keeps a node
 //! that comes back from running replicas that moved away — replaces
-//! crashed ones, starts missing ones, probes their health and reports
-//! (state, container, host port) through the fenced
+//! crashed ones, starts missing ones (pulling their image from Slipway's
+//! registry when the engine lacks it), probes their health and reports
+//! (state, container, address, host port, revision) through the fenced
 //! [`ClusterStore::report_replica`].
+//!
+//! A revision change starts before it stops: the old revision's container
+//! keeps running and stays the reported one until the new container of
+//! the same replica is healthy; then the new one is reported and the old
+//! one is removed after [`RunnerOptions::drain`].
 
 use crate::agent::{AgentStatus, Phase};
 use crate::etcd::{ClusterStore, ReplicaReport, StoredAssignment};
 use crate::model::{AppDemand, ContainerTemplate, ReplicaId};
+use slipway_runtime::images::RegistryAuth;
 use slipway_runtime::{labels, ContainerInfo, ContainerSpec, LabelFilter, Runtime, Security};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -34,7 +42,7 @@ pub const REVISION_LABEL: &str = "io.slipway.revision";
 pub const PIDS_LIMIT: i64 = 1024;
 
 /// Knobs of the runner.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunnerOptions {
     /// A pass runs at least this often (crashed containers, template changes).
     pub resync: Duration,
@@ -42,6 +50,15 @@ pub struct RunnerOptions {
     pub fast_resync: Duration,
     /// Limit of one health probe.
     pub probe_timeout: Duration,
+    /// How long a replaced revision's container keeps running after its
+    /// successor is reported (requests in flight finish).
+    pub drain: Duration,
+    /// The node's address: replica ports are published on it, probed on
+    /// it and reported with it (`slipway agent --advertise-address`).
+    pub address: IpAddr,
+    /// Credentials for pulling images the engine lacks from Slipway's
+    /// registry (the node id and its `slpn_…` credential).
+    pub pull_auth: Option<RegistryAuth>,
 }
 
 impl Default for RunnerOptions {
@@ -50,6 +67,9 @@ impl Default for RunnerOptions {
             resync: Duration::from_secs(5),
             fast_resync: Duration::from_millis(200),
             probe_timeout: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            pull_auth: None,
         }
     }
 }
@@ -109,8 +129,10 @@ impl Drop for Runner {
 struct Reported {
     assignment_revision: i64,
     state: String,
+    detail: String,
     container: Option<String>,
     host_port: Option<u16>,
+    revision: Option<u64>,
 }
 
 /// What the runner remembers between passes.
@@ -121,10 +143,15 @@ struct Memory {
     crashes: HashMap<ReplicaId, (u32, Instant)>,
     /// Host ports of the containers it started or inspected.
     ports: HashMap<String, u16>,
-    /// Woken when one of the node's replica containers exits.
+    /// Replaced containers still running until their drain deadline.
+    retiring: HashMap<String, Instant>,
+    /// Woken when one of the node's replica containers exits, or a demand
+    /// (container template, replicas) changes.
     exits: std::sync::Arc<tokio::sync::Notify>,
     /// One `wait` per running replica container.
     waiters: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// The watch of `apps/` that wakes the runner on template changes.
+    demand_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Memory {
@@ -141,6 +168,23 @@ impl Memory {
         });
         self.waiters.insert(id.to_owned(), task);
     }
+
+    /// The host port of container `id` for `container_port` (any published
+    /// port when that one is not: an old revision may use another port).
+    async fn port(&mut self, rt: &Runtime, id: &str, container_port: u16) -> Option<u16> {
+        if let Some(p) = self.ports.get(id) {
+            return Some(*p);
+        }
+        let ports = rt.inspect(id).await.ok()?.ports;
+        let key = format!("{container_port}/tcp");
+        let p = ports
+            .iter()
+            .find(|p| p.container_port == key)
+            .or_else(|| ports.first())?
+            .host_port;
+        self.ports.insert(id.to_owned(), p);
+        Some(p)
+    }
 }
 
 impl Drop for Memory {
@@ -148,6 +192,28 @@ impl Drop for Memory {
         for (_, w) in self.waiters.drain() {
             w.abort();
         }
+        if let Some(w) = self.demand_watch.take() {
+            w.abort();
+        }
+    }
+}
+
+/// Wakes `wake` on every change of a demand, so a new revision starts at
+/// once (not at the next resync). A broken watch is opened again; a missed
+/// change is caught by the resync.
+async fn watch_demands(store: ClusterStore, wake: std::sync::Arc<tokio::sync::Notify>) {
+    use futures::StreamExt;
+    loop {
+        match store.watch(crate::etcd::WatchKind::Demands, 0).await {
+            Ok(mut w) => {
+                wake.notify_one();
+                while let Some(Ok(_)) = w.next().await {
+                    wake.notify_one();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot watch demands; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -159,6 +225,7 @@ async fn run(
 ) {
     let mut memory = Memory::default();
     let exits = memory.exits.clone();
+    memory.demand_watch = Some(tokio::spawn(watch_demands(store.clone(), exits.clone())));
     loop {
         let now = status.borrow_and_update().clone();
         match now.phase {
@@ -167,7 +234,20 @@ async fn run(
             // removed or superseded: the node is not ours to manage any more.
             Phase::Stopped | Phase::Removed | Phase::Superseded => return,
         }
-        let pending = match pass(&rt, &store, &now, &mut memory, &opts).await {
+        // A pass may wait on etcd (up to its request timeout) while the node
+        // is cut off; a lost lease or a new epoch does not wait for it: the
+        // pass is dropped and the next one (which stops the replicas of an
+        // ended epoch) starts at once.
+        let (phase, epoch) = (now.phase, now.epoch);
+        let mut ended = status.clone();
+        let outcome = tokio::select! {
+            r = pass(&rt, &store, &now, &mut memory, &opts) => r,
+            r = ended.wait_for(|s| s.phase != phase || s.epoch != epoch) => match r {
+                Ok(_) => continue,
+                Err(_) => return, // the agent is gone
+            },
+        };
+        let pending = match outcome {
             Ok(pending) => pending,
             Err(e) => {
                 tracing::warn!(node = %now.node_id, error = %e, "replica pass failed; retrying");
@@ -201,7 +281,18 @@ fn backoff(crashes: u32) -> Duration {
     Duration::from_secs(1u64 << crashes.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
-/// One reconcile pass; returns whether a replica is not healthy yet.
+/// How the containers found on the node map to the desired replicas.
+#[derive(Default)]
+struct Found {
+    /// The running container of the replica's current revision.
+    current: HashMap<ReplicaId, String>,
+    /// A running container of an earlier revision (serving until the
+    /// current one is healthy), with its revision.
+    previous: HashMap<ReplicaId, (String, u64)>,
+}
+
+/// One reconcile pass; returns whether a replica is not healthy yet (or a
+/// replaced container still drains).
 async fn pass(
     rt: &Runtime,
     store: &ClusterStore,
@@ -228,38 +319,51 @@ async fn pass(
         .list_containers(&node_filter(&s.node_id))
         .await
         .map_err(|e| e.to_string())?;
-    let mut have: HashMap<ReplicaId, String> = HashMap::new();
+    let mut pending = false;
+    let mut found = Found::default();
+    let mut seen = HashSet::new();
     for c in existing {
-        let keep = identity(&c).filter(|(r, epoch, revision)| {
-            *epoch == s.epoch
-                && !have.contains_key(r)
-                && desired
-                    .get(r)
-                    .is_some_and(|(_, _, t)| t.revision == *revision)
-        });
-        match keep {
-            Some((r, ..)) if c.state == "running" => {
-                have.insert(r, c.id);
+        seen.insert(c.id.clone());
+        if let Some(deadline) = memory.retiring.get(&c.id) {
+            if Instant::now() < *deadline && c.state == "running" {
+                pending = true;
+                continue;
             }
-            other => {
-                if let Some((r, ..)) = other {
-                    tracing::warn!(replica = %r, container = %c.id, state = %c.state, "replica container stopped; replacing it");
-                    let e = memory.crashes.entry(r).or_insert((0, Instant::now()));
-                    e.0 += 1;
-                } else {
-                    tracing::info!(node = %s.node_id, container = %c.id, "removing a container not assigned here under epoch {}", s.epoch);
-                }
-                memory.ports.remove(&c.id);
-                if let Err(e) = rt.remove(&c.id).await {
-                    tracing::warn!(container = %c.id, error = %e, "cannot remove container");
-                }
+            memory.retiring.remove(&c.id);
+            tracing::info!(container = %c.id, "removing a replaced revision's container after its drain");
+            remove(rt, memory, &c.id).await;
+            continue;
+        }
+        let mine =
+            identity(&c).filter(|(r, epoch, _)| *epoch == s.epoch && desired.contains_key(r));
+        let Some((r, _, revision)) = mine else {
+            tracing::info!(node = %s.node_id, container = %c.id, "removing a container not assigned here under epoch {}", s.epoch);
+            remove(rt, memory, &c.id).await;
+            continue;
+        };
+        let current = desired[&r].2.revision == revision;
+        let running = c.state == "running";
+        if current && running && !found.current.contains_key(&r) {
+            found.current.insert(r, c.id);
+        } else if !current && running && !found.previous.contains_key(&r) {
+            found.previous.insert(r, (c.id, revision));
+        } else {
+            if current && !running {
+                tracing::warn!(replica = %r, container = %c.id, state = %c.state, "replica container stopped; replacing it");
+                memory.crashes.entry(r).or_insert((0, Instant::now())).0 += 1;
             }
+            remove(rt, memory, &c.id).await;
         }
     }
-    let mut pending = false;
-    let mut live = std::collections::HashSet::new();
+    memory.retiring.retain(|id, _| seen.contains(id));
+    let mut live: HashSet<String> = memory.retiring.keys().cloned().collect();
     for (r, (a, d, t)) in &desired {
-        let running = match have.get(*r) {
+        let previous = found.previous.get(*r).cloned();
+        if let Some((id, _)) = &previous {
+            memory.watch_exit(rt, id);
+            live.insert(id.clone());
+        }
+        let running = match found.current.get(*r) {
             Some(id) => Ok(id.clone()),
             None => {
                 if let Some((n, at)) = memory.crashes.get(*r) {
@@ -268,7 +372,7 @@ async fn pass(
                         continue;
                     }
                 }
-                let started = start(rt, s, r, d, t).await;
+                let started = start(rt, s, r, d, t, opts).await;
                 let e = memory
                     .crashes
                     .entry((*r).clone())
@@ -280,62 +384,87 @@ async fn pass(
                 started
             }
         };
-        let report = match running {
+        let (healthy_current, report) = match running {
             Ok(id) => {
-                let port = match memory.ports.get(&id) {
-                    Some(p) => Some(*p),
-                    None => rt.host_port(&id, t.port).await.ok(),
-                };
-                if let Some(p) = port {
-                    memory.ports.insert(id.clone(), p);
-                }
+                let port = memory.port(rt, &id, t.port).await;
                 memory.watch_exit(rt, &id);
                 live.insert(id.clone());
                 let healthy = match (port, &t.health_path) {
-                    (Some(p), Some(path)) => probe(p, path, opts.probe_timeout).await,
+                    (Some(p), Some(path)) => {
+                        probe_at(opts.address, p, path, opts.probe_timeout).await
+                    }
                     (Some(_), None) => true,
                     (None, _) => false,
                 };
-                if healthy {
-                    memory.crashes.remove(*r);
-                } else {
-                    pending = true;
-                }
-                Reported {
+                let report = Reported {
                     assignment_revision: a.revision,
                     state: if healthy { "healthy" } else { "running" }.into(),
+                    detail: format!("revision {}", t.revision),
                     container: Some(id),
                     host_port: port,
-                }
+                    revision: Some(t.revision),
+                };
+                (healthy, report)
             }
             Err(e) => {
-                pending = true;
                 tracing::warn!(replica = %r, error = %e, "cannot start replica");
-                Reported {
+                let report = Reported {
                     assignment_revision: a.revision,
-                    state: format!("failed: {e}"),
+                    state: "failed".into(),
+                    detail: e,
                     container: None,
                     host_port: None,
+                    revision: Some(t.revision),
+                };
+                (false, report)
+            }
+        };
+        let report = if healthy_current {
+            memory.crashes.remove(*r);
+            if let Some((old, revision)) = &previous {
+                tracing::info!(replica = %r, container = %old, "revision {} is healthy; revision {revision} drains", t.revision);
+                memory
+                    .retiring
+                    .insert(old.clone(), Instant::now() + opts.drain);
+                pending = true;
+            }
+            report
+        } else {
+            pending = true;
+            match &previous {
+                // Start before stop: the old revision serves (and stays the
+                // reported container) until the new one is healthy.
+                Some((old, revision)) => {
+                    let why = match report.state.as_str() {
+                        "failed" => format!("failed: {}", report.detail),
+                        _ => "is starting".to_string(),
+                    };
+                    Reported {
+                        assignment_revision: a.revision,
+                        state: "healthy".into(),
+                        detail: format!("revision {revision}; revision {} {why}", t.revision),
+                        container: Some(old.clone()),
+                        host_port: memory.port(rt, old, t.port).await,
+                        revision: Some(*revision),
+                    }
                 }
+                None => report,
             }
         };
         if memory.reported.get(*r) != Some(&report) {
-            let (state, detail) = match report.state.strip_prefix("failed: ") {
-                Some(err) => ("failed".to_string(), err.to_string()),
-                None => (report.state.clone(), format!("revision {}", t.revision)),
-            };
             let sent = store
                 .report_replica(
                     s.lease,
                     a,
                     ReplicaReport {
-                        state,
-                        detail,
+                        state: report.state.clone(),
+                        detail: report.detail.clone(),
                         epoch: s.epoch,
                         updated_at: chrono::Utc::now(),
                         container: report.container.clone(),
                         host_port: report.host_port,
-                        address: None,
+                        address: Some(opts.address.to_string()),
+                        revision: report.revision,
                     },
                 )
                 .await;
@@ -360,13 +489,23 @@ async fn pass(
     Ok(pending)
 }
 
-/// The container of replica `r` on this node under its current epoch.
+/// Removes a container (best effort) and forgets its port.
+async fn remove(rt: &Runtime, memory: &mut Memory, id: &str) {
+    memory.ports.remove(id);
+    if let Err(e) = rt.remove(id).await {
+        tracing::warn!(container = %id, error = %e, "cannot remove container");
+    }
+}
+
+/// The container of replica `r` on this node under its current epoch,
+/// its port published on `address`.
 pub fn container_spec(
     node: &str,
     epoch: u64,
     r: &ReplicaId,
     demand: &AppDemand,
     t: &ContainerTemplate,
+    address: IpAddr,
 ) -> ContainerSpec {
     let suffix = hex::encode(rand::random::<[u8; 3]>());
     let mut c = ContainerSpec::new(&t.image)
@@ -374,7 +513,7 @@ pub fn container_spec(
             "slipway-{node}-{}-{}-e{epoch}-{suffix}",
             r.app, r.index
         ))
-        .publish(t.port, 0)
+        .publish_on(address, t.port, 0)
         .pids_limit(PIDS_LIMIT)
         .security(Security::default())
         .env("PORT", t.port.to_string())
@@ -392,7 +531,9 @@ pub fn container_spec(
         c = c.cmd(t.command.clone());
     }
     for (k, v) in &t.env {
-        c = c.env(k, v);
+        if k != "PORT" {
+            c = c.env(k, v);
+        }
     }
     if demand.request.memory_bytes > 0 {
         c = c.memory(i64::try_from(demand.request.memory_bytes).unwrap_or(i64::MAX));
@@ -404,6 +545,46 @@ pub fn container_spec(
     c
 }
 
+/// Makes `image` present in the local engine: pulled from its registry
+/// (with the node's credential) when missing.
+pub async fn ensure_image(
+    rt: &Runtime,
+    image: &str,
+    auth: Option<&RegistryAuth>,
+) -> Result<(), String> {
+    match slipway_runtime::images::image_exists(rt, image).await {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    // Only from an explicit registry (`host:port/…`): never Docker Hub.
+    if !names_registry(image) {
+        return Err(format!(
+            "image {image} is not present on this node and names no registry to pull it from"
+        ));
+    }
+    let started = Instant::now();
+    match slipway_runtime::images::pull_image(rt, image, auth).await {
+        Ok(()) => {
+            tracing::info!(image, took = ?started.elapsed(), "image pulled");
+            Ok(())
+        }
+        Err(slipway_runtime::RuntimeError::Pull { message, .. }) => {
+            Err(format!("pulling {image} failed: {message}"))
+        }
+        Err(e) => Err(format!("pulling {image} failed: {e}")),
+    }
+}
+
+/// Whether `image` starts with a registry host (`10.0.0.10:7700/…`,
+/// `registry.example.com/…`, `localhost/…`), as Docker decides it.
+fn names_registry(image: &str) -> bool {
+    match image.split_once('/') {
+        Some((first, _)) => first.contains(['.', ':']) || first == "localhost",
+        None => false,
+    }
+}
+
 /// Creates and starts the container of a replica; its id.
 async fn start(
     rt: &Runtime,
@@ -411,24 +592,30 @@ async fn start(
     r: &ReplicaId,
     demand: &AppDemand,
     t: &ContainerTemplate,
+    opts: &RunnerOptions,
 ) -> Result<String, String> {
-    let spec = container_spec(&s.node_id, s.epoch, r, demand, t);
+    ensure_image(rt, &t.image, opts.pull_auth.as_ref()).await?;
+    let spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address);
     let id = rt.create(&spec).await.map_err(|e| e.to_string())?;
     if let Err(e) = rt.start(&id).await {
         let _ = rt.remove(&id).await;
         return Err(e.to_string());
     }
-    tracing::info!(replica = %r, node = %s.node_id, epoch = s.epoch, container = %id, "replica started");
+    tracing::info!(replica = %r, node = %s.node_id, epoch = s.epoch, revision = t.revision, container = %id, "replica started");
     Ok(id)
 }
 
-/// `GET path` on 127.0.0.1:`port` answers 2xx within `limit`.
+/// `GET path` on 127.0.0.1:`port` answers 2xx or 3xx within `limit`.
 pub async fn probe(port: u16, path: &str, limit: Duration) -> bool {
+    probe_at(IpAddr::V4(Ipv4Addr::LOCALHOST), port, path, limit).await
+}
+
+/// `GET path` on `address:port` answers 2xx or 3xx within `limit` (the
+/// deployer's health rule).
+pub async fn probe_at(address: IpAddr, port: u16, path: &str, limit: Duration) -> bool {
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let mut s = tokio::net::TcpStream::connect((address, port)).await.ok()?;
+        let req = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut head = Vec::with_capacity(32);
         let mut buf = [0u8; 32];
@@ -444,9 +631,9 @@ pub async fn probe(port: u16, path: &str, limit: Duration) -> bool {
     matches!(tokio::time::timeout(limit, attempt).await, Ok(Some(true)))
 }
 
-/// `HTTP/1.x 2xx` at the start of a response.
+/// `HTTP/1.x 2xx` or `3xx` at the start of a response.
 fn status_is_success(head: &[u8]) -> bool {
-    head.starts_with(b"HTTP/1.") && head.get(9) == Some(&b'2') && head.len() >= 12
+    head.starts_with(b"HTTP/1.") && matches!(head.get(9), Some(b'2' | b'3')) && head.len() >= 12
 }
 
 #[cfg(test)]
@@ -456,11 +643,17 @@ mod tests {
     #[test]
     fn statuses_and_backoff() {
         assert!(status_is_success(b"HTTP/1.0 200 OK\r\n"));
+        assert!(status_is_success(b"HTTP/1.1 302 Found\r\n"));
         assert!(!status_is_success(b"HTTP/1.1 404 Not Found"));
         assert!(!status_is_success(b"HTTP/1.1 2"));
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(4));
         assert_eq!(backoff(40), Duration::from_secs(30));
+        assert!(names_registry("127.0.0.1:7700/alice/web:abc"));
+        assert!(names_registry("registry.example.com/alice/web"));
+        assert!(names_registry("localhost/x"));
+        assert!(!names_registry("slipway/app-web:abc"));
+        assert!(!names_registry("busybox"));
     }
 
     #[test]
@@ -469,7 +662,11 @@ mod tests {
             revision: 7,
             image: "slipway/busybox:latest".into(),
             command: vec!["httpd".into(), "-f".into()],
-            env: [("A".to_string(), "b".to_string())].into(),
+            env: [
+                ("A".to_string(), "b".to_string()),
+                ("PORT".to_string(), "8080".to_string()),
+            ]
+            .into(),
             port: 8080,
             health_path: Some("/".into()),
         };
@@ -485,7 +682,7 @@ mod tests {
             app: "web".into(),
             index: 2,
         };
-        let c = container_spec("node-a", 3, &r, &d, &t);
+        let c = container_spec("node-a", 3, &r, &d, &t, [10, 1, 2, 3].into());
         assert_eq!(c.labels[NODE_LABEL], "node-a");
         assert_eq!(c.labels[EPOCH_LABEL], "3");
         assert_eq!(c.labels[REPLICA_LABEL], "2");
@@ -496,6 +693,7 @@ mod tests {
         assert_eq!(c.resources.memory_bytes, Some(64 << 20));
         assert_eq!(c.resources.nano_cpus, Some(250_000_000));
         assert_eq!(c.ports[0].container_port, 8080);
+        assert_eq!(c.ports[0].host_ip, Some([10, 1, 2, 3].into()));
         let info = ContainerInfo {
             id: "x".into(),
             names: vec![],

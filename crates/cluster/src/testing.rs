@@ -48,8 +48,13 @@ fn etcd_bin() -> PathBuf {
 
 /// `n` distinct free ports on 127.0.0.1 (held together while chosen).
 fn free_ports(n: usize) -> Vec<u16> {
+    free_ports_on("127.0.0.1", n)
+}
+
+/// `n` distinct free ports on `ip` (held together while chosen).
+fn free_ports_on(ip: &str, n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
+        .map(|_| TcpListener::bind((ip, 0)).expect("bind a free port"))
         .collect();
     listeners
         .iter()
@@ -60,10 +65,22 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl EtcdCluster {
     /// Starts `n` members and waits (at most 30 s) until each is healthy.
     pub fn start(n: usize) -> Self {
+        Self::start_on(n, &[])
+    }
+
+    /// Like [`EtcdCluster::start`], but the members also serve clients on
+    /// `hosts` (same port as on 127.0.0.1), e.g. the host side of test
+    /// network namespaces' veth pairs; see [`EtcdCluster::endpoints_at`].
+    pub fn start_on(n: usize, hosts: &[std::net::Ipv4Addr]) -> Self {
         assert!(n >= 1);
         let bin = etcd_bin();
         let dir = tempfile::tempdir().expect("temp dir for etcd");
-        let ports = free_ports(2 * n);
+        let ports = if hosts.is_empty() {
+            free_ports(2 * n)
+        } else {
+            // Free on every address, not only on loopback.
+            free_ports_on("0.0.0.0", 2 * n)
+        };
         let peer = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
         let initial: Vec<String> = (0..n).map(|i| format!("m{i}={}", peer(i))).collect();
         let initial = initial.join(",");
@@ -72,14 +89,18 @@ impl EtcdCluster {
         for i in 0..n {
             let name = format!("m{i}");
             let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
+            let client_urls = std::iter::once(client_url.clone())
+                .chain(hosts.iter().map(|h| format!("http://{h}:{}", ports[2 * i])))
+                .collect::<Vec<_>>()
+                .join(",");
             let log = dir.path().join(format!("{name}.log"));
             let log_file = std::fs::File::create(&log).expect("etcd log file");
             let child = Command::new(&bin)
                 .args(["--name", &name])
                 .arg("--data-dir")
                 .arg(dir.path().join(&name))
-                .args(["--listen-client-urls", &client_url])
-                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-client-urls", &client_urls])
+                .args(["--advertise-client-urls", &client_urls])
                 .args(["--listen-peer-urls", &peer(i)])
                 .args(["--initial-advertise-peer-urls", &peer(i)])
                 .args(["--initial-cluster", &initial])
@@ -123,6 +144,18 @@ impl EtcdCluster {
             .iter()
             .filter(|m| m.child.is_some())
             .map(|m| m.client_url.clone())
+            .collect()
+    }
+
+    /// Client URLs of the running members on `host` (one given to
+    /// [`EtcdCluster::start_on`]).
+    pub fn endpoints_at(&self, host: std::net::Ipv4Addr) -> Vec<String> {
+        self.endpoints()
+            .iter()
+            .map(|u| {
+                let port = u.rsplit(':').next().unwrap_or_default();
+                format!("http://{host}:{port}")
+            })
             .collect()
     }
 

@@ -16,6 +16,8 @@
 
 #![warn(missing_docs)]
 
+mod cluster_demand;
+mod cluster_routes;
 mod collector;
 mod logs;
 mod probe;
@@ -24,6 +26,9 @@ mod replica;
 mod routes;
 mod service;
 
+pub use cluster_demand::{
+    cluster_image, registry_host, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB, PULL_ALLOWANCE,
+};
 pub use replica::{ReplicaState, ReplicaView};
 pub use service::ConfigChange;
 pub use slipway_logs::{Direction, LogRecord, LogStore, Query, Retention, Stream as LogStream};
@@ -45,6 +50,9 @@ pub const INSTANCE_LABEL: &str = "io.slipway.deploy-instance";
 pub const APP_ID_LABEL: &str = "io.slipway.app-id";
 /// Label carrying the release number a replica runs.
 pub const RELEASE_LABEL: &str = "io.slipway.release";
+/// The actor of scale changes made by the autoscaler (`crates/autoscale`),
+/// which records its own, richer app events.
+pub const AUTOSCALER: &str = "autoscaler";
 
 /// How the deploy service is set up by the server.
 #[derive(Debug, Clone)]
@@ -108,6 +116,12 @@ struct Inner {
     logs: LogStore,
     /// The log followers of the running replicas.
     collectors: collector::Collectors,
+    /// The cluster state (cluster mode only).
+    cluster: OnceLock<slipway_cluster::ClusterStore>,
+    /// Routes to the healthy replicas agents run on every node (cluster mode).
+    cluster_routes: Mutex<Vec<cluster_routes::ClusterRoute>>,
+    /// Demands, rollouts and replica reports (cluster mode).
+    cluster_deploy: cluster_demand::ClusterDeploy,
 }
 
 impl Deployer {
@@ -131,6 +145,9 @@ impl Deployer {
                 registry: OnceLock::new(),
                 logs,
                 collectors: Default::default(),
+                cluster: OnceLock::new(),
+                cluster_routes: Mutex::new(Vec::new()),
+                cluster_deploy: Default::default(),
             }),
         }
     }
@@ -143,6 +160,22 @@ impl Deployer {
     /// The built-in reverse proxy (the server serves it on its own listener).
     pub fn proxy(&self) -> &Proxy {
         &self.inner.proxy
+    }
+
+    /// Enters cluster mode (once, at start-up): the proxy also routes to
+    /// the healthy replicas agents run on every node, kept current by a
+    /// watch of the cluster state. Must run inside a Tokio runtime.
+    pub fn set_cluster(&self, store: slipway_cluster::ClusterStore) {
+        if self.inner.cluster.set(store.clone()).is_ok() {
+            cluster_routes::start(self.clone(), store.clone());
+            // Replica reports for releases, `ps` and `ready` (cluster_demand).
+            cluster_demand::start(self.clone(), store);
+        }
+    }
+
+    /// The cluster state, in cluster mode.
+    pub fn cluster(&self) -> Option<&slipway_cluster::ClusterStore> {
+        self.inner.cluster.get()
     }
 
     /// Connects the embedded registry that keeps every released image.
@@ -235,7 +268,8 @@ impl Deployer {
 
     /// Asks the reconcile task of `app_id` to run soon.
     pub fn wake(&self, app_id: i64) {
-        if self.inner.runtime.get().is_none() {
+        // Cluster mode reconciles without the local engine (it writes demands).
+        if self.inner.runtime.get().is_none() && self.cluster().is_none() {
             return;
         }
         let notify = {
@@ -253,8 +287,12 @@ impl Deployer {
         notify.notify_one();
     }
 
-    /// The replicas of an app as this server sees them.
+    /// The replicas of an app as this server sees them (in cluster mode:
+    /// as the agents of every node report them).
     pub fn replicas(&self, app_id: i64) -> Vec<ReplicaView> {
+        if self.cluster().is_some() {
+            return self.cluster_views(app_id);
+        }
         self.inner
             .apps
             .lock()
@@ -277,6 +315,9 @@ impl Deployer {
 
     /// Healthy replicas of the release that should run.
     pub fn ready(&self, app: &AppRecord) -> usize {
+        if self.cluster().is_some() {
+            return self.cluster_ready(app);
+        }
         let Some(release) = app.release else {
             return 0;
         };

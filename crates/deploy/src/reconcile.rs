@@ -9,6 +9,9 @@
 //! ones. It runs again until nothing is left to do. A new release whose
 //! replicas never become healthy is marked failed and the app goes back to
 //! its last active release, which never stopped serving.
+//!
+//! In cluster mode a run writes the app's demand instead (see
+//! `cluster_demand`): agents run the replicas.
 
 use crate::probe::{self, NotReady};
 use crate::replica::{backoff, container_spec, Replica, ReplicaState};
@@ -30,7 +33,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE_SECS: i64 = 10;
 
 /// What one reconcile run achieved.
-enum Progress {
+pub(crate) enum Progress {
     /// Something changed; run again.
     Changed,
     /// Desired and actual state agree.
@@ -144,14 +147,14 @@ pub(crate) fn spawn_app_task(d: Deployer, app_id: i64, notify: Arc<Notify>) {
 }
 
 impl Deployer {
-    fn app_filter(&self, app_id: i64) -> LabelFilter {
+    pub(crate) fn app_filter(&self, app_id: i64) -> LabelFilter {
         LabelFilter::managed()
             .with(labels::OWNER, "deploy")
             .with(INSTANCE_LABEL, self.instance())
             .with(APP_ID_LABEL, app_id.to_string())
     }
 
-    async fn event(&self, app_id: i64, kind: &str, message: &str) {
+    pub(crate) async fn event(&self, app_id: i64, kind: &str, message: &str) {
         tracing::info!(app_id, kind, "{message}");
         if let Err(e) = self.store().add_app_event(app_id, kind, message).await {
             tracing::warn!(error = %e, "cannot record an app event");
@@ -209,6 +212,10 @@ impl Deployer {
     }
 
     async fn reconcile_once(&self, app_id: i64) -> Result<Progress, String> {
+        if let Some(cluster) = self.cluster().cloned() {
+            // Cluster mode: write the demand; agents run the replicas.
+            return self.reconcile_cluster(&cluster, app_id).await;
+        }
         let rt = self
             .runtime()
             .cloned()
@@ -594,7 +601,7 @@ impl Deployer {
     }
 
     /// Marks `release` failed and points the app back at its last active release.
-    async fn fail_release(
+    pub(crate) async fn fail_release(
         &self,
         app: &AppRecord,
         release: &ReleaseRecord,
@@ -645,7 +652,7 @@ impl Deployer {
         futures::future::join_all(stops).await;
     }
 
-    async fn drain_and_stop(
+    pub(crate) async fn drain_and_stop(
         &self,
         app_id: i64,
         app: &str,
@@ -679,7 +686,7 @@ impl Deployer {
     }
 
     /// Removes images of releases beyond the kept ones (not used by any kept release).
-    async fn prune_images(&self, app: &AppRecord) {
+    pub(crate) async fn prune_images(&self, app: &AppRecord) {
         let Some(rt) = self.runtime() else { return };
         let keep = self.inner.options.releases_kept.max(1) as i64;
         let Ok(all) = self.store().releases(app.id, 10_000).await else {

@@ -22,6 +22,9 @@ pub enum ReplicaState {
     Healthy,
     /// Out of the routes, finishing its in-flight requests before it stops.
     Draining,
+    /// Could not be started (cluster mode: the agent's report, e.g. a
+    /// failed image pull; `error` says why). It is retried with backoff.
+    Failed,
 }
 
 /// A replica as shown to users (`slipway ps`).
@@ -39,8 +42,14 @@ pub struct ReplicaView {
     pub address: String,
     /// Times this replica slot was restarted after a crash.
     pub restarts: u32,
-    /// When it started.
+    /// When it started (cluster mode: when its agent last reported).
     pub started_at: DateTime<Utc>,
+    /// The cluster node running it (cluster mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why it failed (state `failed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One running replica.
@@ -82,6 +91,8 @@ impl AppReplicas {
                 address: r.addr.to_string(),
                 restarts: r.restarts,
                 started_at: r.started_at,
+                node: None,
+                error: None,
             })
             .collect()
     }

@@ -1,9 +1,11 @@
 //! The proxy's route table, rebuilt from the healthy replicas of every app.
 
+use crate::cluster_routes::ClusterRoute;
 use crate::replica::ReplicaState;
 use crate::Deployer;
 use slipway_domain::HealthSpec;
 use slipway_proxy::{HealthCheck, Pool, Route, RouteTable};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How one app is reached: its host names and its health check.
@@ -15,9 +17,16 @@ pub(crate) struct AppRoute {
 }
 
 impl Deployer {
-    /// Replaces the proxy's routes with the healthy replicas of every app.
+    /// Replaces the proxy's routes with the healthy replicas of every app:
+    /// this server's own, and in cluster mode those agents run on any node
+    /// (an app with both gets one pool holding all of them).
     pub(crate) fn rebuild_routes(&self) {
         let _guard = self.inner.routes_lock.lock().unwrap();
+        let mut cluster: BTreeMap<String, ClusterRoute> = self
+            .cluster_routes()
+            .into_iter()
+            .map(|r| (r.app.clone(), r))
+            .collect();
         let apps = self.inner.apps.lock().unwrap();
         let mut table = RouteTable::new();
         let mut names: Vec<_> = apps
@@ -33,6 +42,14 @@ impl Deployer {
                 .map(|r| r.addr)
                 .collect();
             let h = &route.health;
+            let mut hosts = route.hosts.clone();
+            let mut upstreams = upstreams;
+            if let Some(c) = cluster.remove(&route.app) {
+                upstreams.extend(c.upstreams);
+                upstreams.sort();
+                upstreams.dedup();
+                hosts.extend(c.hosts.into_iter().filter(|x| !route.hosts.contains(x)));
+            }
             let pool = Pool::new(route.app.clone(), upstreams).health(HealthCheck {
                 path: h.path.clone(),
                 interval: Duration::from_millis(h.interval_ms),
@@ -40,11 +57,17 @@ impl Deployer {
                 rise: h.rise,
                 fall: h.fall,
             });
-            for host in &route.hosts {
+            for host in &hosts {
                 table = table.route(Route::new(host, "/", pool.clone()));
             }
         }
         drop(apps);
+        for route in cluster.into_values() {
+            let pool = route.pool();
+            for host in &route.hosts {
+                table = table.route(Route::new(host, "/", pool.clone()));
+            }
+        }
         self.inner.proxy.set_routes(table);
     }
 }

@@ -208,10 +208,22 @@ impl Deployer {
     pub async fn update_settings(
         &self,
         app: &AppRecord,
-        spec: AppSpec,
+        mut spec: AppSpec,
         actor: &str,
     ) -> Result<Option<ReleaseRecord>, DeployError> {
         spec.validate().map_err(DeployError::Invalid)?;
+        // With autoscaling on, replicas stay within the policy's range: a
+        // manual scale is clamped into it (and then counts as the
+        // autoscaler's starting point).
+        let mut clamped = String::new();
+        if let Some(policy) = self.store().autoscale(app.id).await? {
+            let (min, max) = (policy.min_replicas as u32, policy.max_replicas as u32);
+            let asked = spec.replicas;
+            spec.replicas = asked.clamp(min, max);
+            if spec.replicas != asked && app.spec.replicas != asked {
+                clamped = format!(" (asked {asked}; autoscaling keeps {min}–{max})");
+            }
+        }
         self.store().update_app_spec(app.id, &spec).await?;
         let old = &app.spec;
         let mut changed = Vec::new();
@@ -227,14 +239,14 @@ impl Deployer {
         if old.max_surge != spec.max_surge || old.max_unavailable != spec.max_unavailable {
             changed.push("rollout");
         }
-        if old.replicas != spec.replicas {
+        if (old.replicas != spec.replicas || !clamped.is_empty()) && actor != crate::AUTOSCALER {
             let _ = self
                 .store()
                 .add_app_event(
                     app.id,
                     "scale",
                     &format!(
-                        "scaled from {} to {} by {actor}",
+                        "scaled from {} to {} by {actor}{clamped}",
                         old.replicas, spec.replicas
                     ),
                 )
@@ -278,7 +290,8 @@ impl Deployer {
         Ok(Some(release))
     }
 
-    /// Sets the number of replicas.
+    /// Sets the number of replicas (clamped into the autoscale policy's
+    /// range when the app has one).
     pub async fn scale(
         &self,
         app: &AppRecord,
@@ -368,6 +381,8 @@ impl Deployer {
     pub async fn delete_app(&self, app: &AppRecord) -> Result<(), DeployError> {
         self.store().delete_app(app.id).await?;
         self.remove_app_logs(app.id).await;
+        // Cluster mode: its demand goes, so agents stop its replicas.
+        self.forget_cluster_app(app).await;
         self.wake(app.id);
         Ok(())
     }

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod collector;
+pub mod measure;
 pub mod quantile;
 pub mod ring;
 mod sampler;

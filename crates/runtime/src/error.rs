@@ -90,6 +90,16 @@ pub enum RuntimeError {
         message: String,
     },
 
+    /// Pulling an image from a registry failed (cluster agents pull from
+    /// Slipway's own registry).
+    #[error("pulling {image} failed: {message} — check that this machine reaches the registry (a remote registry needs TLS, or an `insecure-registries` entry in the engine's daemon.json) and that the credentials are current")]
+    Pull {
+        /// The image reference that was pulled.
+        image: String,
+        /// The engine's or the registry's message.
+        message: String,
+    },
+
     /// The busybox binary used to bootstrap `slipway/busybox` is missing or unusable.
     #[error("cannot use {path} to bootstrap the busybox image: {reason} — install a static busybox with `apt-get install busybox-static`")]
     Busybox {

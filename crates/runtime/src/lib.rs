@@ -5,7 +5,8 @@
 //! (see [`labels`]) so leftovers after a crash can be removed with
 //! [`Runtime::cleanup`]. Images never come from a registry: [`images`] builds
 //! them locally (busybox from the host binary, Debian via debootstrap, and
-//! Dockerfile builds on top).
+//! Dockerfile builds on top); the one pull ([`images::pull_image`]) is a
+//! cluster agent fetching a release image from Slipway's own registry.
 
 #![warn(missing_docs)]
 

@@ -142,16 +142,19 @@ impl Protocol {
     }
 }
 
-/// A container port published on `127.0.0.1` of the host.
+/// A container port published on `127.0.0.1` of the host (or on the
+/// address a cluster agent advertises, see [`ContainerSpec::publish_on`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortPublish {
     /// Port inside the container.
     pub container_port: u16,
-    /// Port on 127.0.0.1; `0` lets the engine pick a free one (read it back
-    /// with [`crate::Runtime::host_port`]).
+    /// Port on the host address; `0` lets the engine pick a free one (read
+    /// it back with [`crate::Runtime::host_port`]).
     pub host_port: u16,
     /// TCP or UDP.
     pub protocol: Protocol,
+    /// The host address it binds; `None` is [`PUBLISH_HOST_IP`].
+    pub host_ip: Option<std::net::IpAddr>,
 }
 
 impl PortPublish {
@@ -374,6 +377,20 @@ impl ContainerSpec {
             container_port,
             host_port,
             protocol: Protocol::Tcp,
+            host_ip: None,
+        });
+        self
+    }
+
+    /// Publish a TCP `container_port` on `ip`:`host_port` (0 = auto-assign):
+    /// a cluster agent's replicas are reached by the proxies of every server
+    /// on the node's advertised address.
+    pub fn publish_on(mut self, ip: std::net::IpAddr, container_port: u16, host_port: u16) -> Self {
+        self.ports.push(PortPublish {
+            container_port,
+            host_port,
+            protocol: Protocol::Tcp,
+            host_ip: Some(ip),
         });
         self
     }
@@ -464,7 +481,10 @@ impl ContainerSpec {
                 .or_insert_with(|| Some(Vec::new()))
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding {
-                    host_ip: Some(PUBLISH_HOST_IP.to_string()),
+                    host_ip: Some(
+                        p.host_ip
+                            .map_or_else(|| PUBLISH_HOST_IP.to_string(), |ip| ip.to_string()),
+                    ),
                     host_port: Some(if p.host_port == 0 {
                         String::new()
                     } else {
@@ -552,6 +572,14 @@ mod tests {
         assert_eq!(b.host_port.as_deref(), Some(""));
         assert_eq!(cfg.labels.unwrap()[labels::MANAGED], "true");
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+        let on = ContainerSpec::new("x")
+            .publish_on([10, 0, 0, 7].into(), 8080, 0)
+            .to_config()
+            .unwrap();
+        let b = &on.host_config.unwrap().port_bindings.unwrap()["8080/tcp"]
+            .clone()
+            .unwrap()[0];
+        assert_eq!(b.host_ip.as_deref(), Some("10.0.0.7"));
     }
 
     #[test]

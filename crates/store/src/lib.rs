@@ -8,6 +8,7 @@
 
 mod alerts;
 mod apps;
+mod autoscale;
 mod error;
 mod events;
 mod exec_jobs;
@@ -22,6 +23,7 @@ pub use alerts::{
     AlertDeliveryRow, AlertEventRow, AlertRuleRow, AlertRuleSettings, AlertWebhookRow,
 };
 pub use apps::{AppEvent, NewRelease};
+pub use autoscale::{AutoscaleRow, AutoscaleSettings};
 pub use error::StoreError;
 pub use exec_jobs::{ExecJobRecord, NewExecJob};
 pub use pipelines::{NewPipeline, NewStep};

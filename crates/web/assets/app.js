@@ -36,8 +36,21 @@
     }
   }
 
+  // One line about the autoscale policy (set with `slipway autoscale`).
+  function renderAutoscale(p) {
+    const line = document.getElementById("autoscale");
+    if (!p.enabled) {
+      line.textContent = "Autoscaling off (slipway autoscale " + name + " --min 1 --max 3 --rps 50).";
+      return;
+    }
+    const target = p.cpu_percent != null ? p.cpu_percent + " % CPU" : p.rps_per_replica + " req/s";
+    const last = p.last_decision ? " Last decision: " + p.last_decision.reason + " (" + ago(p.last_decision.at) + ")." : "";
+    line.textContent = "Autoscaling " + p.min + "–" + p.max + " replicas at " + target + " per replica; scale-down window " + p.scale_down_window_s + " s." + last;
+  }
+
   async function refreshReplicas() {
-    const [a, replicas] = await Promise.all([api("GET", path), api("GET", path + "/replicas")]);
+    const [a, replicas, policy] = await Promise.all([api("GET", path), api("GET", path + "/replicas"), api("GET", path + "/autoscale")]);
+    renderAutoscale(policy);
     renderApp(a);
     const rows = replicas.map((r) => [
       el("code", { text: r.id }),

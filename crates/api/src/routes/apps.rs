@@ -541,5 +541,24 @@ pub async fn events(
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Vec<slipway_store::AppEvent>>> {
     let (app, _) = authorize_app(&state, &caller, &name, Access::Read).await?;
-    Ok(axum::Json(state.store().app_events(app.id, 200).await?))
+    let mut events = state.store().app_events(app.id, 200).await?;
+    // In cluster mode the scheduler's moves of this app's replicas too.
+    if let Some(cluster) = state.cluster() {
+        match cluster.store().app_events(&app.name, 200).await {
+            Ok(list) => {
+                events.extend(list.into_iter().map(|e| slipway_store::AppEvent {
+                    id: 0,
+                    app_id: app.id,
+                    kind: e.kind,
+                    message: e.message,
+                    at: e.at,
+                }));
+                events.sort_by_key(|e| e.at);
+                let extra = events.len().saturating_sub(200);
+                events.drain(..extra);
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster events unavailable"),
+        }
+    }
+    Ok(axum::Json(events))
 }

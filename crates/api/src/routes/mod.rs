@@ -5,6 +5,7 @@ mod alerts;
 mod app_logs;
 mod app_metrics;
 mod apps;
+mod autoscale;
 mod browse;
 mod exec;
 pub(crate) mod git;
@@ -99,6 +100,12 @@ pub fn api_routes() -> Router<AppState> {
             get(apps::show).patch(apps::update).delete(apps::delete),
         )
         .route("/apps/{app}/scale", put(apps::scale))
+        .route(
+            "/apps/{app}/autoscale",
+            get(autoscale::show)
+                .put(autoscale::put)
+                .delete(autoscale::delete),
+        )
         .route("/apps/{app}/replicas", get(apps::replicas))
         .route("/apps/{app}/releases", get(apps::releases))
         .route("/apps/{app}/rollback", post(apps::rollback))

@@ -4,7 +4,9 @@
 //! Everything but the join is for site administrators. The join is
 //! authorised by a join token (`slpj_…`, created by an administrator,
 //! stored in etcd as a SHA-256 digest, valid until it expires) and answers
-//! the node's id and the etcd endpoints its agent then talks to directly.
+//! the node's id and the etcd endpoints its agent then talks to directly,
+//! plus a new registry pull credential for the node (`slpn_…`, see
+//! `routes::registry`).
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Json};
@@ -281,6 +283,12 @@ pub async fn join(
     if req.hostname.len() > 253 {
         return Err(ApiError::invalid("hostname is longer than 253 characters"));
     }
+    // The node's registry pull credential, replaced at every join.
+    let credential = cluster
+        .store()
+        .issue_node_credential(&node_id)
+        .await
+        .map_err(cluster_error)?;
     let opts = cluster.store().options();
     tracing::info!(node = %node_id, hostname = %req.hostname, "node joined");
     Ok(axum::Json(JoinResponse {
@@ -288,5 +296,6 @@ pub async fn join(
         etcd_endpoints: opts.endpoints.clone(),
         prefix: opts.prefix.clone(),
         lease_ttl_ms: opts.lease_ttl.as_millis() as u64,
+        credential: Some(credential),
     }))
 }

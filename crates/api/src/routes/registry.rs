@@ -7,6 +7,10 @@
 //! needs the Read scope, pushing and deleting the Write scope, and in both
 //! cases the caller must be the owner or a site administrator. Refusals use
 //! the OCI error body docker clients read.
+//!
+//! In cluster mode a node agent pulls release images with Basic
+//! `<node-id>:<slpn_…>` (the credential its join issued, checked against
+//! the digest in etcd): GET/HEAD of any repository, nothing else.
 
 use crate::error::ApiError;
 use crate::extract::{challenge_caller, Caller};
@@ -65,8 +69,72 @@ fn may_access(caller: &Caller, repo: &str) -> bool {
     }
 }
 
+/// `Basic <node-id>:<slpn_…>`: a cluster node's pull credential, as
+/// `(node, secret)`; `None` for any other credentials.
+fn node_credentials(parts: &axum::http::request::Parts) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (kind, rest) = value.split_once(' ')?;
+    if !kind.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (node, secret) = decoded.split_once(':')?;
+    secret
+        .starts_with("slpn_")
+        .then(|| (node.to_owned(), secret.to_owned()))
+}
+
+/// A cluster node pulling a release image (cluster mode only): its
+/// credential is checked against etcd and allows GET/HEAD of any
+/// repository (and the `/v2/` ping), nothing else.
+async fn node_pull(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    node: &str,
+    secret: &str,
+) -> Result<(), Response> {
+    let Some(cluster) = state.cluster() else {
+        return Err(unauthorized(
+            "node credentials are only valid on a server in cluster mode",
+        ));
+    };
+    match cluster.store().check_node_credential(node, secret).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(unauthorized(
+                "invalid node credential: the agent gets a new one when it joins again",
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a node credential");
+            return Err(oci_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the cluster state (etcd) is not reachable; try again",
+            ));
+        }
+    }
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        return Err(denied("a node credential may only pull images"));
+    }
+    if Endpoint::parse(parts.uri.path()) == Some(Endpoint::Catalog) {
+        return Err(denied("a node credential may not list repositories"));
+    }
+    Ok(())
+}
+
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
+    if let Some((node, secret)) = node_credentials(&parts) {
+        return match node_pull(&state, &parts, &node, &secret).await {
+            Ok(()) => next.run(Request::from_parts(parts, body)).await,
+            Err(refused) => refused,
+        };
+    }
     let caller = match challenge_caller(&state, &parts).await {
         Ok(Some(c)) => c,
         Ok(None) => return unauthorized(

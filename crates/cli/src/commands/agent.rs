@@ -5,7 +5,9 @@
 //! lease and keeps it alive; `slipway node list` shows it. Its state goes to
 //! stdout (one line per change) and to `<data-dir>/agent-status.json`. The
 //! replicas assigned to the node run in the local Docker Engine
-//! ([`slipway_cluster::runner`]).
+//! ([`slipway_cluster::runner`]), their ports published on
+//! `--advertise-address`; release images are pulled from the servers'
+//! registry with the pull credential each join issues (kept in node.json).
 
 use crate::client::Client;
 use crate::GlobalArgs;
@@ -16,7 +18,9 @@ use slipway_cluster::agent::{
     Agent, AgentConfig, AgentStatus, JoinRequest, JoinResponse, Phase, SavedNode,
 };
 use slipway_cluster::{Labels, Resources, StoreOptions};
+use slipway_runtime::images::RegistryAuth;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +42,23 @@ pub struct AgentArgs {
     /// Memory offered to replicas, in MiB (default: the machine's).
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// The IP address replica ports are published on and that the servers'
+    /// proxies dial (this machine's address on the cluster's network).
+    #[arg(long, default_value = "127.0.0.1", value_parser = advertise_address)]
+    advertise_address: IpAddr,
+}
+
+/// `--advertise-address`: a concrete IP address (not 0.0.0.0 or ::).
+fn advertise_address(s: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address"))?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!(
+            "{s} cannot be dialled: give this machine's address on the cluster's network"
+        ));
+    }
+    Ok(ip)
 }
 
 /// Joins, registers and keeps the node alive until interrupted (or removed).
@@ -69,9 +90,14 @@ pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         )
         .await
         .context("joining the cluster")?;
-    if saved.node_id.as_deref() != Some(joined.node_id.as_str()) || saved.server.is_none() {
+    // A join issues a new pull credential (the previous one stops working).
+    if saved.node_id.as_deref() != Some(joined.node_id.as_str())
+        || saved.server.is_none()
+        || joined.credential.is_some()
+    {
         saved.node_id = Some(joined.node_id.clone());
         saved.server = Some(args.join.clone());
+        saved.credential = joined.credential.clone();
         saved
             .save(&args.data_dir)
             .with_context(|| format!("saving the node id in {}", args.data_dir.display()))?;
@@ -108,12 +134,16 @@ pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     })
     .await
     .context("registering the node in etcd")?;
-    let _runner = slipway_cluster::runner::Runner::spawn(
-        docker,
-        runner_store,
-        agent.status(),
-        slipway_cluster::runner::RunnerOptions::default(),
-    );
+    let runner_opts = slipway_cluster::runner::RunnerOptions {
+        address: args.advertise_address,
+        pull_auth: saved.credential.clone().map(|password| RegistryAuth {
+            username: joined.node_id.clone(),
+            password,
+        }),
+        ..Default::default()
+    };
+    let _runner =
+        slipway_cluster::runner::Runner::spawn(docker, runner_store, agent.status(), runner_opts);
     let mut status = agent.status();
     let mut last = (Phase::Registering, 0u64, usize::MAX);
     loop {

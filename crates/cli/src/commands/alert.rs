@@ -166,7 +166,7 @@ pub enum WebhookCommand {
 }
 
 /// `30`, `30s`, `5m`, `1h`, `1h30m` → seconds.
-fn seconds(flag: &str, text: &str) -> anyhow::Result<i64> {
+pub(crate) fn seconds(flag: &str, text: &str) -> anyhow::Result<i64> {
     let bad =
         || anyhow::anyhow!("{flag} must be a duration such as 30s, 5m or 1h30m, not {text:?}");
     let t = text.trim();

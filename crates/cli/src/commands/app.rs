@@ -687,7 +687,12 @@ async fn scale(
         )
         .await?;
     if !json {
-        println!("Scaling {app} to {replicas} replica(s).");
+        match a["replicas"].as_u64() {
+            Some(got) if got != u64::from(replicas) => println!(
+                "Scaling {app} to {got} replica(s), not {replicas}: autoscaling keeps it in its range (see `slipway autoscale {app}`)."
+            ),
+            _ => println!("Scaling {app} to {replicas} replica(s)."),
+        }
     }
     if wait.wait {
         if a["release"].is_null() {
@@ -714,6 +719,8 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&replicas);
     }
+    // Cluster mode: replicas run on agents' nodes.
+    let clustered = replicas.iter().any(|r| r["node"].is_string());
     let rows = replicas
         .iter()
         .map(|r| {
@@ -721,18 +728,26 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
                 Some(e) if !e.is_empty() => format!("{} ({e})", s(&r["state"])),
                 _ => s(&r["state"]),
             };
-            vec![
+            let mut row = vec![
                 s(&r["id"]),
                 vnum(&r["release"]),
                 state,
                 s(&r["address"]),
                 s(&r["restarts"]),
                 age(&r["started_at"]),
-            ]
+            ];
+            if clustered {
+                row.insert(1, s(&r["node"]));
+            }
+            row
         })
         .collect();
+    let mut header = vec!["ID", "RELEASE", "STATE", "ADDRESS", "RESTARTS", "AGE"];
+    if clustered {
+        header.insert(1, "NODE");
+    }
     output::table(
-        &["ID", "RELEASE", "STATE", "ADDRESS", "RESTARTS", "AGE"],
+        &header,
         rows,
         &format!(
             "No replicas of {app} running: deploy it (`slipway deploy {app}`) or scale it up."

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod agent;
 pub mod alert;
 pub mod app;
+pub mod autoscale;
 pub mod exec;
 pub mod images;
 pub mod node;

@@ -13,6 +13,8 @@
 //! | `servers/{id}` | [`ServerRecord`]: a `slipway server` member | the server's |
 //! | `election/scheduler` | etcd election: the leader's value is its server id | the leader's |
 //! | `join-tokens/{sha256}` | [`JoinTokenRecord`] (only the digest is stored) | none |
+//! | `node-credentials/{node}` | [`NodeCredentialRecord`]: digest of the node's registry pull credential | none |
+//! | `events/{app}/{time}` | [`ClusterEvent`]: what the scheduler did to the app | a one-day lease |
 //!
 //! A node is alive while `alive/{node}` exists with the epoch in
 //! `nodes/{node}`; every registration increments the epoch, so a node
@@ -20,10 +22,14 @@
 //! no longer its own, and its status reports are refused.
 
 mod election;
+mod events;
+mod routing;
 mod session;
 mod watch;
 
 pub use election::{Leadership, SCHEDULER_ELECTION};
+pub use events::{plan_events, unschedulable_event, ClusterEvent, EVENT_TTL_SECS};
+pub use routing::{replica_key, NodeReport, RoutingSnapshot};
 pub use session::Session;
 pub use watch::{Watch, WatchEvent, WatchKind};
 
@@ -215,6 +221,21 @@ pub struct ReplicaReport {
     /// 127.0.0.1 when absent): proxies on every server dial `address:host_port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The app revision (container template) the reported container runs:
+    /// during a rollout the old revision stays reported until the new one
+    /// is healthy, so a release is live when every replica reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+}
+
+/// The value of `node-credentials/{node}`: the digest of the node's pull
+/// credential (`slpn_…`), replaced at each join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCredentialRecord {
+    /// SHA-256 hex of the credential.
+    pub sha256: String,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
 }
 
 /// A `slipway server` member of the cluster.
@@ -638,6 +659,7 @@ impl ClusterStore {
                     TxnOp::delete(self.key(&format!("alive/{id}")), None),
                     TxnOp::delete(self.key(&format!("assign/{id}/")), Some(prefix.clone())),
                     TxnOp::delete(self.key(&format!("status/{id}/")), Some(prefix)),
+                    TxnOp::delete(self.key(&format!("node-credentials/{id}")), None),
                 ]);
             if self.txn(txn).await?.succeeded() {
                 return Ok(record);
@@ -677,6 +699,14 @@ impl ClusterStore {
             .into_iter()
             .map(|(_, d, _)| (d.app.clone(), d))
             .collect())
+    }
+
+    /// One app's demand, if any (the deployer writes only what changed).
+    pub async fn demand(&self, app: &str) -> Result<Option<AppDemand>> {
+        Ok(self
+            .get_one(&self.key(&format!("apps/{app}")))
+            .await?
+            .map(|(d, _)| d))
     }
 
     /// Forgets an app: the scheduler withdraws its assignments.
@@ -782,6 +812,7 @@ impl ClusterStore {
             container: None,
             host_port: None,
             address: None,
+            revision: None,
         };
         self.report_replica(lease, assignment, report).await
     }
@@ -861,6 +892,46 @@ impl ClusterStore {
             .into_iter()
             .map(|(_, v, _)| v)
             .collect())
+    }
+
+    // ---- node credentials ----
+
+    /// Issues node `node`'s pull credential (`slpn_…`, returned once),
+    /// replacing any earlier one: agents pull release images from the
+    /// servers' registry with Basic `<node>:<credential>`. Only its SHA-256
+    /// is stored, under `node-credentials/{node}`.
+    pub async fn issue_node_credential(&self, node: &str) -> Result<String> {
+        use rand::distributions::{Alphanumeric, DistString};
+        if !crate::model::valid_id(node) {
+            return Err(ClusterError::Invalid(format!("invalid node id {node:?}")));
+        }
+        let secret = format!(
+            "slpn_{}",
+            Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
+        );
+        let record = NodeCredentialRecord {
+            sha256: digest(&secret),
+            issued_at: Utc::now(),
+        };
+        self.put(
+            self.key(&format!("node-credentials/{node}")),
+            encode(&record),
+            None,
+        )
+        .await?;
+        Ok(secret)
+    }
+
+    /// Whether `secret` is node `node`'s current pull credential.
+    pub async fn check_node_credential(&self, node: &str, secret: &str) -> Result<bool> {
+        if !crate::model::valid_id(node) || !secret.starts_with("slpn_") || secret.len() > 100 {
+            return Ok(false);
+        }
+        let key = self.key(&format!("node-credentials/{node}"));
+        Ok(self
+            .get_one::<NodeCredentialRecord>(&key)
+            .await?
+            .is_some_and(|(r, _)| r.sha256 == digest(secret)))
     }
 
     // ---- join tokens ----

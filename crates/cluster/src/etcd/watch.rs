@@ -17,6 +17,9 @@ pub enum WatchKind {
     Demands,
     /// What the scheduler reacts to: nodes and demands.
     Scheduling,
+    /// What every server's proxy routes by: demands, assignments and the
+    /// agents' replica reports of all nodes.
+    Routing,
 }
 
 impl WatchKind {
@@ -28,6 +31,7 @@ impl WatchKind {
             WatchKind::Assignments(None) => ("assign/".into(), vec![""]),
             WatchKind::Demands => ("apps/".into(), vec![""]),
             WatchKind::Scheduling => (String::new(), vec!["nodes/", "alive/", "epochs/", "apps/"]),
+            WatchKind::Routing => (String::new(), vec!["apps/", "assign/", "status/"]),
         }
     }
 }

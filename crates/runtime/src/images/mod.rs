@@ -1,6 +1,7 @@
 //! Images without any registry.
 //!
-//! Slipway never pulls. Base images are made locally and imported through
+//! Slipway never pulls from public registries (only cluster agents pull
+//! release images from Slipway's own, [`pull_image`]). Base images are made locally and imported through
 //! the Engine API (`POST /images/create?fromSrc=-`):
 //! - [`bootstrap_busybox`] packs the host's static `/bin/busybox` with its
 //!   applet links and a small `/etc` into `slipway/busybox:latest` in seconds;
@@ -184,6 +185,77 @@ pub fn split_reference(reference: &str) -> (&str, &str) {
         Some(i) if !reference[i..].contains('/') => (&reference[..i], &reference[i + 1..]),
         _ => (reference, "latest"),
     }
+}
+
+/// Credentials for a registry pull (HTTP Basic towards the registry).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    /// The user name (a cluster node's id for Slipway's registry).
+    pub username: String,
+    /// The password or token (never printed: `Debug` hides it).
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Pulls `reference` (`host:port/repo:tag`) into the local engine.
+///
+/// This is the one exception to "Slipway never pulls": cluster agents
+/// fetch release images from Slipway's own registry. The engine treats
+/// registries on 127.0.0.0/8 as insecure (plain HTTP); any other registry
+/// needs TLS or an `insecure-registries` entry in the engine's daemon.json.
+pub async fn pull_image(rt: &Runtime, reference: &str, auth: Option<&RegistryAuth>) -> Result<()> {
+    let (repo, tag) = split_reference(reference);
+    let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+        username: Some(a.username.clone()),
+        password: Some(a.password.clone()),
+        serveraddress: repo.split_once('/').map(|(host, _)| host.to_string()),
+        ..Default::default()
+    });
+    let mut stream = rt.long_docker().create_image(
+        Some(CreateImageOptions {
+            from_image: repo,
+            tag,
+            ..Default::default()
+        }),
+        None,
+        credentials,
+    );
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(status) = info.status {
+                    tracing::debug!(%reference, %status, "pull");
+                }
+            }
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Err(RuntimeError::Pull {
+                    image: reference.to_string(),
+                    message: error,
+                })
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                return Err(RuntimeError::Pull {
+                    image: reference.to_string(),
+                    message,
+                })
+            }
+            Err(source) => {
+                return Err(RuntimeError::Docker {
+                    action: format!("pulling image `{reference}`"),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Import a root filesystem tarball as image `tag` and return its id.
