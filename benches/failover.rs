@@ -19,171 +19,21 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use slipway_cluster::testing::EtcdCluster;
-use slipway_cluster::{
-    runner, AppDemand, ClusterStore, ContainerTemplate, Labels, Resources, StoreOptions,
+use slipway_cluster::testing::replicas::{
+    answering, demand, docker, indices, wait_for, whoami_demand, Cleanup,
 };
-use slipway_runtime::{labels, LabelFilter, Runtime};
+use slipway_cluster::testing::EtcdCluster;
+use slipway_cluster::{runner, ClusterStore, StoreOptions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::cluster::AgentProc;
 use support::*;
 
 const TTL_MS: &str = "2000";
 const TTL: Duration = Duration::from_millis(2000);
-
-/// A `slipway agent` process.
-struct AgentProc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    node_id: String,
-    address: String,
-    log: PathBuf,
-}
-
-impl AgentProc {
-    fn start(server: &str, token: &str, dir: &Path, address: Option<&str>) -> Self {
-        let log = dir.join("agent.log");
-        let log_file = std::fs::File::create(&log).expect("agent log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
-        cmd.args(["agent", "--join", server, "--token", token])
-            .args(["--cpus", "2", "--memory-mb", "2048", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .env_remove("SLIPWAY_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(log_file);
-        if let Some(a) = address {
-            cmd.args(["--advertise-address", a]);
-        }
-        let mut child = cmd.spawn().expect("start slipway agent");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut agent = AgentProc {
-            child,
-            lines,
-            node_id: String::new(),
-            address: address.unwrap_or("127.0.0.1").to_owned(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let line = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match agent.lines.recv_timeout(left) {
-                Ok(l) if l.contains(" ready (epoch ") => break l,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "the agent did not get ready within 30 s; its log:\n{}",
-                    std::fs::read_to_string(&agent.log).unwrap_or_default()
-                ),
-            }
-        };
-        // "slipway agent: node ID ready (epoch N, …)"
-        agent.node_id = line.split_whitespace().nth(3).unwrap().to_owned();
-        agent
-    }
-
-    /// kill -9.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Removes the bench's containers on the way out, panics included (after
-/// the agents are gone: declared before them, dropped after them).
-struct Cleanup {
-    rt: Runtime,
-    filter: LabelFilter,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (rt, filter) = (self.rt.clone(), self.filter.clone());
-        let _ = std::thread::spawn(move || {
-            let tokio = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio");
-            tokio.block_on(rt.cleanup(&filter))
-        })
-        .join();
-    }
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `GET /` on addr:port within 1 s; the body when it answers 200.
-fn http_get(addr: &str, port: u16) -> Option<String> {
-    let sock: std::net::SocketAddr = format!("{addr}:{port}").parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: replica\r\n\r\n")
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.trim().to_owned())
-}
-
-/// Per node among `nodes` (id, address), the replica indices whose healthy
-/// report's address:port answers HTTP with that replica's own page.
-fn answering(
-    tokio: &tokio::runtime::Runtime,
-    store: &ClusterStore,
-    nodes: &[(String, String)],
-) -> BTreeMap<String, BTreeSet<u32>> {
-    let mut found = BTreeMap::new();
-    for (n, address) in nodes {
-        let Ok(reports) = tokio.block_on(store.reports(n)) else {
-            continue;
-        };
-        for (replica, r) in reports {
-            let Some(port) = r.host_port.filter(|_| r.state == "healthy") else {
-                continue;
-            };
-            let addr = r.address.clone().unwrap_or_else(|| address.clone());
-            let expected = format!("replica {} on {n}", replica.index);
-            if http_get(&addr, port).as_deref() == Some(expected.as_str()) {
-                found
-                    .entry(n.clone())
-                    .or_insert_with(BTreeSet::new)
-                    .insert(replica.index);
-            }
-        }
-    }
-    found
-}
-
-fn indices(found: &BTreeMap<String, BTreeSet<u32>>) -> Vec<u32> {
-    let mut v: Vec<u32> = found.values().flatten().copied().collect();
-    v.sort();
-    v
-}
+/// How often the bench polls.
+const POLL: Duration = Duration::from_millis(20);
 
 /// All 3 replicas answer, one per node.
 fn spread(found: &BTreeMap<String, BTreeSet<u32>>) -> bool {
@@ -229,22 +79,11 @@ fn main() {
         .unwrap_or(3)
         .max(1);
     let tokio = tokio::runtime::Runtime::new().unwrap();
-    let rt = tokio.block_on(async {
-        let rt = Runtime::connect().await.unwrap_or_else(|e| {
-            panic!("the failover bench needs Docker (run scripts/deps.sh): {e}")
-        });
-        slipway_runtime::images::ensure_busybox(&rt)
-            .await
-            .expect("busybox");
-        rt
-    });
+    let rt = tokio.block_on(docker());
     let app = format!("failover-{}", std::process::id());
-    let _cleanup = Cleanup {
-        rt: rt.clone(),
-        filter: LabelFilter::managed()
-            .with(labels::OWNER, runner::OWNER)
-            .with(labels::APP, app.clone()),
-    };
+    // Removes the bench's containers on the way out, panics included (after
+    // the agents are gone: declared before them, dropped after them).
+    let _cleanup = Cleanup::app(&rt, &app);
     let etcd = EtcdCluster::start(3);
     let endpoints = etcd.endpoints().join(",");
     let prefix = format!("/bench-failover-{}", std::process::id());
@@ -277,52 +116,32 @@ fn main() {
         .map(|i| advertise.then(|| format!("127.0.0.{}", i + 2)))
         .collect();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut agents: Vec<AgentProc> = (0..3)
-        .map(|i| {
-            AgentProc::start(
-                &servers[0].url,
-                &join,
-                dirs[i].path(),
-                addresses[i].as_deref(),
-            )
-        })
-        .collect();
+    let start_agent = |server: &str, i: usize| match addresses[i].as_deref() {
+        Some(a) => AgentProc::start(server, &join, dirs[i].path(), &["--advertise-address", a]),
+        None => AgentProc::start(server, &join, dirs[i].path(), &[]),
+    };
+    let mut agents: Vec<AgentProc> = (0..3).map(|i| start_agent(&servers[0].url, i)).collect();
     let nodes: Vec<(String, String)> = agents
         .iter()
-        .map(|a| (a.node_id.clone(), a.address.clone()))
+        .zip(&addresses)
+        .map(|(a, address)| {
+            let address = address.as_deref().unwrap_or("127.0.0.1").to_owned();
+            (a.node_id.clone(), address)
+        })
         .collect();
 
     let mut opts = StoreOptions::new(etcd.endpoints());
     opts.prefix = prefix.clone();
     let store = tokio.block_on(ClusterStore::connect(opts)).unwrap();
-    let demand = |app: &str, replicas: u32, container: Option<ContainerTemplate>| AppDemand {
-        app: app.into(),
-        replicas,
-        request: Resources::new(100, 32 << 20),
-        constraints: Labels::new(),
-        container,
-        hosts: Vec::new(),
-    };
-    let template = ContainerTemplate {
-        revision: 1,
-        image: slipway_runtime::BUSYBOX_IMAGE.into(),
-        command: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "mkdir -p /tmp/www && echo \"replica $SLIPWAY_REPLICA on $SLIPWAY_NODE\" \
-             > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
-                .into(),
-        ],
-        env: Default::default(),
-        port: 8080,
-        health_path: Some("/".into()),
-    };
     tokio
-        .block_on(store.put_demand(&demand(&app, 3, Some(template))))
+        .block_on(store.put_demand(&whoami_demand(&app, 3)))
         .unwrap();
-    let (_, first) = wait_for(Duration::from_secs(60), "3 replicas on 3 nodes", || {
-        spread(&answering(&tokio, &store, &nodes)).then_some(())
-    });
+    let (_, first) = wait_for(
+        Duration::from_secs(60),
+        POLL,
+        "3 replicas on 3 nodes",
+        || spread(&answering(&tokio, &store, &nodes)).then_some(()),
+    );
     println!(
         "failover bench: 3-member etcd, 2 servers, 3 agents ({}), lease TTL {TTL:?}, busybox httpd x3; \
          first spread {:.2} s after the demand",
@@ -353,6 +172,7 @@ fn main() {
             .expect("remove the dead machine's containers");
         let (_, _) = wait_for(
             Duration::from_secs(30),
+            POLL,
             "replicas healthy on the other nodes",
             || (indices(&answering(&tokio, &store, &others)) == [0, 1, 2]).then_some(()),
         );
@@ -360,13 +180,8 @@ fn main() {
         agent_times.push(failover);
 
         // 2. It comes back (same data dir: same node id) and the app spreads again.
-        agents[victim] = AgentProc::start(
-            &servers[0].url,
-            &join,
-            dirs[victim].path(),
-            addresses[victim].as_deref(),
-        );
-        let (_, respread) = wait_for(Duration::from_secs(40), "spread again", || {
+        agents[victim] = start_agent(&servers[0].url, victim);
+        let (_, respread) = wait_for(Duration::from_secs(40), POLL, "spread again", || {
             spread(&answering(&tokio, &store, &nodes)).then_some(())
         });
 
@@ -406,14 +221,14 @@ fn main() {
                     scheduled = Some(died.elapsed());
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(POLL);
         }
         let (led, scheduled) = (led.unwrap(), scheduled.unwrap());
         leader_times.push(led);
         scheduled_times.push(scheduled);
         tokio.block_on(store.delete_demand(&probe_app)).unwrap();
         servers[dead].restart();
-        wait_for(Duration::from_secs(20), "two servers again", || {
+        wait_for(Duration::from_secs(20), POLL, "two servers again", || {
             let (s, c) = servers[alive].api("GET", "/cluster", Some(&tokens[alive]), None);
             (s == 200 && c["members"].as_array().map_or(0, |m| m.len()) == 2).then_some(())
         });

@@ -8,98 +8,22 @@
 mod support;
 
 use serde_json::{json, Value};
-use slipway_cluster::testing::EtcdCluster;
+use slipway_cluster::testing::{replicas, EtcdCluster};
 use slipway_cluster::{AppDemand, ClusterStore, Labels, Resources, StoreOptions};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::cluster::AgentProc;
 use support::*;
 
 const TTL_MS: &str = "3000";
 const TTL: Duration = Duration::from_secs(3);
 const MARGIN: Duration = Duration::from_secs(2);
 
-/// A `slipway agent` process.
-struct AgentProc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    node_id: String,
-    epoch: u64,
-}
-
-impl AgentProc {
-    fn start(server: &str, token: &str, label: &str, dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .args([
-                "agent", "--join", server, "--token", token, "--label", label,
-            ])
-            .args(["--cpus", "2", "--memory-mb", "2048", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .env_remove("SLIPWAY_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start slipway agent");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let tx2 = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx2.send(format!("stderr: {line}"));
-            }
-        });
-        let mut agent = AgentProc {
-            child,
-            lines,
-            node_id: String::new(),
-            epoch: 0,
-        };
-        let line = agent.wait_line(Duration::from_secs(30), |l| l.contains(" ready (epoch "));
-        // "slipway agent: node ID ready (epoch N, …)"
-        let mut words = line.split_whitespace();
-        agent.node_id = words.nth(3).unwrap().to_owned();
-        agent.epoch = line
-            .split("(epoch ")
-            .nth(1)
-            .and_then(|r| r.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
-        agent
-    }
-
-    fn wait_line(&mut self, limit: Duration, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if f(&l) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("agent: no expected line within {limit:?}; saw {seen:#?}"),
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `slipway agent` with `--label label`.
+fn start_agent(server: &str, token: &str, label: &str, dir: &Path) -> AgentProc {
+    AgentProc::start(server, token, dir, &["--label", label])
 }
 
 fn cluster_env<'a>(endpoints: &'a str, prefix: &'a str, id: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -112,15 +36,8 @@ fn cluster_env<'a>(endpoints: &'a str, prefix: &'a str, id: &'a str) -> Vec<(&'a
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> (T, Duration) {
+    replicas::wait_for(limit, Duration::from_millis(50), what, f)
 }
 
 fn node<'a>(nodes: &'a Value, id: &str) -> &'a Value {
@@ -177,7 +94,7 @@ fn two_servers_three_agents_failover_and_node_admin() {
     let mut agents: Vec<AgentProc> = (0..3)
         .map(|i| {
             let via = if i == 0 { &s1.url } else { &s2.url };
-            AgentProc::start(via, &join, &format!("zone=z{i}"), dirs[i].path())
+            start_agent(via, &join, &format!("zone=z{i}"), dirs[i].path())
         })
         .collect();
     let ids: Vec<String> = agents.iter().map(|a| a.node_id.clone()).collect();
@@ -311,7 +228,7 @@ fn two_servers_three_agents_failover_and_node_admin() {
 
     // It comes back (same data dir → same id) under epoch 2 and gets nothing
     // of epoch 1; no replica is ever assigned twice.
-    agents[1] = AgentProc::start(&s2.url, &join, "zone=z1", dirs[1].path());
+    agents[1] = start_agent(&s2.url, &join, "zone=z1", dirs[1].path());
     assert_eq!(agents[1].node_id, ids[1]);
     assert_eq!(agents[1].epoch, 2);
     wait_for(

@@ -27,17 +27,14 @@ mod deployed;
 mod support;
 
 use serde_json::json;
+use slipway_cluster::testing::replicas::whoami_demand;
 use slipway_cluster::testing::EtcdCluster;
-use slipway_cluster::{
-    runner, AppDemand, ClusterStore, ContainerTemplate, Labels, Resources, StoreOptions,
-};
+use slipway_cluster::{runner, AppDemand, ClusterStore, StoreOptions};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::cluster::AgentProc;
 use support::*;
 
 const TTL_MS: &str = "2000";
@@ -48,72 +45,6 @@ const FAILOVER_LIMIT: Duration = Duration::from_secs(10);
 
 /// Both tests start whole clusters: one at a time on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A `slipway agent` process.
-struct AgentProc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    node_id: String,
-}
-
-impl AgentProc {
-    fn start(server: &str, token: &str, address: &str, dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .args(["agent", "--join", server, "--token", token])
-            .args(["--advertise-address", address])
-            .args(["--cpus", "2", "--memory-mb", "2048", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .env_remove("SLIPWAY_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start slipway agent");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let tx2 = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx2.send(format!("stderr: {line}"));
-            }
-        });
-        let mut agent = AgentProc {
-            child,
-            lines,
-            node_id: String::new(),
-        };
-        // "slipway agent: node ID ready (epoch N, …)"
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        let line = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match agent.lines.recv_timeout(left) {
-                Ok(l) if l.contains(" ready (epoch ") => break l,
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("agent at {address}: not ready within 30 s; saw {seen:#?}"),
-            }
-        };
-        agent.node_id = line.split_whitespace().nth(3).unwrap().to_owned();
-        agent
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A free port on 127.0.0.1 (for servers whose public URL is set up front).
 fn free_port() -> u16 {
@@ -233,7 +164,12 @@ impl Cluster {
         let join = join.1["token"].as_str().unwrap().to_owned();
         for address in ADDRESSES {
             let dir = tempfile::tempdir().unwrap();
-            let agent = AgentProc::start(&self.servers[via].url, &join, address, dir.path());
+            let agent = AgentProc::start(
+                &self.servers[via].url,
+                &join,
+                dir.path(),
+                &["--advertise-address", address],
+            );
             // Known before it can run anything: cleaned up whatever happens.
             self.nodes.push(agent.node_id.clone());
             self.agents.push(Some(agent));
@@ -337,25 +273,8 @@ fn sample(proxy_url: &str, host: &str, path: &str, n: usize) -> Result<Vec<Strin
 /// The demand of the routes test: busybox httpd answering `replica N on NODE`.
 fn hello_demand(app: &str, replicas: u32, host: &str) -> AppDemand {
     AppDemand {
-        app: app.into(),
-        replicas,
-        request: Resources::new(100, 32 << 20),
-        constraints: Labels::new(),
-        container: Some(ContainerTemplate {
-            revision: 1,
-            image: slipway_runtime::BUSYBOX_IMAGE.into(),
-            command: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "mkdir -p /tmp/www && echo \"replica $SLIPWAY_REPLICA on $SLIPWAY_NODE\" \
-                 > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
-                    .into(),
-            ],
-            env: Default::default(),
-            port: 8080,
-            health_path: Some("/".into()),
-        }),
         hosts: vec![host.into()],
+        ..whoami_demand(app, replicas)
     }
 }
 

@@ -19,19 +19,19 @@
 mod support;
 
 use serde_json::{json, Value};
-use slipway_cluster::testing::EtcdCluster;
-use slipway_cluster::{
-    runner, AppDemand, ClusterStore, ContainerTemplate, Labels, Resources, StoreOptions,
+use slipway_cluster::testing::replicas::{
+    answering, app_filter, docker, indices, running, wait_for, whoami_demand, Cleanup,
 };
-use slipway_runtime::{labels, ContainerInfo, LabelFilter, Runtime};
+use slipway_cluster::testing::EtcdCluster;
+use slipway_cluster::{runner, ClusterStore, StoreOptions};
+use slipway_runtime::ContainerInfo;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::cluster::AgentProc;
 use support::*;
 
 const TTL_MS: &str = "2000";
@@ -188,154 +188,15 @@ impl Drop for Network {
     }
 }
 
-/// A `slipway agent` process in a namespace.
-struct AgentProc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    node_id: String,
-    epoch: u64,
-    log: PathBuf,
-}
-
-impl AgentProc {
-    fn start(ns: &Netns, server: &str, token: &str, dir: &Path) -> Self {
-        let log = dir.join("agent.log");
-        let log_file = std::fs::File::create(&log).expect("agent log");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_slipway")])
-            .args(["agent", "--join", server, "--token", token])
-            .args(["--cpus", "2", "--memory-mb", "2048"])
-            .args(["--advertise-address", &ns.host_ip.to_string()])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("RUST_LOG", "info")
-            .env_remove("SLIPWAY_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .expect("start ip netns exec slipway agent");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut agent = AgentProc {
-            child,
-            lines,
-            seen: Vec::new(),
-            node_id: String::new(),
-            epoch: 0,
-            log,
-        };
-        let line = agent.wait_line(Duration::from_secs(30), |l| l.contains(" ready (epoch "));
-        agent.note_ready(&line);
-        agent
-    }
-
-    /// "slipway agent: node ID ready (epoch N, …)" → id and epoch.
-    fn note_ready(&mut self, line: &str) {
-        self.node_id = line.split_whitespace().nth(3).unwrap().to_owned();
-        self.epoch = line
-            .split("(epoch ")
-            .nth(1)
-            .and_then(|r| r.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
-    }
-
-    fn wait_line(&mut self, limit: Duration, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if f(&l) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "agent: no expected line within {limit:?}; stdout {:#?}\nlog:\n{}",
-                    self.seen,
-                    self.log_tail()
-                ),
-            }
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
 /// The agents and the app's containers: agents are killed first (so none
 /// starts a container again), then the containers are removed by label.
 struct Fleet {
     agents: Vec<AgentProc>,
-    rt: Runtime,
-    filter: LabelFilter,
+    _cleanup: Cleanup,
 }
 
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for a in &mut self.agents {
-            let _ = a.child.kill();
-            let _ = a.child.wait();
-        }
-        let (rt, filter) = (self.rt.clone(), self.filter.clone());
-        let _ = std::thread::spawn(move || {
-            let tokio = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio");
-            tokio.block_on(rt.cleanup(&filter))
-        })
-        .join();
-    }
-}
-
-/// Polls `f` every 25 ms until it returns `Some`, at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// `GET /` on addr:port within 1 s; the body when it answers 200.
-fn http_get(addr: &str, port: u16) -> Option<String> {
-    let sock: std::net::SocketAddr = format!("{addr}:{port}").parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: replica\r\n\r\n")
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.trim().to_owned())
-}
-
-/// Running containers of `app` in the Docker Engine.
-async fn running(rt: &Runtime, app: &str) -> Vec<ContainerInfo> {
-    let filter = LabelFilter::managed()
-        .with(labels::OWNER, runner::OWNER)
-        .with(labels::APP, app);
-    rt.list_containers(&filter)
-        .await
-        .expect("list containers")
-        .into_iter()
-        .filter(|c| c.state == "running")
-        .collect()
-}
+/// How often the test polls.
+const POLL: Duration = Duration::from_millis(25);
 
 /// Replica indices running more than once in one `docker ps` sample.
 fn doubles(sample: &[ContainerInfo]) -> Vec<String> {
@@ -364,42 +225,6 @@ fn doubles(sample: &[ContainerInfo]) -> Vec<String> {
         .collect()
 }
 
-/// Per node (among `nodes`), the replicas whose healthy report's
-/// address:port answers HTTP with that replica's own page.
-fn answering(
-    tokio: &tokio::runtime::Runtime,
-    store: &ClusterStore,
-    nodes: &[(String, Ipv4Addr)],
-) -> BTreeMap<String, BTreeSet<u32>> {
-    let mut found = BTreeMap::new();
-    for (n, host_ip) in nodes {
-        let Ok(reports) = tokio.block_on(store.reports(n)) else {
-            continue;
-        };
-        for (replica, r) in reports {
-            let Some(port) = r.host_port.filter(|_| r.state == "healthy") else {
-                continue;
-            };
-            let addr = r.address.clone().unwrap_or_else(|| host_ip.to_string());
-            let expected = format!("replica {} on {n}", replica.index);
-            if http_get(&addr, port).as_deref() == Some(expected.as_str()) {
-                found
-                    .entry(n.clone())
-                    .or_insert_with(BTreeSet::new)
-                    .insert(replica.index);
-            }
-        }
-    }
-    found
-}
-
-/// Replica indices answering over all nodes (sorted, with repeats).
-fn all_indices(found: &BTreeMap<String, BTreeSet<u32>>) -> Vec<u32> {
-    let mut v: Vec<u32> = found.values().flatten().copied().collect();
-    v.sort();
-    v
-}
-
 /// The state `GET /nodes` shows for `id`.
 fn node_state(server: &TestServer, token: &str, id: &str) -> String {
     let (s, nodes) = server.api("GET", "/nodes", Some(token), None);
@@ -417,15 +242,7 @@ fn a_partitioned_agent_is_replaced_stops_its_replica_and_rejoins_without_doubles
     // Root and `ip netns` first: the clearest failure when they are missing.
     let net = Network::create(3);
     let tokio = tokio::runtime::Runtime::new().unwrap();
-    let rt = tokio.block_on(async {
-        let rt = Runtime::connect().await.unwrap_or_else(|e| {
-            panic!("this test runs replicas in Docker, which is unreachable: {e}")
-        });
-        slipway_runtime::images::ensure_busybox(&rt)
-            .await
-            .expect("bootstrap the slipway/busybox image");
-        rt
-    });
+    let rt = tokio.block_on(docker());
     let hosts: Vec<Ipv4Addr> = net.spaces.iter().map(|n| n.host_ip).collect();
     let etcd = EtcdCluster::start_on(1, &hosts);
     // The server and etcd as the namespaces see them: on the host side of
@@ -457,15 +274,17 @@ fn a_partitioned_agent_is_replaced_stops_its_replica_and_rejoins_without_doubles
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut fleet = Fleet {
         agents: Vec::new(),
-        rt: rt.clone(),
-        filter: LabelFilter::managed()
-            .with(labels::OWNER, runner::OWNER)
-            .with(labels::APP, app.clone()),
+        _cleanup: Cleanup::app(&rt, &app),
     };
     for (ns, dir) in net.spaces.iter().zip(&dirs) {
-        fleet
-            .agents
-            .push(AgentProc::start(ns, &server.url, &join, dir.path()));
+        let address = ns.host_ip.to_string();
+        fleet.agents.push(AgentProc::start_in_netns(
+            &ns.name,
+            &server.url,
+            &join,
+            dir.path(),
+            &["--advertise-address", &address],
+        ));
     }
     let nodes: Vec<(String, Ipv4Addr)> = fleet
         .agents
@@ -481,34 +300,15 @@ fn a_partitioned_agent_is_replaced_stops_its_replica_and_rejoins_without_doubles
     opts.prefix = prefix.clone();
     let store = tokio.block_on(ClusterStore::connect(opts)).unwrap();
     tokio
-        .block_on(store.put_demand(&AppDemand {
-            app: app.clone(),
-            replicas: 3,
-            request: Resources::new(100, 32 << 20),
-            constraints: Labels::new(),
-            container: Some(ContainerTemplate {
-                revision: 1,
-                image: slipway_runtime::BUSYBOX_IMAGE.into(),
-                command: vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    "mkdir -p /tmp/www && echo \"replica $SLIPWAY_REPLICA on $SLIPWAY_NODE\" \
-                     > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
-                        .into(),
-                ],
-                env: Default::default(),
-                port: 8080,
-                health_path: Some("/".into()),
-            }),
-            hosts: Vec::new(),
-        }))
+        .block_on(store.put_demand(&whoami_demand(&app, 3)))
         .unwrap();
     let (_, took) = wait_for(
         Duration::from_secs(60),
+        POLL,
         "one healthy replica per node",
         || {
             let found = answering(&tokio, &store, &nodes);
-            (found.len() == 3 && all_indices(&found) == [0, 1, 2]).then_some(())
+            (found.len() == 3 && indices(&found) == [0, 1, 2]).then_some(())
         },
     );
     println!("3 replicas healthy and answering on 3 namespaced nodes {took:?} after the demand");
@@ -521,10 +321,7 @@ fn a_partitioned_agent_is_replaced_stops_its_replica_and_rejoins_without_doubles
         .iter()
         .next()
         .unwrap();
-    let mine = LabelFilter::managed()
-        .with(labels::OWNER, runner::OWNER)
-        .with(labels::APP, app.clone())
-        .with(runner::NODE_LABEL, cut_id.clone());
+    let mine = app_filter(&app).with(runner::NODE_LABEL, cut_id.clone());
     let own_running = || {
         tokio
             .block_on(rt.list_containers(&mine))
@@ -555,14 +352,14 @@ fn a_partitioned_agent_is_replaced_stops_its_replica_and_rejoins_without_doubles
         }
         if moved.is_none() {
             let found = answering(&tokio, &store, &others);
-            if all_indices(&found) == [0, 1, 2] {
+            if indices(&found) == [0, 1, 2] {
                 moved = Some(t_cut.elapsed());
             }
         }
         if stopped.is_none() && own_running() == 0 {
             stopped = Some(t_cut.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(POLL);
     }
     let (lost, moved, stopped) = (lost.unwrap(), moved.unwrap(), stopped.unwrap());
     println!(
@@ -611,10 +408,11 @@ fn a_partitioned_agent_is_replaced_stops_its_replica_and_rejoins_without_doubles
     );
     let (_, converged) = wait_for(
         Duration::from_secs(40),
+        POLL,
         "3 healthy replicas, one per node, after the restore",
         || {
             let found = answering(&tokio, &store, &nodes);
-            (found.len() == 3 && all_indices(&found) == [0, 1, 2]).then_some(())
+            (found.len() == 3 && indices(&found) == [0, 1, 2]).then_some(())
         },
     );
     // Keep sampling a little after convergence.

@@ -2,6 +2,9 @@
 //! client, and plain HTTP against them. Nothing of Slipway is mocked.
 #![allow(dead_code)]
 
+/// `slipway agent` processes for the cluster tests and the failover bench.
+pub mod cluster;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

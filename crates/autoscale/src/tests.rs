@@ -89,6 +89,14 @@ impl Fixture {
         self.app().await.spec.replicas
     }
 
+    /// alice sets [`policy`]`(max, down_s)` on `app`.
+    async fn set_policy(&self, app: &AppRecord, max: i64, down_s: i64) {
+        self.autoscaler
+            .set(app, &policy(max, down_s), "alice")
+            .await
+            .unwrap();
+    }
+
     async fn events(&self, kind: &str) -> Vec<String> {
         self.store
             .app_events(self.app_id, 100)
@@ -115,10 +123,7 @@ fn policy(max: i64, down_s: i64) -> PolicyInput {
 async fn load_scales_up_at_once_and_down_after_the_window() {
     let f = Fixture::new().await;
     let app = f.app().await;
-    f.autoscaler
-        .set(&app, &policy(3, 0), "alice")
-        .await
-        .unwrap();
+    f.set_policy(&app, 3, 0).await;
 
     // No samples: no decision.
     assert_eq!(f.look().await, 1);
@@ -171,10 +176,7 @@ async fn load_scales_up_at_once_and_down_after_the_window() {
 async fn a_scale_down_waits_for_the_highest_recommendation_of_its_window() {
     let f = Fixture::new().await;
     let app = f.app().await;
-    f.autoscaler
-        .set(&app, &policy(3, 60), "alice")
-        .await
-        .unwrap();
+    f.set_policy(&app, 3, 60).await;
     f.sample(40.0).await;
     assert_eq!(f.look().await, 2);
     f.sample(0.0).await;
@@ -188,10 +190,7 @@ async fn a_scale_down_waits_for_the_highest_recommendation_of_its_window() {
 async fn manual_scales_are_clamped_and_ranges_enforced() {
     let f = Fixture::new().await;
     let app = f.app().await;
-    f.autoscaler
-        .set(&app, &policy(3, 60), "alice")
-        .await
-        .unwrap();
+    f.set_policy(&app, 3, 60).await;
     f.deploy.scale(&app, 10, "alice").await.unwrap();
     assert_eq!(f.app().await.spec.replicas, 3);
     let scaled = f.events("scale").await;
@@ -200,10 +199,7 @@ async fn manual_scales_are_clamped_and_ranges_enforced() {
         vec!["scaled from 1 to 3 by alice (asked 10; autoscaling keeps 1–3)".to_string()]
     );
     // A narrower policy brings the replicas into its range at once, data or not.
-    f.autoscaler
-        .set(&f.app().await, &policy(2, 60), "alice")
-        .await
-        .unwrap();
+    f.set_policy(&f.app().await, 2, 60).await;
     assert_eq!(f.look().await, 2);
     let last = f.events("autoscale").await.pop().unwrap();
     assert_eq!(

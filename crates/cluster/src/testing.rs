@@ -3,6 +3,11 @@
 //!
 //! Needs the `etcd` binary (Debian's `etcd-server`, installed by
 //! `scripts/deps.sh`); without it, starting panics with that advice.
+//!
+//! Also the pieces the cluster tests and the failover bench share around
+//! replicas in the local Docker Engine: see [`replicas`].
+
+pub mod replicas;
 
 use crate::etcd::StoreOptions;
 use std::io::{Read, Write};

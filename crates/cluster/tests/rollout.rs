@@ -16,73 +16,18 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use slipway_cluster::agent::{Agent, AgentConfig};
 use slipway_cluster::control::{self, LoopOptions};
 use slipway_cluster::etcd::{ReplicaReport, Session};
-use slipway_cluster::runner::{self, Runner, RunnerOptions};
+use slipway_cluster::runner::{Runner, RunnerOptions};
+use slipway_cluster::testing::replicas::{self, docker, running, start_agent, wait_until, Cleanup};
 use slipway_cluster::testing::EtcdCluster;
-use slipway_cluster::{
-    AppDemand, ClusterStore, ContainerTemplate, Labels, ReplicaId, Resources, StoreOptions,
-};
+use slipway_cluster::{AppDemand, ClusterStore, ContainerTemplate, ReplicaId};
 use slipway_runtime::images::RegistryAuth;
-use slipway_runtime::{labels, ContainerInfo, LabelFilter, Runtime};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TTL: Duration = Duration::from_secs(2);
-
-async fn docker() -> Runtime {
-    let rt = Runtime::connect()
-        .await
-        .unwrap_or_else(|e| panic!("this test runs replicas in Docker, which is unreachable: {e}"));
-    slipway_runtime::images::ensure_busybox(&rt)
-        .await
-        .expect("bootstrap the slipway/busybox image");
-    rt
-}
-
-/// Removes the test's containers (and pulled image) even when it panics.
-struct Cleanup {
-    rt: Runtime,
-    filter: LabelFilter,
-    image: Option<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (rt, filter, image) = (self.rt.clone(), self.filter.clone(), self.image.clone());
-        let _ = std::thread::spawn(move || {
-            let tokio = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio");
-            tokio.block_on(async {
-                let _ = rt.cleanup(&filter).await;
-                if let Some(image) = image {
-                    let _ = slipway_runtime::images::remove_image(&rt, &image, true).await;
-                }
-            })
-        })
-        .join();
-    }
-}
-
-/// Polls (bounded) until `f` gives `Some`; returns it and the time taken.
-async fn wait_until<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// A leader running the scheduling loop on `store`.
 async fn scheduler(store: &ClusterStore, id: &str) -> tokio::task::JoinHandle<()> {
@@ -94,19 +39,6 @@ async fn scheduler(store: &ClusterStore, id: &str) -> tokio::task::JoinHandle<()
         let _ = control::run_scheduler(&s, &leader, LoopOptions::default(), std::future::pending())
             .await;
     })
-}
-
-async fn start_agent(opts: &StoreOptions, rt: &Runtime, id: &str) -> Agent {
-    runner::sweep(rt, id).await.expect("sweep");
-    Agent::start(AgentConfig {
-        store: opts.clone(),
-        node_id: id.into(),
-        labels: Labels::new(),
-        capacity: Resources::new(4000, 8 << 30),
-        hostname: format!("host-{id}"),
-    })
-    .await
-    .expect("agent registers")
 }
 
 /// A busybox httpd serving `text` on 8080 after `delay_s` seconds.
@@ -128,28 +60,12 @@ fn httpd(revision: u64, image: &str, text: &str, delay_s: u32) -> ContainerTempl
     }
 }
 
+/// One replica of `t`, routed for `APP.apps.test`.
 fn demand(app: &str, t: ContainerTemplate) -> AppDemand {
     AppDemand {
-        app: app.into(),
-        replicas: 1,
-        request: Resources::new(100, 32 << 20),
-        constraints: Labels::new(),
-        container: Some(t),
         hosts: vec![format!("{app}.apps.test")],
+        ..replicas::demand(app, 1, Some(t))
     }
-}
-
-/// Running containers of `app`.
-async fn running(rt: &Runtime, app: &str) -> Vec<ContainerInfo> {
-    let filter = LabelFilter::managed()
-        .with(labels::OWNER, runner::OWNER)
-        .with(labels::APP, app);
-    rt.list_containers(&filter)
-        .await
-        .expect("list containers")
-        .into_iter()
-        .filter(|c| c.state == "running")
-        .collect()
 }
 
 /// Replica 0's report on `node`.
@@ -195,13 +111,7 @@ async fn a_revision_change_starts_before_it_stops() {
     let tag = std::process::id();
     let app = format!("roll-{tag}");
     let node = format!("ro-{tag}");
-    let _cleanup = Cleanup {
-        rt: rt.clone(),
-        filter: LabelFilter::managed()
-            .with(labels::OWNER, runner::OWNER)
-            .with(labels::APP, app.clone()),
-        image: None,
-    };
+    let _cleanup = Cleanup::app(&rt, &app);
     let opts = etcd.store_options("/t-rollout", TTL);
     let store = ClusterStore::connect(opts.clone()).await.unwrap();
     let _scheduler = scheduler(&store, "server-1").await;
@@ -376,13 +286,8 @@ async fn agents_pull_release_images_with_their_node_credential() {
     let host = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, router).await });
     let image = format!("{host}/{repo}:v1");
-    let _cleanup = Cleanup {
-        rt: rt.clone(),
-        filter: LabelFilter::managed()
-            .with(labels::OWNER, runner::OWNER)
-            .with(labels::APP, app.clone()),
-        image: Some(image.clone()),
-    };
+    // Removes the test's containers and the pulled image even when it panics.
+    let _cleanup = Cleanup::app(&rt, &app).with_image(&image);
     slipway_runtime::images::remove_image(&rt, &image, true)
         .await
         .unwrap();

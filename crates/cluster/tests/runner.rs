@@ -4,48 +4,19 @@
 //! containers gone) and a partitioned node comes back with its old
 //! container still running. Needs Docker: fails loudly without it.
 
-use slipway_cluster::agent::{Agent, AgentConfig};
+use slipway_cluster::agent::Agent;
 use slipway_cluster::control::{self, LoopOptions};
 use slipway_cluster::etcd::Session;
 use slipway_cluster::runner::{self, Runner, RunnerOptions};
-use slipway_cluster::testing::EtcdCluster;
-use slipway_cluster::{
-    AppDemand, ClusterStore, ContainerTemplate, Labels, Resources, StoreOptions,
+use slipway_cluster::testing::replicas::{
+    docker, running, start_agent, wait_until, whoami_demand, Cleanup,
 };
-use slipway_runtime::{labels, ContainerInfo, LabelFilter, Runtime};
+use slipway_cluster::testing::EtcdCluster;
+use slipway_cluster::{ClusterStore, StoreOptions};
+use slipway_runtime::Runtime;
 use std::time::{Duration, Instant};
 
 const TTL: Duration = Duration::from_secs(2);
-
-async fn docker() -> Runtime {
-    let rt = Runtime::connect()
-        .await
-        .unwrap_or_else(|e| panic!("this test runs replicas in Docker, which is unreachable: {e}"));
-    slipway_runtime::images::ensure_busybox(&rt)
-        .await
-        .expect("bootstrap the slipway/busybox image");
-    rt
-}
-
-/// Removes the test's containers even when it panics.
-struct Cleanup {
-    rt: Runtime,
-    filter: LabelFilter,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (rt, filter) = (self.rt.clone(), self.filter.clone());
-        let _ = std::thread::spawn(move || {
-            let tokio = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio");
-            tokio.block_on(rt.cleanup(&filter))
-        })
-        .join();
-    }
-}
 
 /// One node: its agent and its replica runner.
 struct Node {
@@ -56,35 +27,13 @@ struct Node {
 /// Starts a node as `slipway agent` does: sweep containers of earlier
 /// epochs, register, run the assigned replicas.
 async fn start_node(opts: &StoreOptions, rt: &Runtime, id: &str) -> Node {
-    runner::sweep(rt, id).await.expect("sweep");
-    let agent = Agent::start(AgentConfig {
-        store: opts.clone(),
-        node_id: id.into(),
-        labels: Labels::new(),
-        capacity: Resources::new(4000, 8 << 30),
-        hostname: format!("host-{id}"),
-    })
-    .await
-    .expect("agent registers");
+    let agent = start_agent(opts, rt, id).await;
     let store = ClusterStore::connect(opts.clone()).await.expect("store");
     let runner = Runner::spawn(rt.clone(), store, agent.status(), RunnerOptions::default());
     Node {
         agent,
         _runner: runner,
     }
-}
-
-/// Running containers of `app`.
-async fn running(rt: &Runtime, app: &str) -> Vec<ContainerInfo> {
-    let filter = LabelFilter::managed()
-        .with(labels::OWNER, runner::OWNER)
-        .with(labels::APP, app);
-    rt.list_containers(&filter)
-        .await
-        .expect("list containers")
-        .into_iter()
-        .filter(|c| c.state == "running")
-        .collect()
 }
 
 /// `GET /` on 127.0.0.1:port; the body when it answers 200.
@@ -131,22 +80,6 @@ async fn answering(store: &ClusterStore, nodes: &[String]) -> Vec<String> {
     found
 }
 
-/// Polls (bounded) until `f` gives `Some`; returns it and the time taken.
-async fn wait_until<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_run_replicas_fail_over_and_fence_a_returning_node() {
     let rt = docker().await;
@@ -157,12 +90,7 @@ async fn agents_run_replicas_fail_over_and_fence_a_returning_node() {
         .iter()
         .map(|n| format!("rn-{tag}-{n}"))
         .collect();
-    let _cleanup = Cleanup {
-        rt: rt.clone(),
-        filter: LabelFilter::managed()
-            .with(labels::OWNER, runner::OWNER)
-            .with(labels::APP, app.clone()),
-    };
+    let _cleanup = Cleanup::app(&rt, &app);
     let mut opts = etcd.store_options("/t-runner", TTL);
     opts.lease_ttl = TTL;
     let store = ClusterStore::connect(opts.clone()).await.unwrap();
@@ -183,30 +111,7 @@ async fn agents_run_replicas_fail_over_and_fence_a_returning_node() {
     for id in &ids {
         nodes.push(Some(start_node(&opts, &rt, id).await));
     }
-    store
-        .put_demand(&AppDemand {
-            app: app.clone(),
-            replicas: 3,
-            request: Resources::new(100, 32 << 20),
-            constraints: Labels::new(),
-            container: Some(ContainerTemplate {
-                revision: 1,
-                image: slipway_runtime::BUSYBOX_IMAGE.into(),
-                command: vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    "mkdir -p /tmp/www && echo \"replica $SLIPWAY_REPLICA on $SLIPWAY_NODE\" \
-                     > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
-                        .into(),
-                ],
-                env: Default::default(),
-                port: 8080,
-                health_path: Some("/".into()),
-            }),
-            hosts: Vec::new(),
-        })
-        .await
-        .unwrap();
+    store.put_demand(&whoami_demand(&app, 3)).await.unwrap();
 
     // One replica per node, each answering HTTP on its published port.
     let all = ids.clone();
