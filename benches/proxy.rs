@@ -1,12 +1,18 @@
 //! Load balancer throughput and tail latency: `wrk` drives two tiny hyper
 //! backends through Slipway's proxy and through HAProxy configured the same
 //! way (HTTP mode, round robin, keep-alive both sides, X-Forwarded-For) in the
-//! same run. Prints requests/s, p99 latency, errors and the ratios (goal:
-//! ≥ 1.0× HAProxy's throughput at equal p99, no errors).
+//! same run. Prints requests/s, p99 latency, CPU time per request, errors and
+//! the ratios (goal: ≥ 1.0× HAProxy's throughput at equal p99, no errors).
+//!
+//! On a small shared machine the throughput of *either* proxy swings by
+//! ±15 % from one 5-second window to the next (the whole machine's speed
+//! varies), so the proxies alternate in many short rounds and the headline
+//! is the median of the per-round ratios (each ratio compares two adjacent
+//! windows), with the spread printed beside it.
 //!
 //! Needs `wrk` and `haproxy` (Debian packages). Run with
-//! `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10), `BENCH_ROUNDS`
-//! (default 3, alternating) and `BENCH_CONNECTIONS` (default 64) bound the
+//! `cargo bench --bench proxy`; `BENCH_SECONDS` (default 5), `BENCH_ROUNDS`
+//! (default 10, alternating) and `BENCH_CONNECTIONS` (default 64) bound the
 //! load. The proxy runs thread-per-core ([`Proxy::serve_on`]: one
 //! current-thread runtime per thread, `BENCH_PROXY_THREADS`, default 2, like
 //! `nbthread 2`);
@@ -132,6 +138,52 @@ struct Run {
     rps: f64,
     p99_ms: f64,
     errors: u64,
+    /// CPU time (user + system) the proxy spent per request, in µs.
+    cpu_us: f64,
+}
+
+/// CPU ticks (user + system) of the threads of process `pid` (this process
+/// when `None`) whose name passes `wanted`.
+fn cpu_ticks(pid: Option<u32>, wanted: impl Fn(&str) -> bool) -> u64 {
+    let dir = pid.map_or("/proc/self/task".to_string(), |p| format!("/proc/{p}/task"));
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut ticks = 0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ..." — the name may hold spaces, so cut at ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !wanted(&stat[open + 1..close]) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ticks += field(11) + field(12);
+    }
+    ticks
+}
+
+/// Runs `wrk` against `port`, charging the CPU time `ticks` reads to it.
+fn measured(port: u16, seconds: u64, connections: u64, ticks: &dyn Fn() -> u64) -> Run {
+    let before = ticks();
+    let mut run = wrk(port, seconds, connections);
+    let spent = ticks().saturating_sub(before);
+    let requests = run.rps * seconds as f64;
+    if requests > 0.0 {
+        // Kernel clock ticks are 10 ms.
+        run.cpu_us = spent as f64 * 10_000.0 / requests;
+    }
+    run
 }
 
 fn to_ms(v: &str) -> f64 {
@@ -165,6 +217,7 @@ fn wrk(port: u16, seconds: u64, connections: u64) -> Run {
         rps: 0.0,
         p99_ms: f64::NAN,
         errors: 0,
+        cpu_us: f64::NAN,
     };
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -189,9 +242,9 @@ fn wrk(port: u16, seconds: u64, connections: u64) -> Run {
 fn main() {
     need("wrk");
     need("haproxy");
-    let seconds = env_num("BENCH_SECONDS", 10);
+    let seconds = env_num("BENCH_SECONDS", 5);
     let connections = env_num("BENCH_CONNECTIONS", 64);
-    let rounds = env_num("BENCH_ROUNDS", 3).max(1);
+    let rounds = env_num("BENCH_ROUNDS", 10).max(1);
     let before = loadavg();
 
     // Backends on their own runtime, so both proxies face the same upstreams.
@@ -248,7 +301,10 @@ fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let _haproxy = haproxy(dir.path(), haproxy_port, &backends, threads);
+    let haproxy_proc = haproxy(dir.path(), haproxy_port, &backends, threads);
+    let haproxy_pid = haproxy_proc.0.id();
+    let slipway_ticks = || cpu_ticks(None, |name| name.starts_with("slipway-proxy"));
+    let haproxy_ticks = || cpu_ticks(Some(haproxy_pid), |_| true);
 
     // Warm both (connection pools, caches), then alternate rounds so that
     // load from elsewhere on the machine hits both alike; medians are shown.
@@ -256,13 +312,18 @@ fn main() {
     wrk(haproxy_port, 2, connections);
     let (mut slipway, mut haproxy) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        slipway.push(wrk(slipway_port, seconds, connections));
-        haproxy.push(wrk(haproxy_port, seconds, connections));
+        slipway.push(measured(slipway_port, seconds, connections, &slipway_ticks));
+        haproxy.push(measured(haproxy_port, seconds, connections, &haproxy_ticks));
     }
     let ratios: Vec<f64> = slipway
         .iter()
         .zip(&haproxy)
         .map(|(s, h)| s.rps / h.rps)
+        .collect();
+    let p99_ratios: Vec<f64> = slipway
+        .iter()
+        .zip(&haproxy)
+        .map(|(s, h)| s.p99_ms / h.p99_ms)
         .collect();
     let (slipway, haproxy) = (median(slipway), median(haproxy));
 
@@ -273,28 +334,47 @@ fn main() {
     println!("load average before: {before}; after: {}", loadavg());
     for (name, r) in [("slipway", &slipway), ("haproxy", &haproxy)] {
         println!(
-            "{name:>8}: {:>10.0} req/s   p99 {:>7.2} ms   errors {}",
-            r.rps, r.p99_ms, r.errors
+            "{name:>8}: {:>10.0} req/s   p99 {:>7.2} ms   cpu {:>5.1} us/request   errors {}",
+            r.rps, r.p99_ms, r.cpu_us, r.errors
         );
     }
     let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    let above = ratios.iter().filter(|r| **r >= 1.0).count();
+    let spread = sorted(ratios.clone());
     println!(
-        "   ratio: throughput {:.2}x HAProxy (goal >= 1.0; per round {}), p99 {:.2}x HAProxy (lower is better)",
+        "   ratio: throughput {:.2}x HAProxy (median of per-round ratios; goal >= 1.0; \
+         {above} of {rounds} rounds >= 1.0, range {:.2}-{:.2}; per round {})",
+        mid(ratios),
+        spread[0],
+        spread[spread.len() - 1],
+        per_round.join(" ")
+    );
+    println!(
+        "          p99 {:.2}x HAProxy (median of per-round ratios, lower is better); \
+         medians of each proxy's rounds: {:.2}x throughput, {:.2}x cpu per request",
+        mid(p99_ratios),
         slipway.rps / haproxy.rps,
-        per_round.join(" "),
-        slipway.p99_ms / haproxy.p99_ms
+        slipway.cpu_us / haproxy.cpu_us
     );
 }
 
-/// Median throughput and median p99 of the rounds; errors summed.
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+/// The median (upper middle for an even count).
+fn mid(v: Vec<f64>) -> f64 {
+    let v = sorted(v);
+    v[v.len() / 2]
+}
+
+/// Median throughput, p99 and CPU per request of the rounds; errors summed.
 fn median(runs: Vec<Run>) -> Run {
-    let mid = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
     Run {
         rps: mid(runs.iter().map(|r| r.rps).collect()),
         p99_ms: mid(runs.iter().map(|r| r.p99_ms).collect()),
         errors: runs.iter().map(|r| r.errors).sum(),
+        cpu_us: mid(runs.iter().map(|r| r.cpu_us).collect()),
     }
 }

@@ -16,6 +16,7 @@ mod pool;
 mod proxy;
 mod route;
 mod shard;
+mod sockio;
 mod table;
 mod threads;
 mod tls;

@@ -13,10 +13,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::{Builder, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::shard::{self, Padded};
+use crate::sockio::SockIo;
 use crate::ProxyBody;
 
 /// Why no connection could be had; the request was not sent.
@@ -81,7 +81,7 @@ impl ConnPool {
             .await
             .map_err(|_| ConnectError::Timeout)??;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = Builder::new().handshake(TokioIo::new(stream)).await?;
+        let (sender, conn) = Builder::new().handshake(SockIo::new(stream)).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");

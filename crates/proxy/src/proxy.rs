@@ -20,6 +20,7 @@ use crate::health;
 use crate::metrics::{self, AppMetrics, MetricsSnapshot};
 use crate::pool::ConnPool;
 use crate::route::RouteTable;
+use crate::sockio::SockIo;
 use crate::table::{LivePool, LiveTable};
 use crate::tls::TlsConfig;
 use crate::upstream::{Upstream, UpstreamStatus};
@@ -241,7 +242,7 @@ impl Proxy {
             let inner = self.inner.clone();
             tokio::spawn(async move {
                 inner
-                    .serve_connection(TokioIo::new(stream), remote, "http")
+                    .serve_connection(SockIo::new(stream), remote, "http")
                     .await
             });
         }

@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::error::ProxyError;
 use crate::proxy::{accept, Proxy};
+use crate::sockio::SockIo;
 
 /// The threads started by [`Proxy::serve_on`].
 #[derive(Debug)]
@@ -150,7 +150,7 @@ async fn run_worker(
         let inner = proxy.inner.clone();
         tokio::spawn(async move {
             inner
-                .serve_connection(TokioIo::new(stream), remote, "http")
+                .serve_connection(SockIo::new(stream), remote, "http")
                 .await;
             drop(guard);
         });
