@@ -18,15 +18,14 @@
 //! (start before stop), so they simply keep them.
 //!
 //! Replica views (`slipway ps`, `ready`, `status`) come from the agents'
-//! reports of every node, kept current by a watch (snapshot, then watch
-//! from its revision + 1).
+//! reports of every node, as the server's view of the cluster state
+//! (`cluster_view`) holds them.
 
+use crate::cluster_view::NodeReplica;
 use crate::reconcile::Progress;
 use crate::replica::{ReplicaState, ReplicaView};
 use crate::Deployer;
-use futures::{FutureExt, StreamExt};
-use slipway_cluster::etcd::{replica_key, AssignmentRecord, ReplicaReport, WatchEvent, WatchKind};
-use slipway_cluster::{AppDemand, ClusterStore, ContainerTemplate, ReplicaId, Resources};
+use slipway_cluster::{AppDemand, ClusterStore, ContainerTemplate, Resources};
 use slipway_domain::{AppRecord, ReleaseRecord, ReleaseStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -41,82 +40,17 @@ pub const DEFAULT_MEMORY_MB: u64 = 256;
 pub const PULL_ALLOWANCE: Duration = Duration::from_secs(30);
 /// How often a rollout in progress is re-checked (reports also wake it).
 const ROLLOUT_POLL: Duration = Duration::from_millis(500);
-/// Pause before reading a new snapshot after etcd failed.
-const RETRY: Duration = Duration::from_millis(500);
 
 /// The deployer's cluster-mode state.
 #[derive(Default)]
 pub(crate) struct ClusterDeploy {
     /// `host:port` agents pull release images from (this server's registry).
     registry: OnceLock<String>,
-    /// The agents' current reports, per replica.
-    book: Mutex<Book>,
     /// App id → name of the apps whose demands this server wrote (to
     /// delete a demand after its app is gone, and to wake apps by name).
     names: Mutex<HashMap<i64, String>>,
     /// When this server saw each rollout (app id, release) begin.
     rollouts: Mutex<HashMap<(i64, i64), Instant>>,
-}
-
-/// Assignments and reports of every node: a report counts while its
-/// assignment exists under the report's epoch.
-#[derive(Debug, Default)]
-struct Book {
-    assignments: HashMap<(String, ReplicaId), u64>,
-    reports: HashMap<(String, ReplicaId), ReplicaReport>,
-}
-
-/// One replica as an agent reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NodeReplica {
-    pub node: String,
-    pub index: u32,
-    pub report: ReplicaReport,
-}
-
-impl Book {
-    /// Applies one watched change; the app it concerns, if any.
-    fn apply(&mut self, ev: &WatchEvent) -> Option<String> {
-        let value = ev.value.as_deref();
-        if let Some(rest) = ev.key.strip_prefix("assign/") {
-            let key = replica_key(rest)?;
-            let app = key.1.app.clone();
-            match value.and_then(|v| serde_json::from_slice::<AssignmentRecord>(v).ok()) {
-                Some(a) => self.assignments.insert(key, a.assignment.epoch),
-                None => self.assignments.remove(&key),
-            };
-            Some(app)
-        } else if let Some(rest) = ev.key.strip_prefix("status/") {
-            let key = replica_key(rest)?;
-            let app = key.1.app.clone();
-            match value.and_then(|v| serde_json::from_slice::<ReplicaReport>(v).ok()) {
-                Some(r) => self.reports.insert(key, r),
-                None => self.reports.remove(&key),
-            };
-            Some(app)
-        } else {
-            None
-        }
-    }
-
-    /// The current reports of `app`, by replica index then node.
-    fn replicas(&self, app: &str) -> Vec<NodeReplica> {
-        let mut out: Vec<NodeReplica> = self
-            .reports
-            .iter()
-            .filter(|((node, r), report)| {
-                r.app == app
-                    && self.assignments.get(&(node.clone(), r.clone())) == Some(&report.epoch)
-            })
-            .map(|((node, r), report)| NodeReplica {
-                node: node.clone(),
-                index: r.index,
-                report: report.clone(),
-            })
-            .collect();
-        out.sort_by(|a, b| (a.index, &a.node).cmp(&(b.index, &b.node)));
-        out
-    }
 }
 
 /// Replicas (indices below `target`) reporting `healthy` for `revision`.
@@ -215,77 +149,6 @@ fn view(r: &NodeReplica) -> ReplicaView {
     }
 }
 
-/// Starts the task that keeps the reports current.
-pub(crate) fn start(d: Deployer, store: ClusterStore) {
-    tokio::spawn(follow(d, store));
-}
-
-/// Snapshot, watch, apply; a new snapshot whenever the watch ends. Apps
-/// whose replicas changed are woken (a rollout is live the moment the
-/// last replica reports healthy).
-async fn follow(d: Deployer, store: ClusterStore) {
-    loop {
-        let snap = match store.routing_snapshot().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster deploy: cannot read the replica reports; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        let revision = snap.revision;
-        {
-            let mut book = Book::default();
-            for a in snap.assignments {
-                let a = a.record.assignment;
-                book.assignments.insert((a.node, a.replica), a.epoch);
-            }
-            for r in snap.reports {
-                book.reports.insert((r.node, r.replica), r.report);
-            }
-            *d.inner.cluster_deploy.book.lock().unwrap() = book;
-        }
-        let mut watch = match store.watch(WatchKind::Routing, revision + 1).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster deploy: cannot watch the replica reports; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        'watch: while let Some(ev) = watch.next().await {
-            let mut touched = HashSet::new();
-            let mut next = Some(ev);
-            while let Some(ev) = next.take() {
-                match ev {
-                    Ok(ev) => {
-                        if let Some(app) = d.inner.cluster_deploy.book.lock().unwrap().apply(&ev) {
-                            touched.insert(app);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cluster deploy: the watch ended; reading a new snapshot");
-                        break 'watch;
-                    }
-                }
-                next = watch.next().now_or_never().flatten();
-            }
-            let ids: Vec<i64> = {
-                let names = d.inner.cluster_deploy.names.lock().unwrap();
-                names
-                    .iter()
-                    .filter(|(_, n)| touched.contains(*n))
-                    .map(|(id, _)| *id)
-                    .collect()
-            };
-            for id in ids {
-                d.wake(id);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 impl Deployer {
     /// Sets the `host:port` of this server's registry as agents reach it
     /// (the authority of its public URL): release images are pulled from
@@ -296,7 +159,18 @@ impl Deployer {
 
     /// The agents' current reports of `app` (cluster mode).
     pub(crate) fn cluster_replicas(&self, app: &str) -> Vec<NodeReplica> {
-        self.inner.cluster_deploy.book.lock().unwrap().replicas(app)
+        self.inner.cluster_view.lock().unwrap().replicas(app)
+    }
+
+    /// Ids of the apps whose demands this server wrote, among `names`
+    /// (`None`: all of them).
+    pub(crate) fn cluster_app_ids(&self, names: Option<&HashSet<String>>) -> Vec<i64> {
+        let written = self.inner.cluster_deploy.names.lock().unwrap();
+        written
+            .iter()
+            .filter(|(_, n)| names.is_none_or(|names| names.contains(*n)))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Replica views of an app in cluster mode.
@@ -577,6 +451,8 @@ fn describe(replicas: &[NodeReplica], revision: u64, target: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster_view::View;
+    use slipway_cluster::etcd::{ReplicaReport, WatchEvent};
     use slipway_domain::AppSpec;
 
     fn app(spec: AppSpec) -> AppRecord {
@@ -706,14 +582,14 @@ mod tests {
 
     #[test]
     fn a_release_is_ready_when_every_replica_reports_it_healthy() {
-        let mut book = Book::default();
+        let mut book = View::default();
         let assign = |node: &str, i: u32, epoch: u64| {
             serde_json::json!({"replica": {"app": "web", "index": i}, "node": node,
                 "epoch": epoch, "assigned_at": "2026-11-26T00:00:00Z"})
         };
         book.apply(&event("assign/n1/web/0", Some(assign("n1", 0, 2))));
         book.apply(&event("assign/n2/web/1", Some(assign("n2", 1, 5))));
-        let put = |b: &mut Book, key: &str, r: ReplicaReport| {
+        let put = |b: &mut View, key: &str, r: ReplicaReport| {
             b.apply(&event(key, Some(serde_json::to_value(r).unwrap())))
         };
         assert_eq!(

@@ -1,29 +1,19 @@
 //! Cluster mode: the proxy of every server routes to the healthy replicas
 //! that agents run on any node.
 //!
-//! One task per server keeps a view of the apps' demands (`apps/`: host
-//! names, health path), the assignments (`assign/`) and the agents'
-//! reports (`status/`) of all nodes: one snapshot, then a watch from the
-//! snapshot's revision + 1, so nothing is missed and nothing is polled.
-//! When the watch breaks (a member went away, the revision was compacted)
-//! it reads a new snapshot. An app's upstreams are `address:host_port` of
-//! its reports in state `healthy` whose assignment is current (it exists,
-//! with the report's epoch): a report deleted with its node's lease, a
-//! replica turning unhealthy or moved away leaves the table at once.
+//! The routes come from the server's view of the cluster state
+//! (`cluster_view`), republished after every burst of changes. An app's
+//! upstreams are `address:host_port` of its reports in state `healthy`
+//! whose assignment is current (it exists, with the report's epoch): a
+//! report deleted with its node's lease, a replica turning unhealthy or
+//! moved away leaves the table at once.
 
+use crate::cluster_view::View;
 use crate::Deployer;
-use futures::{FutureExt, StreamExt};
-use slipway_cluster::etcd::{
-    replica_key, AssignmentRecord, ReplicaReport, RoutingSnapshot, WatchEvent, WatchKind,
-};
-use slipway_cluster::{AppDemand, ClusterStore, ReplicaId};
+use slipway_cluster::etcd::ReplicaReport;
 use slipway_proxy::{HealthCheck, Pool};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
-
-/// Pause before reading a new snapshot after etcd failed.
-const RETRY: Duration = Duration::from_millis(500);
 
 /// How one cluster app is reached: its host names and healthy replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,63 +37,12 @@ impl ClusterRoute {
     }
 }
 
-/// The cluster state the routes are computed from.
-#[derive(Debug, Default)]
-pub(crate) struct View {
-    demands: BTreeMap<String, AppDemand>,
-    /// (node, replica) → the epoch of its assignment.
-    assignments: HashMap<(String, ReplicaId), u64>,
-    /// (node, replica) → the agent's report.
-    reports: HashMap<(String, ReplicaId), ReplicaReport>,
-}
-
 impl View {
-    /// The view of a snapshot.
-    pub fn from_snapshot(snap: RoutingSnapshot) -> Self {
-        let mut view = View::default();
-        for d in snap.demands {
-            view.demands.insert(d.app.clone(), d);
-        }
-        for a in snap.assignments {
-            let a = a.record.assignment;
-            view.assignments.insert((a.node, a.replica), a.epoch);
-        }
-        for r in snap.reports {
-            view.reports.insert((r.node, r.replica), r.report);
-        }
-        view
-    }
-
-    /// Applies one watched change (undecodable values count as deletions).
-    pub fn apply(&mut self, ev: &WatchEvent) {
-        let value = ev.value.as_deref();
-        if let Some(app) = ev.key.strip_prefix("apps/") {
-            match value.and_then(|v| serde_json::from_slice::<AppDemand>(v).ok()) {
-                Some(d) => self.demands.insert(app.to_owned(), d),
-                None => self.demands.remove(app),
-            };
-        } else if let Some(rest) = ev.key.strip_prefix("assign/") {
-            let Some(key) = replica_key(rest) else { return };
-            match value.and_then(|v| serde_json::from_slice::<AssignmentRecord>(v).ok()) {
-                Some(a) => self.assignments.insert(key, a.assignment.epoch),
-                None => self.assignments.remove(&key),
-            };
-        } else if let Some(rest) = ev.key.strip_prefix("status/") {
-            let Some(key) = replica_key(rest) else { return };
-            match value.and_then(|v| serde_json::from_slice::<ReplicaReport>(v).ok()) {
-                Some(r) => self.reports.insert(key, r),
-                None => self.reports.remove(&key),
-            };
-        }
-    }
-
     /// The routes of every app with host names, sorted by app.
     pub fn routes(&self) -> Vec<ClusterRoute> {
         let mut upstreams: HashMap<&str, Vec<SocketAddr>> = HashMap::new();
-        for ((node, replica), report) in &self.reports {
-            let current =
-                self.assignments.get(&(node.clone(), replica.clone())) == Some(&report.epoch);
-            if !current || report.state != "healthy" {
+        for (_, replica, report) in self.current_reports() {
+            if report.state != "healthy" {
                 continue;
             }
             if let Some(addr) = upstream(report) {
@@ -149,55 +88,9 @@ fn upstream(report: &ReplicaReport) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Starts the task that keeps `d`'s cluster routes current.
-pub(crate) fn start(d: Deployer, store: ClusterStore) {
-    tokio::spawn(follow(d, store));
-}
-
-/// Snapshot, watch, apply; a new snapshot whenever the watch ends.
-async fn follow(d: Deployer, store: ClusterStore) {
-    loop {
-        let snap = match store.routing_snapshot().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster routes: cannot read the cluster state; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        let revision = snap.revision;
-        let mut view = View::from_snapshot(snap);
-        d.set_cluster_routes(view.routes());
-        let mut watch = match store.watch(WatchKind::Routing, revision + 1).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster routes: cannot watch the cluster state; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        'watch: while let Some(ev) = watch.next().await {
-            let mut next = Some(ev);
-            // Apply the whole burst that is ready, then publish once.
-            while let Some(ev) = next.take() {
-                match ev {
-                    Ok(ev) => view.apply(&ev),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cluster routes: the watch ended; reading a new snapshot");
-                        break 'watch;
-                    }
-                }
-                next = watch.next().now_or_never().flatten();
-            }
-            d.set_cluster_routes(view.routes());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 impl Deployer {
     /// Installs new cluster routes; rebuilds the proxy's table when they changed.
-    fn set_cluster_routes(&self, routes: Vec<ClusterRoute>) {
+    pub(crate) fn set_cluster_routes(&self, routes: Vec<ClusterRoute>) {
         {
             let mut current = self.inner.cluster_routes.lock().unwrap();
             if *current == routes {
@@ -217,8 +110,10 @@ impl Deployer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_cluster::etcd::{NodeReport, StoredAssignment};
-    use slipway_cluster::{Assignment, ContainerTemplate, Labels, Resources};
+    use slipway_cluster::etcd::{
+        AssignmentRecord, NodeReport, RoutingSnapshot, StoredAssignment, WatchEvent,
+    };
+    use slipway_cluster::{AppDemand, Assignment, ContainerTemplate, Labels, ReplicaId, Resources};
 
     fn demand(app: &str, hosts: &[&str]) -> AppDemand {
         AppDemand {

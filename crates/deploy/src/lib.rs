@@ -18,6 +18,7 @@
 
 mod cluster_demand;
 mod cluster_routes;
+mod cluster_view;
 mod collector;
 mod logs;
 mod probe;
@@ -120,6 +121,8 @@ struct Inner {
     cluster: OnceLock<slipway_cluster::ClusterStore>,
     /// Routes to the healthy replicas agents run on every node (cluster mode).
     cluster_routes: Mutex<Vec<cluster_routes::ClusterRoute>>,
+    /// Cluster mode: demands, assignments and reports of every node.
+    cluster_view: Mutex<cluster_view::View>,
     /// Demands, rollouts and replica reports (cluster mode).
     cluster_deploy: cluster_demand::ClusterDeploy,
 }
@@ -147,6 +150,7 @@ impl Deployer {
                 collectors: Default::default(),
                 cluster: OnceLock::new(),
                 cluster_routes: Mutex::new(Vec::new()),
+                cluster_view: Default::default(),
                 cluster_deploy: Default::default(),
             }),
         }
@@ -167,9 +171,8 @@ impl Deployer {
     /// watch of the cluster state. Must run inside a Tokio runtime.
     pub fn set_cluster(&self, store: slipway_cluster::ClusterStore) {
         if self.inner.cluster.set(store.clone()).is_ok() {
-            cluster_routes::start(self.clone(), store.clone());
-            // Replica reports for releases, `ps` and `ready` (cluster_demand).
-            cluster_demand::start(self.clone(), store);
+            // One follower feeds the proxy's routes and release readiness.
+            cluster_view::start(self.clone(), store);
         }
     }
 
