@@ -30,6 +30,10 @@ use hyper_util::rt::TokioIo;
 use slipway_proxy::{Pool, Proxy, ProxyConfig, Route, RouteTable};
 use tokio::net::TcpListener;
 
+/// The allocator the `slipway` binary ships with (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
