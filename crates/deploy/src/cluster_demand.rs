@@ -173,16 +173,15 @@ impl Deployer {
             .collect()
     }
 
+    /// The name of an app whose demand this server wrote.
+    fn cluster_app_name(&self, app_id: i64) -> Option<String> {
+        let names = self.inner.cluster_deploy.names.lock().unwrap();
+        names.get(&app_id).cloned()
+    }
+
     /// Replica views of an app in cluster mode.
     pub(crate) fn cluster_views(&self, app_id: i64) -> Vec<ReplicaView> {
-        let name = self
-            .inner
-            .cluster_deploy
-            .names
-            .lock()
-            .unwrap()
-            .get(&app_id)
-            .cloned();
+        let name = self.cluster_app_name(app_id);
         name.map(|n| self.cluster_replicas(&n).iter().map(view).collect())
             .unwrap_or_default()
     }
@@ -225,14 +224,7 @@ impl Deployer {
             .await
             .map_err(|e| e.to_string())?;
         let Some(app) = app else {
-            let name = self
-                .inner
-                .cluster_deploy
-                .names
-                .lock()
-                .unwrap()
-                .get(&app_id)
-                .cloned();
+            let name = self.cluster_app_name(app_id);
             if let Some(name) = name {
                 store
                     .delete_demand(&name)
@@ -255,14 +247,7 @@ impl Deployer {
             .unwrap()
             .insert(app.id, app.name.clone());
         self.stop_local_replicas(&app).await;
-        let release = match app.release {
-            Some(n) => self
-                .store()
-                .release(app.id, n)
-                .await
-                .map_err(|e| e.to_string())?,
-            None => None,
-        };
+        let release = self.current_release(&app).await?;
         let Some(release) = release.filter(|r| r.status != ReleaseStatus::Failed) else {
             if store
                 .demand(&app.name)

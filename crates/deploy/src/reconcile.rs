@@ -238,14 +238,7 @@ impl Deployer {
             self.remove_app_logs(app_id).await;
             return Ok(Progress::Gone);
         };
-        let release = match app.release {
-            Some(n) => self
-                .store()
-                .release(app.id, n)
-                .await
-                .map_err(|e| e.to_string())?,
-            None => None,
-        };
+        let release = self.current_release(&app).await?;
         self.refresh_route(&app, release.as_ref());
         if self.handle_deaths(&app, &found).await {
             return Ok(Progress::Changed);
@@ -266,6 +259,21 @@ impl Deployer {
     }
 
     /// Keeps the app's hosts and health check current for route rebuilds.
+    /// The release the app points at, if any.
+    pub(crate) async fn current_release(
+        &self,
+        app: &AppRecord,
+    ) -> Result<Option<ReleaseRecord>, String> {
+        match app.release {
+            Some(n) => self
+                .store()
+                .release(app.id, n)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
     fn refresh_route(&self, app: &AppRecord, release: Option<&ReleaseRecord>) {
         let route = AppRoute {
             app: app.name.clone(),
