@@ -130,10 +130,12 @@ async fn follow(d: Deployer, store: ClusterStore) {
                 continue;
             }
         };
-        let revision = snap.revision;
+        // Watch first, then publish: once the view shows a snapshot, the
+        // watch that follows it is live (or it failed and is retried).
+        let watch = store.watch(WatchKind::Routing, snap.revision + 1).await;
         *d.inner.cluster_view.lock().unwrap() = View::from_snapshot(snap);
         d.cluster_view_changed(None);
-        let mut watch = match store.watch(WatchKind::Routing, revision + 1).await {
+        let mut watch = match watch {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "cluster: cannot watch the cluster state; retrying");
