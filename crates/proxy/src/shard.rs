@@ -1,6 +1,7 @@
-//! Per-thread sharding of hot shared state (idle connections, metrics
-//! counters): each thread that touches a sharded value gets a fixed slot, so
-//! the request path writes cache lines no other core is writing.
+//! Per-thread sharding of hot shared state (idle connections, metrics,
+//! round-robin positions): each thread that touches a sharded value gets a
+//! fixed slot, so the request path writes cache lines no other core is
+//! writing.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::metrics::AppMetrics;
 use crate::route::{host_rank, prefix_matches, Balance, HostPattern};
+use crate::shard::{self, Padded};
 use crate::upstream::Upstream;
 
 /// A pool with live upstream state.
@@ -14,7 +15,9 @@ pub(crate) struct LivePool {
     pub balance: Balance,
     pub upstreams: Vec<Arc<Upstream>>,
     pub metrics: Arc<AppMetrics>,
-    next: AtomicUsize,
+    /// Round-robin positions, one per thread: a single shared counter would
+    /// move its cache line between cores on every request.
+    next: Box<[Padded<AtomicUsize>]>,
 }
 
 impl LivePool {
@@ -29,7 +32,7 @@ impl LivePool {
             balance,
             upstreams,
             metrics,
-            next: AtomicUsize::new(0),
+            next: (0..shard::SHARDS).map(|_| Padded::default()).collect(),
         }
     }
 
@@ -41,7 +44,7 @@ impl LivePool {
         }
         let usable =
             |u: &Arc<Upstream>| u.is_healthy() && !matches!(exclude, Some(e) if Arc::ptr_eq(e, u));
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = self.next[shard::index()].0.fetch_add(1, Ordering::Relaxed);
         match self.balance {
             Balance::RoundRobin => (0..n)
                 .map(|i| &self.upstreams[(start + i) % n])

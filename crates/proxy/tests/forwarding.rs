@@ -56,6 +56,48 @@ async fn forwarded_headers_arrive_and_hop_by_hop_ones_do_not() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_kept_alive_and_a_closed_one_is_replaced() {
+    let mut b = Backend::start("a").await;
+    let (_proxy, addr) = start_proxy(ProxyConfig::default(), one(b.addr)).await;
+    let cl = client();
+    for _ in 0..100 {
+        assert_eq!(
+            get(&cl, addr, "app.example.com", "/").await.0,
+            StatusCode::OK
+        );
+    }
+    // One client asking in turn: one upstream connection serves them all.
+    assert_eq!(b.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let big = "x".repeat(200_000);
+    let posted = cl
+        .request(
+            Request::post(format!("http://{addr}/echo"))
+                .header("host", "app.example.com")
+                .body(Full::new(Bytes::from(big.clone())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let echoed = posted.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed.len(), big.len());
+    assert_eq!(
+        get(&cl, addr, "app.example.com", "/").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(b.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The upstream closes its idle connections (a restart): the pooled one
+    // is found closed and the next request gets a fresh one, not an error.
+    b.restart().await;
+    for _ in 0..5 {
+        assert_eq!(
+            get(&cl, addr, "app.example.com", "/").await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(b.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn http2_prior_knowledge_is_served() {
     let b = Backend::start("a").await;
     let (_proxy, addr) = start_proxy(ProxyConfig::default(), one(b.addr)).await;

@@ -31,6 +31,8 @@ pub struct Backend {
     pub id: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections it accepted (the proxy's pool reuses them).
+    pub accepted: Arc<AtomicUsize>,
     pub healthy: Arc<AtomicBool>,
     task: Option<JoinHandle<()>>,
 }
@@ -44,17 +46,20 @@ impl Backend {
     fn on(id: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let healthy = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(serve(
             id.to_string(),
             listener,
             hits.clone(),
+            accepted.clone(),
             healthy.clone(),
         ));
         Backend {
             id: id.to_string(),
             addr,
             hits,
+            accepted,
             healthy,
             task: Some(task),
         }
@@ -74,6 +79,7 @@ impl Backend {
         let listener = TcpListener::bind(self.addr).await.unwrap();
         let mut again = Self::on(&self.id, listener);
         self.hits = again.hits.clone();
+        self.accepted = again.accepted.clone();
         self.healthy = again.healthy.clone();
         self.task = again.task.take();
     }
@@ -93,6 +99,7 @@ async fn serve(
     id: String,
     listener: TcpListener,
     hits: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
     healthy: Arc<AtomicBool>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
@@ -101,6 +108,7 @@ async fn serve(
             r = listener.accept() => r.unwrap(),
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
+        accepted.fetch_add(1, Ordering::SeqCst);
         let (id, hits, healthy) = (id.clone(), hits.clone(), healthy.clone());
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
