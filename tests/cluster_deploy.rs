@@ -385,7 +385,8 @@ fn every_proxy_routes_to_healthy_replicas_on_any_node() {
 }
 
 /// A work tree of `alice/site` holding the busybox httpd app with a
-/// `/health` page and a CGI `/cgi-bin/who` answering `NODE REPLICA`.
+/// `/health` page and a CGI `/cgi-bin/who` answering `NODE REPLICA TOKEN`
+/// (`TOKEN`: the app secret `SITE_TOKEN`).
 struct Site {
     _work: tempfile::TempDir,
     dir: std::path::PathBuf,
@@ -402,7 +403,7 @@ impl Site {
         let who = dir.join("www/cgi-bin/who");
         std::fs::write(
             &who,
-            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$SLIPWAY_NODE $SLIPWAY_REPLICA\"\n",
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$SLIPWAY_NODE $SLIPWAY_REPLICA $SITE_TOKEN\"\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -419,7 +420,7 @@ impl Site {
     }
 }
 
-/// `NODE REPLICA` answers of `/cgi-bin/who` as (NODE, REPLICA); the CGI
+/// `NODE REPLICA …` answers of `/cgi-bin/who` as (NODE, REPLICA); the CGI
 /// answers chunked, which `proxy_get` leaves as it is: the line is found
 /// among the chunk sizes.
 fn who_cgi(bodies: &[String]) -> BTreeSet<(String, u32)> {
@@ -427,7 +428,8 @@ fn who_cgi(bodies: &[String]) -> BTreeSet<(String, u32)> {
         .iter()
         .filter_map(|b| {
             b.lines().find_map(|l| {
-                let (node, n) = l.trim().split_once(' ')?;
+                let mut words = l.split_whitespace();
+                let (node, n) = (words.next()?, words.next()?);
                 node.starts_with("node-")
                     .then(|| Some((node.to_owned(), n.parse().ok()?)))?
             })
@@ -464,6 +466,14 @@ fn git_push_deploys_on_agents_failover_rollout_and_leader_takeover() {
                      "health": {"path": "/health", "interval_ms": 500}});
     let (s, body) = c.servers[a].api("POST", "/apps", Some(&ta), Some(app));
     assert_eq!(s, 201, "{body}");
+    let token = "tok-3f9a61c2";
+    let (s, body) = c.servers[a].api(
+        "PUT",
+        "/apps/site/secrets/SITE_TOKEN",
+        Some(&ta),
+        Some(json!({ "value": token })),
+    );
+    assert!((200..300).contains(&s), "{s} {body}");
     let site = Site::new(&c.servers[a].git_url("alice", "site", Some(("alice", &ta))));
 
     // v1: built by A, pulled by the agents, answered by both proxies.
@@ -505,6 +515,26 @@ fn git_push_deploys_on_agents_failover_rollout_and_leader_takeover() {
     let bodies = sample(&pb, host, "/cgi-bin/who", 9).unwrap();
     let cgi = who_cgi(&bodies);
     assert_eq!(cgi.len(), 3, "B's proxy reaches every replica: {bodies:?}");
+    // The secret reaches every replica's environment (each agent fetched
+    // it from A with its node credential), and etcd holds only its name.
+    assert!(
+        bodies.iter().all(|b| b.contains(token)),
+        "every replica has SITE_TOKEN: {bodies:?}"
+    );
+    let demand = c
+        .tokio
+        .block_on(c.store.demand("site"))
+        .unwrap()
+        .expect("the demand of site");
+    let template = demand.container.as_ref().unwrap();
+    assert_eq!(
+        template.secrets.as_ref().map(|s| s.names.clone()),
+        Some(vec!["SITE_TOKEN".to_string()])
+    );
+    assert!(
+        !serde_json::to_string(&demand).unwrap().contains(token),
+        "no secret value in etcd: {demand:?}"
+    );
 
     // A dead machine.
     let victim = 1;

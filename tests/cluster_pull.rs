@@ -2,7 +2,9 @@
 //! `slipway server` in cluster mode. A join answers a new `slpn_…`
 //! credential (the previous one stops working); the registry accepts it as
 //! Basic `<node>:<credential>` for pulls only — not for pushes, not for
-//! listing repositories, not for another node's id.
+//! listing repositories, not for another node's id. The same credential
+//! fetches the secrets of cluster apps (`/api/v1/cluster/apps/{app}/secrets`,
+//! its success path is in `cluster_deploy`); nothing else does.
 
 mod support;
 
@@ -96,4 +98,15 @@ fn joins_issue_node_credentials_that_only_pull() {
     // Not an API token either.
     let (s, _) = server.api("GET", "/nodes", Some(&cred), None);
     assert_eq!(s, 401);
+
+    // App secrets: only with a current node credential, only for a
+    // cluster app this server deploys.
+    let secrets = "/api/v1/cluster/apps/web/secrets";
+    assert_eq!(registry(&server, "GET", secrets, &node, &cred), 404);
+    assert_eq!(registry(&server, "GET", secrets, &node, &old), 401);
+    assert_eq!(registry(&server, "GET", secrets, "node-other", &cred), 401);
+    assert_eq!(registry(&server, "GET", secrets, "admin", &admin), 401);
+    let (s, body) = server.api("GET", "/cluster/apps/web/secrets", Some(&admin), None);
+    assert_eq!(s, 401, "an access token is not a node credential: {body}");
+    assert_eq!(error_code(&body), "unauthorized");
 }

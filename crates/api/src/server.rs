@@ -193,9 +193,7 @@ async fn start_cluster(state: &AppState, bound: SocketAddr) -> anyhow::Result<()
     // The deployer writes demands to it (agents pull release images from
     // this server's registry at the public URL's host:port), and the proxy
     // routes to the replicas agents run on every node.
-    if let Some(host) = slipway_deploy::registry_host(&api_url) {
-        state.deploy().set_cluster_registry(&host);
-    }
+    state.deploy().set_cluster_public_url(&api_url);
     state.deploy().set_cluster(cluster.store().clone());
     state.set_cluster(cluster);
     Ok(())

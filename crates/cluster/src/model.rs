@@ -176,6 +176,21 @@ pub struct ContainerTemplate {
     /// `GET` path that answers 2xx when a replica is healthy (none: running = healthy).
     #[serde(default)]
     pub health_path: Option<String>,
+    /// The app's secrets, by name only: their values never enter etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretSource>,
+}
+
+/// Where an agent gets the secret variables of a replica's environment when
+/// it starts one: from the server that holds them (decrypted there, sent
+/// to the node over its API with the node's credential), so etcd and its
+/// disks only ever hold the names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSource {
+    /// Base URL of that server's API (its public URL, `http(s)://host:port`).
+    pub server: String,
+    /// Names of the secret variables, sorted.
+    pub names: Vec<String>,
 }
 
 impl ContainerTemplate {
@@ -211,6 +226,28 @@ impl ContainerTemplate {
         if let Some(p) = &self.health_path {
             if !p.starts_with('/') || p.len() > 1024 || !p.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err("health path must start with '/' and be printable ASCII".into());
+            }
+        }
+        if let Some(secrets) = &self.secrets {
+            let url = &secrets.server;
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.len() > 2048
+                || !url.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err("secrets server must be an http(s) URL of printable ASCII".into());
+            }
+            if secrets.names.len() > 256
+                || secrets.names.iter().any(|n| {
+                    n.is_empty()
+                        || n.len() > 255
+                        || n.contains(['=', '\0'])
+                        || self.env.contains_key(n)
+                })
+            {
+                return Err(
+                    "container secrets: at most 256 names of up to 255 bytes, without '=', not also in env"
+                        .into(),
+                );
             }
         }
         Ok(())

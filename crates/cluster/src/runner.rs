@@ -19,7 +19,7 @@
 
 use crate::agent::{AgentStatus, Phase};
 use crate::etcd::{ClusterStore, ReplicaReport, StoredAssignment};
-use crate::model::{AppDemand, ContainerTemplate, ReplicaId};
+use crate::model::{AppDemand, ContainerTemplate, ReplicaId, SecretSource};
 use slipway_runtime::images::RegistryAuth;
 use slipway_runtime::{labels, ContainerInfo, ContainerSpec, LabelFilter, Runtime, Security};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -576,6 +576,68 @@ pub async fn ensure_image(
     }
 }
 
+/// Largest secrets answer an agent reads (names and values are bounded
+/// like a template's environment).
+const MAX_SECRETS_BYTES: usize = 1024 * 1024;
+
+/// The values of the secret variables `source` names for `app`, from the
+/// server holding them, with the node's credential. Every name must be
+/// answered; nothing else is taken.
+pub async fn fetch_secrets(
+    app: &str,
+    source: &SecretSource,
+    auth: Option<&RegistryAuth>,
+) -> Result<BTreeMap<String, String>, String> {
+    let failed = |why: String| {
+        format!(
+            "fetching the secrets of {app} from {} failed: {why}",
+            source.server
+        )
+    };
+    let auth = auth.ok_or_else(|| {
+        failed("this agent has no node credential; join the cluster again".into())
+    })?;
+    let url = format!("{}/api/v1/cluster/apps/{app}/secrets", source.server);
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .basic_auth(&auth.username, Some(&auth.password))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let status = resp.status();
+    if resp.content_length().unwrap_or(0) > MAX_SECRETS_BYTES as u64 {
+        return Err(failed("the answer is too large".into()));
+    }
+    let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
+    if body.len() > MAX_SECRETS_BYTES {
+        return Err(failed("the answer is too large".into()));
+    }
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(failed(format!("HTTP {status} {message}")));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        env: BTreeMap<String, String>,
+    }
+    let mut answer: Answer =
+        serde_json::from_slice(&body).map_err(|e| failed(format!("unreadable answer: {e}")))?;
+    source
+        .names
+        .iter()
+        .map(|name| {
+            answer
+                .env
+                .remove_entry(name)
+                .ok_or_else(|| failed(format!("the server has no secret {name}")))
+        })
+        .collect()
+}
+
 /// Whether `image` starts with a registry host (`10.0.0.10:7700/…`,
 /// `registry.example.com/…`, `localhost/…`), as Docker decides it.
 fn names_registry(image: &str) -> bool {
@@ -595,7 +657,12 @@ async fn start(
     opts: &RunnerOptions,
 ) -> Result<String, String> {
     ensure_image(rt, &t.image, opts.pull_auth.as_ref()).await?;
-    let spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address);
+    let mut spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address);
+    if let Some(source) = &t.secrets {
+        for (name, value) in fetch_secrets(&r.app, source, opts.pull_auth.as_ref()).await? {
+            spec = spec.env(name, value);
+        }
+    }
     let id = rt.create(&spec).await.map_err(|e| e.to_string())?;
     if let Err(e) = rt.start(&id).await {
         let _ = rt.remove(&id).await;
@@ -669,6 +736,7 @@ mod tests {
             .into(),
             port: 8080,
             health_path: Some("/".into()),
+            secrets: None,
         };
         let d = AppDemand {
             app: "web".into(),

@@ -57,6 +57,7 @@ fn httpd(revision: u64, image: &str, text: &str, delay_s: u32) -> ContainerTempl
         env: Default::default(),
         port: 8080,
         health_path: Some("/".into()),
+        secrets: None,
     }
 }
 

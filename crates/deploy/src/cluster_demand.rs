@@ -17,6 +17,10 @@
 //! whose template is written again: agents kept its containers serving
 //! (start before stop), so they simply keep them.
 //!
+//! Secrets stay out of etcd: a template names them, and the agent fetches
+//! the values from this server's API ([`Deployer::cluster_secrets`]) with
+//! its node credential when it starts a replica.
+//!
 //! Replica views (`slipway ps`, `ready`, `status`) come from the agents'
 //! reports of every node, as the server's view of the cluster state
 //! (`cluster_view`) holds them.
@@ -25,7 +29,7 @@ use crate::cluster_view::NodeReplica;
 use crate::reconcile::Progress;
 use crate::replica::{ReplicaState, ReplicaView};
 use crate::Deployer;
-use slipway_cluster::{AppDemand, ClusterStore, ContainerTemplate, Resources};
+use slipway_cluster::{AppDemand, ClusterStore, ContainerTemplate, Resources, SecretSource};
 use slipway_domain::{AppRecord, ReleaseRecord, ReleaseStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -46,6 +50,8 @@ const ROLLOUT_POLL: Duration = Duration::from_millis(500);
 pub(crate) struct ClusterDeploy {
     /// `host:port` agents pull release images from (this server's registry).
     registry: OnceLock<String>,
+    /// This server's public URL: agents fetch app secrets from its API.
+    public_url: OnceLock<String>,
     /// App id → name of the apps whose demands this server wrote (to
     /// delete a demand after its app is gone, and to wake apps by name).
     names: Mutex<HashMap<i64, String>>,
@@ -88,18 +94,23 @@ pub fn cluster_image(registry: Option<&str>, owner: &str, app: &str, local: &str
 }
 
 /// The demand of `release` of `app`: replicas from the app, the request,
-/// port, health path and configuration from the release, the secrets and
-/// `PORT`/`SLIPWAY_RELEASE` in the environment.
+/// port, health path and configuration from the release,
+/// `PORT`/`SLIPWAY_RELEASE` in the environment, and where the secrets
+/// (names only) come from.
 pub(crate) fn build_demand(
     app: &AppRecord,
     release: &ReleaseRecord,
     hosts: Vec<String>,
     image: String,
-    secrets: &HashMap<String, String>,
+    secrets: Option<SecretSource>,
 ) -> AppDemand {
     let spec = &release.spec;
     let mut env: BTreeMap<String, String> = spec.env.clone();
-    env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(secrets) = &secrets {
+        for name in &secrets.names {
+            env.remove(name);
+        }
+    }
     env.insert("PORT".into(), spec.port.to_string());
     env.insert("SLIPWAY_RELEASE".into(), release.number.to_string());
     let cpu_millis = spec
@@ -118,6 +129,7 @@ pub(crate) fn build_demand(
             env,
             port: spec.port,
             health_path: Some(spec.health.path.clone()),
+            secrets,
         }),
         hosts,
     }
@@ -150,11 +162,32 @@ fn view(r: &NodeReplica) -> ReplicaView {
 }
 
 impl Deployer {
-    /// Sets the `host:port` of this server's registry as agents reach it
-    /// (the authority of its public URL): release images are pulled from
-    /// there. Without it, demands carry the local image reference.
-    pub fn set_cluster_registry(&self, host: &str) {
-        let _ = self.inner.cluster_deploy.registry.set(host.to_owned());
+    /// Sets this server's public URL as agents reach it. Release images
+    /// are pulled from the registry at its `host:port` (without one,
+    /// demands carry the local image reference) and app secrets from its
+    /// API.
+    pub fn set_cluster_public_url(&self, url: &str) {
+        let deploy = &self.inner.cluster_deploy;
+        if let Some(host) = registry_host(url) {
+            let _ = deploy.registry.set(host);
+        }
+        let _ = deploy.public_url.set(url.trim_end_matches('/').to_owned());
+    }
+
+    /// The decrypted secrets of cluster app `name`, for an agent starting
+    /// one of its replicas (the API checked the node's credential). `None`
+    /// when this server wrote no demand for such an app.
+    pub async fn cluster_secrets(
+        &self,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>, crate::DeployError> {
+        let Some(app) = self.store().app_by_name(name).await? else {
+            return Ok(None);
+        };
+        if self.cluster_app_name(app.id).is_none() {
+            return Ok(None);
+        }
+        self.secret_env(app.id).await.map(Some)
     }
 
     /// The agents' current reports of `app` (cluster mode).
@@ -278,7 +311,25 @@ impl Deployer {
         app: &AppRecord,
         release: &ReleaseRecord,
     ) -> Result<AppDemand, String> {
-        let secrets = self.secret_env(app.id).await.map_err(|e| e.to_string())?;
+        let names = self
+            .store()
+            .app_secret_names(app.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let secrets = if names.is_empty() {
+            None
+        } else {
+            let server = self.inner.cluster_deploy.public_url.get().ok_or_else(|| {
+                format!(
+                    "app {} has secrets, and agents fetch them from this server's public URL, which is not set",
+                    app.name
+                )
+            })?;
+            Some(SecretSource {
+                server: server.clone(),
+                names: names.into_iter().map(|(name, _)| name).collect(),
+            })
+        };
         let registry = self.inner.cluster_deploy.registry.get();
         let image = match registry {
             Some(host) => {
@@ -292,7 +343,7 @@ impl Deployer {
             }
             None => release.image.clone(),
         };
-        Ok(build_demand(app, release, self.hosts(app), image, &secrets))
+        Ok(build_demand(app, release, self.hosts(app), image, secrets))
     }
 
     /// Marks the rollout of `release` deploying, live when every replica
@@ -479,7 +530,10 @@ mod tests {
         };
         spec.env.insert("MODE".into(), "prod".into());
         spec.health.path = "/healthz".into();
-        let secrets = HashMap::from([("TOKEN".to_string(), "s3cret".to_string())]);
+        let secrets = SecretSource {
+            server: "http://10.0.0.10:7700".into(),
+            names: vec!["TOKEN".into()],
+        };
         let image = cluster_image(
             Some("10.0.0.10:7700"),
             "alice",
@@ -492,7 +546,7 @@ mod tests {
             &release(spec),
             vec!["web.apps.test".into()],
             image.clone(),
-            &secrets,
+            Some(secrets.clone()),
         );
         assert_eq!(d.app, "web");
         assert!(slipway_cluster::valid_id(&d.app));
@@ -508,7 +562,9 @@ mod tests {
         assert_eq!(t.port, 9000);
         assert_eq!(t.health_path.as_deref(), Some("/healthz"));
         assert_eq!(t.env["MODE"], "prod");
-        assert_eq!(t.env["TOKEN"], "s3cret");
+        // Secrets are named, never valued, in what goes to etcd.
+        assert!(!t.env.contains_key("TOKEN"));
+        assert_eq!(t.secrets.as_ref(), Some(&secrets));
         assert_eq!(t.env["PORT"], "9000");
         assert_eq!(t.env["SLIPWAY_RELEASE"], "3");
         t.validate().unwrap();
@@ -523,7 +579,7 @@ mod tests {
         };
         let mut a = app(spec.clone());
         a.spec.replicas = 4;
-        let d = build_demand(&a, &release(spec), vec![], "img".into(), &HashMap::new());
+        let d = build_demand(&a, &release(spec), vec![], "img".into(), None);
         assert_eq!(d.request, Resources::new(1500, 512 << 20));
         // Scale comes from the app, not the frozen release.
         assert_eq!(d.replicas, 4);

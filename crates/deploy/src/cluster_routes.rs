@@ -128,6 +128,7 @@ mod tests {
                 env: Default::default(),
                 port: 8080,
                 health_path: Some("/health".into()),
+                secrets: None,
             }),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
         }

@@ -124,6 +124,7 @@ async fn routes_follow_reports_and_survive_the_loss_of_the_watched_member() {
                 env: Default::default(),
                 port: 8080,
                 health_path: Some("/health".into()),
+                secrets: None,
             }),
             hosts: vec![HOST.into()],
         })

@@ -6,7 +6,8 @@
 //! stored in etcd as a SHA-256 digest, valid until it expires) and answers
 //! the node's id and the etcd endpoints its agent then talks to directly,
 //! plus a new registry pull credential for the node (`slpn_…`, see
-//! `routes::registry`).
+//! `routes::registry`). With that credential an agent also fetches the
+//! secrets of the apps it starts replicas of (`app_secrets`).
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Json};
@@ -298,4 +299,38 @@ pub async fn join(
         lease_ttl_ms: opts.lease_ttl.as_millis() as u64,
         credential: Some(credential),
     }))
+}
+
+/// `GET /cluster/apps/{app}/secrets`: a node agent starting a replica of
+/// `app` fetches its secret variables, authorised by the node's credential
+/// (`Authorization: Basic <node-id>:<slpn_…>`, as for image pulls). The
+/// values are decrypted here and never stored in etcd; the log line names
+/// the node and app, never a value.
+pub async fn app_secrets(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<Value>> {
+    let cluster = state.cluster().ok_or_else(not_clustered)?;
+    let (node, secret) = super::registry::node_credentials(&headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            "send the node's credential as `Authorization: Basic <node-id>:<slpn_…>`",
+        )
+    })?;
+    if !cluster
+        .store()
+        .check_node_credential(&node, &secret)
+        .await
+        .map_err(cluster_error)?
+    {
+        return Err(ApiError::unauthorized(
+            "invalid node credential: the agent gets a new one when it joins again",
+        ));
+    }
+    let env =
+        state.deploy().cluster_secrets(&app).await?.ok_or_else(|| {
+            ApiError::not_found(format!("this server deploys no cluster app {app}"))
+        })?;
+    tracing::info!(node = %node, app = %app, variables = env.len(), "secrets fetched by a node");
+    Ok(axum::Json(json!({ "env": env })))
 }

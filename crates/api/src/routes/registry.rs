@@ -71,9 +71,9 @@ fn may_access(caller: &Caller, repo: &str) -> bool {
 
 /// `Basic <node-id>:<slpn_…>`: a cluster node's pull credential, as
 /// `(node, secret)`; `None` for any other credentials.
-fn node_credentials(parts: &axum::http::request::Parts) -> Option<(String, String)> {
+pub(crate) fn node_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (kind, rest) = value.split_once(' ')?;
     if !kind.eq_ignore_ascii_case("basic") {
         return None;
@@ -129,7 +129,7 @@ async fn node_pull(
 
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    if let Some((node, secret)) = node_credentials(&parts) {
+    if let Some((node, secret)) = node_credentials(&parts.headers) {
         return match node_pull(&state, &parts, &node, &secret).await {
             Ok(()) => next.run(Request::from_parts(parts, body)).await,
             Err(refused) => refused,

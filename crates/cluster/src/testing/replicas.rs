@@ -30,6 +30,7 @@ pub fn whoami_template() -> ContainerTemplate {
         env: Default::default(),
         port: 8080,
         health_path: Some("/".into()),
+        secrets: None,
     }
 }
 
