@@ -59,6 +59,17 @@ pub(crate) struct ClusterDeploy {
     rollouts: Mutex<HashMap<(i64, i64), Instant>>,
 }
 
+/// What [`Deployer::cluster_secrets`] answers a node.
+#[derive(Debug)]
+pub enum ClusterSecrets {
+    /// This server deploys no cluster app of that name.
+    NoSuchApp,
+    /// The node holds no replica of the app.
+    NotAssigned,
+    /// The secret variables, decrypted.
+    Env(HashMap<String, String>),
+}
+
 /// Replicas (indices below `target`) reporting `healthy` for `revision`.
 pub(crate) fn ready_count(replicas: &[NodeReplica], revision: u64, target: u32) -> usize {
     replicas
@@ -174,20 +185,24 @@ impl Deployer {
         let _ = deploy.public_url.set(url.trim_end_matches('/').to_owned());
     }
 
-    /// The decrypted secrets of cluster app `name`, for an agent starting
-    /// one of its replicas (the API checked the node's credential). `None`
-    /// when this server wrote no demand for such an app.
+    /// The decrypted secrets of cluster app `name` for `node`, an agent
+    /// starting one of its replicas (the API checked the node's
+    /// credential): only a node the app's replicas are assigned to gets them.
     pub async fn cluster_secrets(
         &self,
         name: &str,
-    ) -> Result<Option<HashMap<String, String>>, crate::DeployError> {
+        node: &str,
+    ) -> Result<ClusterSecrets, crate::DeployError> {
         let Some(app) = self.store().app_by_name(name).await? else {
-            return Ok(None);
+            return Ok(ClusterSecrets::NoSuchApp);
         };
         if self.cluster_app_name(app.id).is_none() {
-            return Ok(None);
+            return Ok(ClusterSecrets::NoSuchApp);
         }
-        self.secret_env(app.id).await.map(Some)
+        if !self.inner.cluster_view.lock().unwrap().assigned(node, name) {
+            return Ok(ClusterSecrets::NotAssigned);
+        }
+        self.secret_env(app.id).await.map(ClusterSecrets::Env)
     }
 
     /// The agents' current reports of `app` (cluster mode).

@@ -59,6 +59,13 @@ impl View {
         view
     }
 
+    /// Whether `node` holds an assignment of a replica of `app`.
+    pub fn assigned(&self, node: &str, app: &str) -> bool {
+        self.assignments
+            .keys()
+            .any(|(n, replica)| n == node && replica.app == app)
+    }
+
     /// Applies one watched change (undecodable values count as deletions);
     /// the app it concerns, if any.
     pub fn apply(&mut self, ev: &WatchEvent) -> Option<String> {
@@ -176,5 +183,40 @@ impl Deployer {
         for id in self.cluster_app_ids(touched) {
             self.wake(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_cluster::etcd::StoredAssignment;
+    use slipway_cluster::Assignment;
+
+    #[test]
+    fn a_node_is_assigned_an_app_while_it_holds_one_of_its_replicas() {
+        let record = |node: &str, app: &str| StoredAssignment {
+            record: AssignmentRecord {
+                assignment: Assignment {
+                    replica: ReplicaId {
+                        app: app.into(),
+                        index: 0,
+                    },
+                    node: node.into(),
+                    epoch: 1,
+                },
+                assigned_at: chrono::Utc::now(),
+            },
+            revision: 1,
+        };
+        let view = View::from_snapshot(RoutingSnapshot {
+            revision: 1,
+            demands: Vec::new(),
+            assignments: vec![record("node-a", "web"), record("node-b", "api")],
+            reports: Vec::new(),
+        });
+        assert!(view.assigned("node-a", "web"));
+        assert!(view.assigned("node-b", "api"));
+        assert!(!view.assigned("node-a", "api"));
+        assert!(!view.assigned("node-c", "web"));
     }
 }

@@ -28,7 +28,8 @@ mod routes;
 mod service;
 
 pub use cluster_demand::{
-    cluster_image, registry_host, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB, PULL_ALLOWANCE,
+    cluster_image, registry_host, ClusterSecrets, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB,
+    PULL_ALLOWANCE,
 };
 pub use replica::{ReplicaState, ReplicaView};
 pub use service::ConfigChange;

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use slipway_cluster::agent::{new_node_id, JoinRequest, JoinResponse};
 use slipway_cluster::etcd::{NodeInfo, NodeRecord};
 use slipway_cluster::{ClusterError, NodeState, Schedule};
+use slipway_deploy::ClusterSecrets;
 use std::time::Duration;
 
 /// The API's answer for a cluster state error.
@@ -303,7 +304,8 @@ pub async fn join(
 
 /// `GET /cluster/apps/{app}/secrets`: a node agent starting a replica of
 /// `app` fetches its secret variables, authorised by the node's credential
-/// (`Authorization: Basic <node-id>:<slpn_…>`, as for image pulls). The
+/// (`Authorization: Basic <node-id>:<slpn_…>`, as for image pulls) and by
+/// an assignment of one of the app's replicas to that node. The
 /// values are decrypted here and never stored in etcd; the log line names
 /// the node and app, never a value.
 pub async fn app_secrets(
@@ -327,10 +329,19 @@ pub async fn app_secrets(
             "invalid node credential: the agent gets a new one when it joins again",
         ));
     }
-    let env =
-        state.deploy().cluster_secrets(&app).await?.ok_or_else(|| {
-            ApiError::not_found(format!("this server deploys no cluster app {app}"))
-        })?;
+    let env = match state.deploy().cluster_secrets(&app, &node).await? {
+        ClusterSecrets::Env(env) => env,
+        ClusterSecrets::NoSuchApp => {
+            return Err(ApiError::not_found(format!(
+                "this server deploys no cluster app {app}"
+            )))
+        }
+        ClusterSecrets::NotAssigned => {
+            return Err(ApiError::forbidden(format!(
+                "node {node} runs no replica of {app}: only nodes assigned one get its secrets"
+            )))
+        }
+    };
     tracing::info!(node = %node, app = %app, variables = env.len(), "secrets fetched by a node");
     Ok(axum::Json(json!({ "env": env })))
 }
