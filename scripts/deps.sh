@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what Slipway and its tests need on a Debian machine:
 # git, the Docker Engine (Debian's docker.io), busybox-static (the tiny base
-# image is built from it), etcd + protoc (cluster mode), iproute2 (the
+# image is built from it), debootstrap (the Debian and language images), etcd + protoc (cluster mode), iproute2 (the
 # partition test's network namespaces) and, with `--test`,
 # chromium + chromium-driver (the dashboard's browser test). Idempotent;
 # safe to run on every start.
@@ -21,6 +21,9 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+# `slipway images bootstrap --debian` and `slipway exec images build` make
+# Debian root file systems for the base and language images.
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 # The network-partition test puts agents in network namespaces (ip netns, veth).
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 # The web dashboard's browser test drives headless Chromium through chromedriver.

@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The README tour test (tests/readme.rs) starts Slipway with ./scripts/up.sh,
+# which runs the release binary: build it first, as up.sh would.
+cargo build --release --locked --bin slipway
 cargo test --workspace --locked

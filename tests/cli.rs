@@ -24,7 +24,7 @@ fn cli_setup_login_repos_and_tokens() {
             code.trim(),
             "--username",
             "root",
-            "--password-stdin",
+            "--stdin",
         ],
         Some("root-password\n"),
     );
@@ -39,11 +39,11 @@ fn cli_setup_login_repos_and_tokens() {
     }
 
     cli.ok(
-        &["admin", "create-user", "dev", "--password-stdin"],
+        &["admin", "create-user", "dev", "--stdin"],
         Some("dev-password\n"),
     );
     cli.ok(
-        &["login", "--username", "dev", "--password-stdin"],
+        &["login", "--username", "dev", "--stdin"],
         Some("dev-password\n"),
     );
     assert_eq!(cli.json(&["whoami"])["username"], "dev");
@@ -153,7 +153,7 @@ fn cli_manages_pipeline_secrets_without_showing_values() {
     };
 
     let out = run(
-        &["secret", "set", "root/app", "DEPLOY_TOKEN", "--value-stdin"],
+        &["secret", "set", "root/app", "DEPLOY_TOKEN", "--stdin"],
         Some("s3cret-value\n"),
     );
     assert!(
@@ -172,7 +172,7 @@ fn cli_manages_pipeline_secrets_without_showing_values() {
 
     // Bad names and unknown repositories: one error line, exit 1.
     for args in [
-        vec!["secret", "set", "root/app", "bad name", "--value-stdin"],
+        vec!["secret", "set", "root/app", "bad name", "--stdin"],
         vec!["secret", "list", "root/missing"],
         vec!["secret", "list", "not-a-repo"],
     ] {
@@ -227,7 +227,7 @@ fn cli_manages_webhooks_and_shows_a_generated_secret_once() {
             "add",
             "root/hooked",
             "https://127.0.0.1:9/other",
-            "--secret-stdin",
+            "--stdin",
         ],
         Some("my-own-secret\n"),
     );
@@ -262,7 +262,7 @@ fn cli_manages_webhooks_and_shows_a_generated_secret_once() {
                 "add",
                 "root/hooked",
                 "http://127.0.0.1:9/",
-                "--secret-stdin",
+                "--stdin",
             ],
             Some("\n"),
         ),

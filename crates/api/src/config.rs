@@ -173,8 +173,49 @@ impl Config {
         }
     }
 
+    /// Makes every path setting absolute, against the working directory the
+    /// server started in. Paths are handed to other programs that run in other
+    /// directories (git runs hooks from inside the bare repository, so a
+    /// relative `core.hooksPath` would silently find no hook), so no relative
+    /// path may leave the configuration. A bare program name such as `git`
+    /// stays as it is: it is looked up on `PATH`.
+    pub fn resolve_paths(&mut self) -> std::io::Result<()> {
+        self.data_dir = std::path::absolute(&self.data_dir)?;
+        if self.git_bin.components().count() > 1 {
+            self.git_bin = std::path::absolute(&self.git_bin)?;
+        }
+        for file in [&mut self.proxy_tls_cert, &mut self.proxy_tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *file = std::path::absolute(&*file)?;
+        }
+        Ok(())
+    }
+
     /// Path of the SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("slipway.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_become_absolute_and_program_names_stay() {
+        let mut config = Config {
+            proxy_tls_cert: Some("certs/app.pem".into()),
+            ..Config::default()
+        };
+        config.resolve_paths().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(config.data_dir, cwd.join("slipway-data"));
+        assert_eq!(config.proxy_tls_cert, Some(cwd.join("certs/app.pem")));
+        assert_eq!(config.git_bin, PathBuf::from("git"));
+        config.git_bin = "./bin/git".into();
+        config.resolve_paths().unwrap();
+        assert!(config.git_bin.is_absolute());
     }
 }

@@ -60,7 +60,10 @@ pub struct Server {
 
 impl Server {
     /// Opens the store and repositories and binds the listen address.
-    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+    pub async fn bind(mut config: Config) -> anyhow::Result<Self> {
+        config
+            .resolve_paths()
+            .map_err(|e| anyhow::anyhow!("cannot resolve the configured paths: {e}"))?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create data directory {}: {e}",
@@ -247,6 +250,7 @@ fn start_alerts(state: &AppState, bound: SocketAddr) -> anyhow::Result<()> {
         ),
         None => format!("http://{bound}"),
     };
+    state.set_public_url(&base);
     state.alerts().set_public_url(&base);
     state.alerts().start();
     Ok(())

@@ -33,6 +33,9 @@ struct Inner {
     autoscale: slipway_autoscale::Autoscaler,
     /// Cluster mode (set at start-up when etcd endpoints are configured).
     cluster: std::sync::OnceLock<crate::cluster::Cluster>,
+    /// Base URL people reach this server at, for links printed to users
+    /// (`public_url`, or the bound address; set once at start-up).
+    public_url: std::sync::OnceLock<String>,
 }
 
 impl AppState {
@@ -93,8 +96,24 @@ impl AppState {
                 monitor,
                 alerts,
                 cluster: std::sync::OnceLock::new(),
+                public_url: std::sync::OnceLock::new(),
             }),
         }
+    }
+    /// Base URL for links shown to users (git's `remote:` lines, notifications),
+    /// without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        self.inner
+            .public_url
+            .get()
+            .map_or("http://127.0.0.1:7700", String::as_str)
+    }
+    /// Sets the base URL for links (once, at start-up).
+    pub fn set_public_url(&self, url: &str) {
+        let _ = self
+            .inner
+            .public_url
+            .set(url.trim_end_matches('/').to_owned());
     }
     /// Cluster mode, when this server is part of a cluster.
     pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {

@@ -14,7 +14,6 @@ use std::process::Stdio;
 use tokio::io::AsyncReadExt;
 
 const CURSOR_KEY: &str = "ci.event_cursor";
-const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
 /// What reading the pipeline file at a commit gave.
 #[derive(Debug)]
@@ -102,70 +101,215 @@ pub fn image_builds(apps: &[AppRecord], branch: &str, event: &str) -> Vec<ImageB
         .collect()
 }
 
+/// Most pipelines one push queues. A mirror push may move thousands of
+/// branches and tags at once; past this many the remaining refs are recorded
+/// (their events exist) but queue nothing, and the pusher is told so.
+pub const MAX_PIPELINES_PER_PUSH: usize = 20;
+
+/// What one push queued, for the pusher's `remote:` lines.
+#[derive(Debug, Default)]
+pub struct PushOutcome {
+    /// Each queued pipeline (possibly `error`, with the file's validation message).
+    pub pipelines: Vec<QueuedPipeline>,
+    /// Refs that would have queued a pipeline past [`MAX_PIPELINES_PER_PUSH`].
+    pub not_queued: usize,
+}
+
+/// A pipeline a push queued and the apps it will build and deploy.
+#[derive(Debug)]
+pub struct QueuedPipeline {
+    /// The pipeline row as queued.
+    pub pipeline: PipelineRecord,
+    /// Apps whose image this pipeline builds and then deploys.
+    pub apps: Vec<AppRecord>,
+}
+
+/// Reads `.slipway.yml` at each of `shas` with one `git cat-file --batch`
+/// (a push of many refs would otherwise start one git per ref), keeping at
+/// most [`MAX_FILE_BYTES`] + 1 bytes of each.
+pub async fn read_pipeline_files(
+    git_bin: &Path,
+    repo: &Path,
+    shas: &[String],
+) -> Result<std::collections::HashMap<String, FileAt>, String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut found = std::collections::HashMap::new();
+    if shas.is_empty() {
+        return Ok(found);
+    }
+    let mut child = tokio::process::Command::new(git_bin)
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["cat-file", "--batch"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("git's stdin is not piped")?;
+    let input: String = shas
+        .iter()
+        .map(|sha| format!("{sha}:{PIPELINE_FILE}\n"))
+        .collect();
+    // Written from its own task: git answers while it reads, and both pipes are bounded.
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(input.as_bytes()).await;
+        let _ = stdin.shutdown().await;
+    });
+    let mut out = BufReader::new(child.stdout.take().ok_or("git's stdout is not piped")?);
+    for sha in shas {
+        let mut header = String::new();
+        if out
+            .read_line(&mut header)
+            .await
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            return Err("git cat-file ended early".into());
+        }
+        let fields: Vec<&str> = header.split_whitespace().collect();
+        let (kind, size) = match fields.as_slice() {
+            [_, kind, size] => (*kind, size.parse::<u64>().map_err(|e| e.to_string())?),
+            _ => {
+                // `<name> missing` (or ambiguous): no file at that commit.
+                found.insert(sha.clone(), FileAt::Missing);
+                continue;
+            }
+        };
+        let mut kept = Vec::new();
+        (&mut out)
+            .take(size.min(MAX_FILE_BYTES as u64 + 1))
+            .read_to_end(&mut kept)
+            .await
+            .map_err(|e| e.to_string())?;
+        let rest = size - kept.len() as u64;
+        tokio::io::copy(&mut (&mut out).take(rest + 1), &mut tokio::io::sink())
+            .await
+            .map_err(|e| e.to_string())?;
+        let file = if kind != "blob" {
+            FileAt::Missing
+        } else {
+            match String::from_utf8(kept) {
+                Ok(text) => FileAt::Text(text),
+                Err(e) => FileAt::Text(if e.as_bytes().len() > MAX_FILE_BYTES {
+                    String::from_utf8_lossy(e.as_bytes()).into_owned()
+                } else {
+                    "\u{fffd} (not UTF-8)".into()
+                }),
+            }
+        };
+        found.insert(sha.clone(), file);
+    }
+    let _ = writer.await;
+    let _ = child.wait().await;
+    Ok(found)
+}
+
+/// The kind of a pushed ref (`push` for branches, `tag`) and its short name,
+/// or `None` for refs that never run pipelines (deletions, notes, …).
+fn pipeline_ref(ev: &PushEvent) -> Option<(&'static str, &str)> {
+    if ev.new_sha.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    if let Some(b) = ev.ref_name.strip_prefix("refs/heads/") {
+        Some(("push", b))
+    } else {
+        ev.ref_name.strip_prefix("refs/tags/").map(|t| ("tag", t))
+    }
+}
+
 impl Ci {
     /// Queues a pipeline for each pushed branch or tag whose commit has a
-    /// `.slipway.yml`. Never fails the push: problems are logged.
-    pub async fn on_push(&self, repo: &Repo, events: &[PushEvent]) {
-        let mut last = 0;
-        for ev in events {
-            last = last.max(ev.id);
-            if let Err(e) = self.handle_event(repo, ev).await {
-                tracing::error!(repo = %repo.full_name(), event = ev.id, error = %e, "could not queue a pipeline");
+    /// `.slipway.yml` (or that an app deploys), and says what it queued.
+    /// Never fails the push: problems are logged.
+    pub async fn on_push(&self, repo: &Repo, events: &[PushEvent]) -> PushOutcome {
+        let outcome = match self.handle_events(repo, events).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(repo = %repo.full_name(), error = %e, "could not queue pipelines");
+                PushOutcome::default()
             }
+        };
+        if let Some(last) = events.iter().map(|e| e.id).max() {
+            self.advance_cursor(last).await;
         }
-        self.advance_cursor(last).await;
         self.wake();
+        outcome
     }
 
-    async fn handle_event(
+    /// Queues the pipelines of `events`, all of `repo`: the repository's
+    /// apps are read once and the pipeline files with one git process.
+    async fn handle_events(
         &self,
         repo: &Repo,
-        ev: &PushEvent,
-    ) -> Result<Option<PipelineRecord>, String> {
-        let (event, branch) = if let Some(b) = ev.ref_name.strip_prefix("refs/heads/") {
-            ("push", b)
-        } else if let Some(t) = ev.ref_name.strip_prefix("refs/tags/") {
-            ("tag", t)
-        } else {
-            return Ok(None);
-        };
-        if ev.new_sha == ZERO_SHA || ev.new_sha.bytes().all(|b| b == b'0') {
-            return Ok(None);
+        events: &[PushEvent],
+    ) -> Result<PushOutcome, String> {
+        let mut outcome = PushOutcome::default();
+        let candidates: Vec<(&PushEvent, &str, &str)> = events
+            .iter()
+            .filter_map(|ev| pipeline_ref(ev).map(|(event, name)| (ev, event, name)))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(outcome);
         }
-        let path = self.repo_path(repo);
         let apps = self
             .store()
             .apps_for_repo(repo.id)
             .await
             .map_err(|e| e.to_string())?;
-        let builds = image_builds(&apps, branch, event);
-        let text = match read_pipeline_file(self.git_bin(), &path, &ev.new_sha).await? {
-            FileAt::Missing if builds.is_empty() => return Ok(None),
-            FileAt::Missing => None,
-            FileAt::Text(t) => Some(t),
-        };
-        let new = self.new_pipeline(
-            repo.id,
-            &ev.ref_name,
-            &ev.new_sha,
-            event,
-            branch,
-            text.as_deref(),
-            builds,
-        );
-        let new = NewPipeline {
-            event_id: Some(ev.id),
-            actor: ev.pusher.clone(),
-            ..new
-        };
-        match self.store().create_pipeline(&new).await {
-            Ok(p) => {
-                tracing::info!(repo = %repo.full_name(), number = p.number, status = %p.status, "pipeline queued");
-                Ok(Some(p))
+        let mut shas: Vec<String> = candidates
+            .iter()
+            .map(|(ev, ..)| ev.new_sha.clone())
+            .collect();
+        shas.sort();
+        shas.dedup();
+        let files = read_pipeline_files(self.git_bin(), &self.repo_path(repo), &shas).await?;
+        for (ev, event, branch) in candidates {
+            let builds = image_builds(&apps, branch, event);
+            let text = match files.get(&ev.new_sha) {
+                Some(FileAt::Text(t)) => Some(t.as_str()),
+                _ if builds.is_empty() => continue,
+                _ => None,
+            };
+            if outcome.pipelines.len() >= MAX_PIPELINES_PER_PUSH {
+                outcome.not_queued += 1;
+                continue;
             }
-            Err(StoreError::Conflict(_)) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            let deployed: Vec<AppRecord> = apps
+                .iter()
+                .filter(|a| builds.iter().any(|b| b.app_id == a.id))
+                .cloned()
+                .collect();
+            let new = NewPipeline {
+                event_id: Some(ev.id),
+                actor: ev.pusher.clone(),
+                ..self.new_pipeline(
+                    repo.id,
+                    &ev.ref_name,
+                    &ev.new_sha,
+                    event,
+                    branch,
+                    text,
+                    builds,
+                )
+            };
+            match self.store().create_pipeline(&new).await {
+                Ok(p) => {
+                    tracing::info!(repo = %repo.full_name(), number = p.number, status = %p.status, "pipeline queued");
+                    outcome.pipelines.push(QueuedPipeline {
+                        pipeline: p,
+                        apps: deployed,
+                    });
+                }
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => {
+                    tracing::error!(repo = %repo.full_name(), event = ev.id, error = %e, "could not queue a pipeline")
+                }
+            }
         }
+        Ok(outcome)
     }
 
     /// A pipeline row for `text` read at `sha`: pending with steps when valid,
@@ -247,12 +391,12 @@ impl Ci {
             let Some(last) = events.last().map(|e| e.id) else {
                 break;
             };
-            for ev in &events {
-                let Ok(Some(repo)) = self.store().repo_by_id(ev.repo_id).await else {
+            for batch in events.chunk_by(|a, b| a.repo_id == b.repo_id) {
+                let Ok(Some(repo)) = self.store().repo_by_id(batch[0].repo_id).await else {
                     continue;
                 };
-                if let Err(e) = self.handle_event(&repo, ev).await {
-                    tracing::error!(event = ev.id, error = %e, "could not queue a pipeline");
+                if let Err(e) = self.handle_events(&repo, batch).await {
+                    tracing::error!(repo = %repo.full_name(), error = %e, "could not queue pipelines");
                 }
             }
             after = last;

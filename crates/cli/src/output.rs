@@ -29,3 +29,18 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, empty_hint: &str) {
 pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
 }
+
+/// Sets up the log of the long-running commands (`server`, `agent`) on
+/// stderr, coloured only when stderr is a terminal: a log file or journal
+/// gets plain text, not ANSI escape codes. `RUST_LOG` overrides `default_filter`.
+pub fn init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

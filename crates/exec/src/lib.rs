@@ -18,4 +18,4 @@ mod service;
 pub use model::{files_from_zip, JobFile, JobRequest, JobResult, JobState, PhaseResult};
 pub use pool::PoolConfig;
 pub use runtimes::RuntimeDef;
-pub use service::{job_view, ExecConfig, ExecService, SubmitError};
+pub use service::{job_view, missing_image_message, ExecConfig, ExecService, SubmitError};

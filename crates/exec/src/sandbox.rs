@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bollard::container::{AttachContainerOptions, CreateContainerOptions, LogOutput};
 use futures::{Stream, StreamExt};
 use slipway_runtime::labels::OWNER;
-use slipway_runtime::{ContainerSpec, Runtime, RuntimeError, Security};
+use slipway_runtime::{ContainerSpec, Runtime, Security};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -261,10 +261,7 @@ pub async fn prepare(
             status_code: 404,
             message,
         }) if message.contains("image") => {
-            return Err(RuntimeError::ImageMissing {
-                image: shape.def.image.clone(),
-            }
-            .to_string())
+            return Err(crate::service::missing_image_message(shape.def))
         }
         Err(e) => return Err(format!("creating the sandbox failed: {e}")),
     };

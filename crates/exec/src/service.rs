@@ -83,9 +83,29 @@ pub enum SubmitError {
         /// Suggested wait before retrying.
         retry_after_secs: u64,
     },
+    /// The language's image is not built on this server (Slipway never
+    /// pulls): the message says which command builds it.
+    #[error("{0}")]
+    NotInstalled(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a user is told when `def`'s image is missing: which command builds it.
+pub fn missing_image_message(def: &RuntimeDef) -> String {
+    if def.is_busybox() {
+        return format!(
+            "the {} image `{}` is not on this server yet: it is made at start-up; \
+             if this persists, run `slipway images bootstrap` on the server's machine",
+            def.language, def.image
+        );
+    }
+    format!(
+        "the {} {} image `{}` is not built on this server: build it on the server's machine \
+         with `slipway exec images build {}` (Debian packages through debootstrap, a few minutes)",
+        def.language, def.version, def.image, def.language
+    )
 }
 
 /// Cheap counters for the monitoring issue to export later.
@@ -121,6 +141,9 @@ struct Inner {
     counters: Counters,
     metrics: Arc<Metrics>,
     pool: Arc<Pool>,
+    /// Language images seen present; checked once each, then trusted (a
+    /// sandbox that finds one gone still fails with the same message).
+    images_seen: Mutex<std::collections::HashSet<String>>,
 }
 
 /// `bytes` random bytes as hex (ids, instance and sandbox names).
@@ -194,6 +217,7 @@ impl ExecService {
                 counters: Counters::default(),
                 metrics,
                 pool,
+                images_seen: Mutex::new(Default::default()),
             }),
         };
         tracing::info!(instance = %service.inner.instance, "code execution service started");
@@ -244,6 +268,7 @@ impl ExecService {
         req: JobRequest,
     ) -> Result<ExecJobRecord, SubmitError> {
         let def = validate(&self.inner.config, &req)?;
+        self.check_image(def).await?;
         let c = &self.inner.config;
         let (all, mine) = self.inner.store.count_pending_exec_jobs(owner_id).await?;
         let busy = |message: String| {
@@ -493,6 +518,27 @@ impl ExecService {
             .cloned();
         if let Some(n) = waiters {
             n.notify_waiters();
+        }
+    }
+
+    /// Refuses a submission whose language image is not in the engine, with
+    /// the command that builds it, instead of a job that can only fail.
+    async fn check_image(&self, def: &RuntimeDef) -> Result<(), SubmitError> {
+        if self.inner.images_seen.lock().unwrap().contains(&def.image) {
+            return Ok(());
+        }
+        match crate::images::present(&self.inner.rt, def).await {
+            Ok(true) => {
+                self.inner
+                    .images_seen
+                    .lock()
+                    .unwrap()
+                    .insert(def.image.clone());
+                Ok(())
+            }
+            Ok(false) => Err(SubmitError::NotInstalled(missing_image_message(def))),
+            // The engine did not answer: the job is queued and reports the problem itself.
+            Err(_) => Ok(()),
         }
     }
 

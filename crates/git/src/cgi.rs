@@ -22,7 +22,8 @@ const CHUNK: usize = 64 * 1024;
 
 /// Called once a push has been fully accepted, with its ref updates, before the
 /// response ends — so a client that sees its push succeed also finds its events.
-pub type PushCompletion = Box<dyn FnOnce(Vec<RefUpdate>) -> BoxFuture<'static, ()> + Send>;
+/// The lines it returns are shown to the pusher (git prints them as `remote:`).
+pub type PushCompletion = Box<dyn FnOnce(Vec<RefUpdate>) -> BoxFuture<'static, Vec<String>> + Send>;
 
 /// One authorised smart-HTTP request, as the API layer hands it over.
 pub struct GitRequest {
@@ -277,8 +278,8 @@ async fn read_cgi_head<R: AsyncRead + Unpin>(
     }
 }
 
-/// Streams git's output to the client, then waits for git, reports an accepted
-/// push, and only then ends the response.
+/// Streams git's output to the client while the push's hook hands over its
+/// ref updates, then waits for git, and only then ends the response.
 async fn finish_response<R: AsyncRead + Unpin>(
     mut stdout: BufReader<R>,
     mut child: Child,
@@ -287,6 +288,10 @@ async fn finish_response<R: AsyncRead + Unpin>(
     push_log: Option<PathBuf>,
     on_push: Option<PushCompletion>,
 ) {
+    let (git_done, git_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = push_log
+        .clone()
+        .map(|log| tokio::spawn(answer_push_hook(log, on_push, git_done_rx)));
     let mut client_gone = false;
     loop {
         let mut buf = BytesMut::with_capacity(CHUNK);
@@ -307,16 +312,62 @@ async fn finish_response<R: AsyncRead + Unpin>(
         Ok(s) => tracing::warn!(status = %s, stderr = %detail.trim(), "git http-backend failed"),
         Err(e) => tracing::warn!(error = %e, "could not wait for git http-backend"),
     }
+    let _ = git_done.send(());
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
     if let Some(log) = push_log {
-        let text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
-        let _ = tokio::fs::remove_file(&log).await;
-        let updates: Vec<RefUpdate> = text
-            .lines()
-            .filter_map(RefUpdate::parse_hook_line)
-            .collect();
-        if let (Some(report), false) = (on_push, updates.is_empty()) {
-            report(updates).await;
+        for suffix in ["", ".part", ".reply", ".reply.part"] {
+            let mut path = log.clone().into_os_string();
+            path.push(suffix);
+            let _ = tokio::fs::remove_file(PathBuf::from(path)).await;
         }
+    }
+}
+
+/// How often the server looks for the push hook's hand-over.
+const HOOK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Waits for the post-receive hook to write the push's ref updates (or for
+/// git to end without running it), reports them, and writes the answer the
+/// hook prints to the pusher.
+async fn answer_push_hook(
+    log: PathBuf,
+    on_push: Option<PushCompletion>,
+    mut git_done: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let ended = !matches!(
+            git_done.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        );
+        if let Ok(text) = tokio::fs::read_to_string(&log).await {
+            let updates: Vec<RefUpdate> = text
+                .lines()
+                .filter_map(RefUpdate::parse_hook_line)
+                .collect();
+            let lines = match (on_push, updates.is_empty()) {
+                (Some(report), false) => report(updates).await,
+                _ => Vec::new(),
+            };
+            let mut reply = String::new();
+            for line in lines {
+                reply.push_str(&line);
+                reply.push('\n');
+            }
+            let mut part = log.clone().into_os_string();
+            part.push(".reply.part");
+            let mut done = log.clone().into_os_string();
+            done.push(".reply");
+            if tokio::fs::write(&part, reply).await.is_ok() {
+                let _ = tokio::fs::rename(&part, &done).await;
+            }
+            return;
+        }
+        if ended {
+            return;
+        }
+        tokio::time::sleep(HOOK_POLL).await;
     }
 }
 

@@ -21,13 +21,27 @@ pub enum GitError {
 
 /// The server-wide hook git runs after accepting a push. It hands git's
 /// `old new ref` lines to the server through the file named by
-/// `SLIPWAY_PUSH_LOG`, which the server sets per push request.
+/// `SLIPWAY_PUSH_LOG` (written aside, then renamed, so the server never reads
+/// half of it), waits for the server's answer in `<log>.reply` and prints it:
+/// git sends a hook's output to the pusher as `remote:` lines. The wait is
+/// bounded: a server that does not answer costs the push 30 s, never the push.
 const POST_RECEIVE_HOOK: &str = "#!/bin/sh
-# Installed by Slipway: hands the accepted ref updates to the server.
-if [ -n \"$SLIPWAY_PUSH_LOG\" ]; then
-    exec cat >> \"$SLIPWAY_PUSH_LOG\"
+# Installed by Slipway: hands the accepted ref updates to the server, then
+# prints its answer (pipelines queued, apps deploying) to the pusher.
+if [ -z \"$SLIPWAY_PUSH_LOG\" ]; then
+    cat > /dev/null
+    exit 0
 fi
-cat > /dev/null
+cat > \"$SLIPWAY_PUSH_LOG.part\" && mv \"$SLIPWAY_PUSH_LOG.part\" \"$SLIPWAY_PUSH_LOG\"
+n=0
+while [ ! -e \"$SLIPWAY_PUSH_LOG.reply\" ] && [ \"$n\" -lt 1500 ]; do
+    sleep 0.02
+    n=$((n + 1))
+done
+if [ -e \"$SLIPWAY_PUSH_LOG.reply\" ]; then
+    cat \"$SLIPWAY_PUSH_LOG.reply\"
+fi
+exit 0
 ";
 
 /// Where repositories live and how git is run on them.
@@ -45,6 +59,9 @@ impl GitHost {
     /// Prepares `<data_dir>/repos` and the hook folder; `git_bin` is the git
     /// program to run (`git` finds it on `PATH`).
     pub fn new(data_dir: &Path, git_bin: impl Into<PathBuf>) -> Result<Self, GitError> {
+        // git runs hooks from inside the bare repository: every path handed to
+        // it (core.hooksPath, the project root) must not depend on our cwd.
+        let data_dir = &std::path::absolute(data_dir)?;
         let host = Self {
             repos_dir: data_dir.join("repos"),
             hooks_dir: data_dir.join("git-hooks"),

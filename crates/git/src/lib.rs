@@ -11,9 +11,11 @@
 
 pub mod browse;
 mod cgi;
+mod head;
 mod host;
 mod service;
 
 pub use cgi::{GitRequest, GitResponse, PushCompletion};
+pub use head::SetHeadError;
 pub use host::{GitError, GitHost};
 pub use service::Service;

@@ -58,7 +58,7 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::NotFound("repository".into())),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "repository {name:?} already exists"
+                "repository {name:?} already exists (names are unique regardless of case)"
             ))),
             Err(e) => Err(e.into()),
         }
@@ -76,7 +76,7 @@ impl Store {
     /// Looks a repository up by `owner/name`.
     pub async fn repo(&self, owner: &str, name: &str) -> Result<Option<Repo>, StoreError> {
         let row = sqlx::query_as::<_, RepoRow>(&format!(
-            "{REPO_SELECT} WHERE u.username = ? AND r.name = ?"
+            "{REPO_SELECT} WHERE u.username = ? AND r.name = ? COLLATE NOCASE"
         ))
         .bind(owner)
         .bind(name)

@@ -38,6 +38,9 @@ fn submit_error(e: SubmitError) -> Response {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message),
         )
             .into_response(),
+        SubmitError::NotInstalled(m) => {
+            ApiError::new(StatusCode::CONFLICT, "runtime_not_installed", m).into_response()
+        }
         SubmitError::Store(e) => ApiError::from(e).into_response(),
     }
 }

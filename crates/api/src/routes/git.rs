@@ -13,7 +13,8 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::{FutureExt, TryStreamExt};
-use slipway_domain::{Access, RepoName, Username};
+use slipway_ci::queue::PushOutcome;
+use slipway_domain::{Access, RefUpdate, Repo, RepoName, Status, Username};
 use slipway_git::{GitError, GitRequest, PushCompletion, Service};
 use std::net::SocketAddr;
 
@@ -71,19 +72,9 @@ pub async fn serve(
     let pusher = caller.as_ref().map(|c| c.user.username.clone());
     let on_push: Option<PushCompletion> = match (&pusher, service.is_push()) {
         (Some(who), true) => {
-            let (store, repo, who) = (state.store().clone(), repo.clone(), who.clone());
-            let ci = state.ci().clone();
+            let (state, repo, who) = (state.clone(), repo.clone(), who.clone());
             Some(Box::new(move |updates| {
-                async move {
-                    match store.record_push(&repo, &who, &updates).await {
-                        Ok(events) => {
-                            tracing::info!(repo = %repo.full_name(), pusher = %who, refs = events.len(), "push recorded");
-                            ci.on_push(&repo, &events).await;
-                        }
-                        Err(e) => tracing::error!(repo = %repo.full_name(), error = %e, "could not record push"),
-                    }
-                }
-                .boxed()
+                async move { record_push(&state, &repo, &who, updates).await }.boxed()
             }))
         }
         _ => None,
@@ -120,4 +111,105 @@ pub async fn serve(
         }
     }
     Ok(response)
+}
+
+/// Records an accepted push, points `HEAD` at the first branch pushed to an
+/// empty repository, queues the push's pipelines, and returns what the
+/// pusher sees as `remote:` lines.
+async fn record_push(
+    state: &AppState,
+    repo: &Repo,
+    who: &str,
+    updates: Vec<RefUpdate>,
+) -> Vec<String> {
+    let events = match state.store().record_push(repo, who, &updates).await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::error!(repo = %repo.full_name(), error = %e, "could not record push");
+            return vec!["Slipway: the push was stored, but recording it failed; no pipeline was queued (see the server log)".into()];
+        }
+    };
+    tracing::info!(repo = %repo.full_name(), pusher = %who, refs = events.len(), "push recorded");
+    let mut lines = Vec::new();
+    if let (Ok(owner), Ok(name)) = (Username::parse(&repo.owner), RepoName::parse(&repo.name)) {
+        let created: Vec<&str> = updates
+            .iter()
+            .filter(|u| u.old_sha.bytes().all(|b| b == b'0'))
+            .map(|u| u.ref_name.as_str())
+            .collect();
+        match state
+            .git()
+            .adopt_pushed_branch(&owner, &name, &created)
+            .await
+        {
+            Ok(Some(branch)) => lines.push(format!("Slipway: default branch is now {branch}")),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(repo = %repo.full_name(), error = %e, "could not set the default branch")
+            }
+        }
+    }
+    let outcome = state.ci().on_push(repo, &events).await;
+    lines.extend(push_summary(state, repo, &outcome).await);
+    lines
+}
+
+/// One or two lines per queued pipeline: its number and page, the pipeline
+/// file's validation error, and the apps it deploys.
+async fn push_summary(state: &AppState, repo: &Repo, outcome: &PushOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
+    for queued in &outcome.pipelines {
+        let p = &queued.pipeline;
+        let short = p
+            .ref_name
+            .strip_prefix("refs/heads/")
+            .or_else(|| p.ref_name.strip_prefix("refs/tags/"))
+            .unwrap_or(&p.ref_name);
+        let url = format!(
+            "{}/ui/pipeline?r={}%2F{}&n={}",
+            state.public_url(),
+            repo.owner,
+            repo.name,
+            p.number
+        );
+        match (&p.status, &p.error) {
+            (Status::Error, Some(error)) => {
+                lines.push(format!(
+                    "Slipway: pipeline #{} for {short} did not run: {} is invalid:",
+                    p.number,
+                    slipway_ci::config::PIPELINE_FILE
+                ));
+                lines.extend(error.lines().take(20).map(|l| format!("  {l}")));
+                lines.push(format!("  {url}"));
+                continue;
+            }
+            _ => lines.push(format!(
+                "Slipway: pipeline #{} queued for {short}: {url}",
+                p.number
+            )),
+        }
+        for app in &queued.apps {
+            let next = match state.store().releases(app.id, 1).await {
+                Ok(latest) => latest.first().map_or(1, |r| r.number + 1),
+                Err(_) => 0,
+            };
+            let release = if next > 0 {
+                format!(" release {next}")
+            } else {
+                String::new()
+            };
+            lines.push(format!(
+                "Slipway: deploying app {}{release} once pipeline #{} has built its image",
+                app.name, p.number
+            ));
+        }
+    }
+    if outcome.not_queued > 0 {
+        lines.push(format!(
+            "Slipway: {} more refs queued no pipeline (at most {} per push)",
+            outcome.not_queued,
+            slipway_ci::queue::MAX_PIPELINES_PER_PUSH
+        ));
+    }
+    lines
 }

@@ -18,6 +18,9 @@ pub struct RepoView {
     full_name: String,
     clone_path: String,
     permission: Option<Access>,
+    /// The branch clones check out (shown for one repository, not in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_branch: Option<String>,
 }
 
 fn view(repo: Repo, permission: Option<Access>) -> RepoView {
@@ -26,7 +29,22 @@ fn view(repo: Repo, permission: Option<Access>) -> RepoView {
         clone_path: format!("/git/{}/{}.git", repo.owner, repo.name),
         repo,
         permission,
+        default_branch: None,
     }
+}
+
+/// [`view`] with the repository's default branch read from git.
+async fn full_view(state: &AppState, repo: Repo, permission: Access) -> ApiResult<RepoView> {
+    let (owner, name) = (Username::parse(&repo.owner)?, RepoName::parse(&repo.name)?);
+    let default_branch = state
+        .git()
+        .default_branch(&owner, &name)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(RepoView {
+        default_branch,
+        ..view(repo, Some(permission))
+    })
 }
 
 /// Finds `owner/name` and checks the caller has at least `needed` on it.
@@ -179,7 +197,7 @@ pub async fn show(
     Path((owner, name)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<RepoView>> {
     let (repo, access) = authorize(&state, &caller, &owner, &name, Access::Read).await?;
-    Ok(axum::Json(view(repo, Some(access))))
+    Ok(axum::Json(full_view(&state, repo, access).await?))
 }
 
 #[derive(Deserialize)]
@@ -187,9 +205,11 @@ pub async fn show(
 pub struct UpdateRepo {
     description: Option<String>,
     private: Option<bool>,
+    default_branch: Option<String>,
 }
 
-/// `PATCH /api/v1/repos/{owner}/{name}`: description and visibility.
+/// `PATCH /api/v1/repos/{owner}/{name}`: description, visibility and the
+/// default branch (which must exist).
 pub async fn update(
     State(state): State<AppState>,
     caller: MaybeCaller,
@@ -204,6 +224,18 @@ pub async fn update(
         ));
     }
     let private = req.private.unwrap_or(repo.private);
+    // The branch first: it is the only part that can be refused.
+    if let Some(branch) = &req.default_branch {
+        let (o, n) = (Username::parse(&repo.owner)?, RepoName::parse(&repo.name)?);
+        state
+            .git()
+            .set_default_branch(&o, &n, branch)
+            .await
+            .map_err(|e| match e {
+                slipway_git::SetHeadError::Git(e) => ApiError::internal(e),
+                other => ApiError::invalid(other.to_string()),
+            })?;
+    }
     state
         .store()
         .update_repo(repo.id, &description, private)
@@ -213,7 +245,7 @@ pub async fn update(
         .repo_by_id(repo.id)
         .await?
         .ok_or_else(|| ApiError::not_found("repository not found"))?;
-    Ok(axum::Json(view(repo, Some(access))))
+    Ok(axum::Json(full_view(&state, repo, access).await?))
 }
 
 /// `DELETE /api/v1/repos/{owner}/{name}`: deletes the repository and its history.

@@ -13,8 +13,8 @@ pub struct LoginArgs {
     /// User name (asked for when omitted).
     #[arg(long, short)]
     username: Option<String>,
-    /// Read the password from stdin instead of prompting.
-    #[arg(long)]
+    /// Read the password from stdin (one line); also what happens when stdin is not a terminal.
+    #[arg(long = "stdin", alias = "password-stdin")]
     password_stdin: bool,
 }
 

@@ -19,8 +19,8 @@ pub enum AdminCommand {
         /// The administrator's user name.
         #[arg(long)]
         username: Option<String>,
-        /// Read the password from stdin instead of prompting.
-        #[arg(long)]
+        /// Read the password from stdin (one line); also what happens when stdin is not a terminal.
+        #[arg(long = "stdin", alias = "password-stdin")]
         password_stdin: bool,
     },
     /// Create an account: through the API, or directly in a data directory with --data-dir.
@@ -30,8 +30,8 @@ pub enum AdminCommand {
         /// Make the user a site administrator.
         #[arg(long)]
         admin: bool,
-        /// Read the password from stdin instead of prompting.
-        #[arg(long)]
+        /// Read the password from stdin (one line); also what happens when stdin is not a terminal.
+        #[arg(long = "stdin", alias = "password-stdin")]
         password_stdin: bool,
         /// Write straight into this data directory (works with the server stopped or running).
         #[arg(long)]

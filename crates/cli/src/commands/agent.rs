@@ -63,12 +63,7 @@ fn advertise_address(s: &str) -> Result<IpAddr, String> {
 
 /// Joins, registers and keeps the node alive until interrupted (or removed).
 pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::output::init_logging("info");
     let Some(token) = g.token.clone() else {
         bail!("give the join token with --token (create one with `slipway node join-token`)");
     };

@@ -120,14 +120,14 @@ impl RuleArgs {
 #[derive(clap::Subcommand)]
 pub enum WebhookCommand {
     /// Add a webhook (prints a generated signing secret once, unless
-    /// `--secret-stdin` gives one).
+    /// `--stdin` gives one).
     Add {
         /// App name.
         app: String,
         /// http(s) URL that receives the POST.
         url: String,
-        /// Read the signing secret from stdin (one line).
-        #[arg(long)]
+        /// Read the signing secret from stdin (one line) instead of generating one.
+        #[arg(long = "stdin", alias = "secret-stdin")]
         secret_stdin: bool,
     },
     /// List an app's webhooks (secrets are never shown).

@@ -147,8 +147,8 @@ pub enum AppSecretCommand {
         app: String,
         /// Secret name, e.g. DATABASE_URL.
         name: String,
-        /// Read the value from stdin (the default when stdin is not a terminal).
-        #[arg(long)]
+        /// Read the value from stdin (one line); also what happens when stdin is not a terminal.
+        #[arg(long = "stdin", alias = "value-stdin")]
         value_stdin: bool,
     },
     /// List secret names (values are never shown).
@@ -240,7 +240,7 @@ pub struct WaitArgs {
     timeout: u64,
 }
 
-/// `slipway config APP`, or `slipway config set|unset …`.
+/// `slipway config APP` (or `slipway config list APP`), or `slipway config set|unset …`.
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ConfigArgs {
@@ -254,6 +254,11 @@ pub struct ConfigArgs {
 /// Changes to an app's configuration (each makes a release once deployed).
 #[derive(clap::Subcommand)]
 pub enum ConfigAction {
+    /// List variables: `slipway config list web` (same as `slipway config web`).
+    List {
+        /// App name.
+        app: String,
+    },
     /// Set variables: `slipway config set web KEY=VALUE…`.
     Set {
         /// App name.
@@ -546,8 +551,7 @@ async fn secret(client: &Client, cmd: AppSecretCommand, json: bool) -> anyhow::R
         } => {
             let app = parse::app_name(&app)?;
             let name = parse::segment("secret name", &name)?;
-            let from_stdin = value_stdin || !std::io::stdin().is_terminal();
-            let value = read_password(from_stdin, &format!("Value of {name}: "))?;
+            let value = read_password(value_stdin, &format!("Value of {name}: "))?;
             if value.is_empty() {
                 bail!("no value for {name}: give it on stdin or at the prompt");
             }
@@ -871,24 +875,8 @@ async fn rollback(
 
 async fn config(client: &Client, args: ConfigArgs, json: bool) -> anyhow::Result<()> {
     let (app, body, what) = match args.action {
-        None => {
-            let app = args.app.unwrap_or_default();
-            let app = parse::app_name(&app)?;
-            let c: Value = client.get(&format!("/apps/{app}/config")).await?;
-            if json {
-                return output::json(&c);
-            }
-            let rows = c["env"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| vec![k.clone(), s(v)]).collect())
-                .unwrap_or_default();
-            output::table(
-                &["KEY", "VALUE"],
-                rows,
-                &format!("No config vars: set one with `slipway config set {app} KEY=VALUE`."),
-            );
-            return Ok(());
-        }
+        None => return list_config(client, &args.app.unwrap_or_default(), json).await,
+        Some(ConfigAction::List { app }) => return list_config(client, &app, json).await,
         Some(ConfigAction::Set { app, pairs }) => {
             let env = parse::env_pairs("config set", &pairs)?;
             let what = format!("Set {}", env.keys().cloned().collect::<Vec<_>>().join(", "));
@@ -917,6 +905,25 @@ async fn config(client: &Client, args: ConfigArgs, json: bool) -> anyhow::Result
     Ok(())
 }
 
+/// `slipway config [list] APP`: the app's variables as a table.
+async fn list_config(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
+    let app = parse::app_name(app)?;
+    let c: Value = client.get(&format!("/apps/{app}/config")).await?;
+    if json {
+        return output::json(&c);
+    }
+    let rows = c["env"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| vec![k.clone(), s(v)]).collect())
+        .unwrap_or_default();
+    output::table(
+        &["KEY", "VALUE"],
+        rows,
+        &format!("No config vars: set one with `slipway config set {app} KEY=VALUE`."),
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
@@ -930,6 +937,7 @@ mod tests {
     fn config_lists_or_changes() {
         let parse = |args: &[&str]| crate::Cli::try_parse_from(args).map(|_| ());
         assert!(parse(&["slipway", "config", "web"]).is_ok());
+        assert!(parse(&["slipway", "config", "list", "web"]).is_ok());
         assert!(parse(&["slipway", "config", "set", "web", "A=1"]).is_ok());
         assert!(parse(&["slipway", "config", "unset", "web", "A"]).is_ok());
         assert!(parse(&["slipway", "config"]).is_err());

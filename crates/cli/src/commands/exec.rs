@@ -109,6 +109,10 @@ pub async fn run(cmd: ExecCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 } else {
                     &job["run"]
                 };
+                if last.is_null() {
+                    // Nothing ran (a platform error, printed above): no exit code to show.
+                    bail!("the job {}", state.replace('_', " "));
+                }
                 let mut status = format!("{state}: exit code {}", last["exit_code"]);
                 if let Some(s) = last["signal"].as_str() {
                     status.push_str(&format!(", signal {s}"));

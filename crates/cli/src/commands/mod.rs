@@ -19,9 +19,9 @@ pub mod webhook;
 use anyhow::{bail, Context};
 use std::io::{BufRead, IsTerminal};
 
-/// Reads a password from stdin (`--password-stdin`) or asks for it on the terminal.
+/// Reads a password from stdin (`--stdin`, or whenever stdin is not a terminal) or asks for it on the terminal.
 pub fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
-    if from_stdin {
+    if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
         std::io::stdin()
             .lock()
@@ -29,15 +29,12 @@ pub fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
             .context("reading the password from stdin")?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
-    if !std::io::stdin().is_terminal() {
-        bail!("no terminal to ask for the password: pass it on stdin with --password-stdin");
-    }
     rpassword::prompt_password(prompt).context("reading the password")
 }
 
 /// Adds a signed webhook by POSTing `{url, secret}` to `path`: repository
 /// webhooks and alert webhooks are added the same way. The secret is read
-/// from stdin (`--secret-stdin`) or generated and shown once.
+/// from stdin (`--stdin`) or generated and shown once.
 pub async fn add_signed_webhook(
     client: &crate::client::Client,
     g: &crate::GlobalArgs,
@@ -85,7 +82,7 @@ fn read_secret_line() -> anyhow::Result<String> {
     let secret = line.trim_end_matches(['\r', '\n']).to_owned();
     anyhow::ensure!(
         !secret.is_empty(),
-        "no secret on stdin: pipe one in, or leave out --secret-stdin to get a generated one"
+        "no secret on stdin: pipe one in, or leave out --stdin to get a generated one"
     );
     Ok(secret)
 }

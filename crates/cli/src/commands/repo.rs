@@ -30,6 +30,20 @@ pub enum RepoCommand {
         /// OWNER/NAME.
         repo: String,
     },
+    /// Change a repository's description, visibility or default branch.
+    Set {
+        /// OWNER/NAME.
+        repo: String,
+        /// The branch clones check out (it must exist).
+        #[arg(long)]
+        default_branch: Option<String>,
+        /// One-line description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Make it private (`--private true`) or public (`--private false`).
+        #[arg(long)]
+        private: Option<bool>,
+    },
     /// Delete a repository and all its history.
     Delete {
         /// OWNER/NAME.
@@ -45,6 +59,28 @@ pub(crate) fn split(full: &str) -> anyhow::Result<(&str, &str)> {
     full.split_once('/')
         .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
         .with_context(|| format!("{full:?} is not OWNER/NAME"))
+}
+
+/// The lines `repo show` and `repo set` print below the name.
+fn print_details(client: &Client, r: &Value) {
+    println!(
+        "  visibility: {}",
+        if r["private"].as_bool().unwrap_or(false) {
+            "private"
+        } else {
+            "public"
+        }
+    );
+    println!("  access:     {}", r["permission"].as_str().unwrap_or("-"));
+    println!(
+        "  branch:     {}",
+        r["default_branch"].as_str().unwrap_or("-")
+    );
+    println!(
+        "  clone:      {}{}",
+        client.base(),
+        r["clone_path"].as_str().unwrap_or_default()
+    );
 }
 
 /// Runs a repo command.
@@ -119,20 +155,31 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 return output::json(&r);
             }
             println!("{}", r["full_name"].as_str().unwrap_or_default());
-            println!(
-                "  visibility: {}",
-                if r["private"].as_bool().unwrap_or(false) {
-                    "private"
-                } else {
-                    "public"
-                }
-            );
-            println!("  access:     {}", r["permission"].as_str().unwrap_or("-"));
-            println!(
-                "  clone:      {}{}",
-                client.base(),
-                r["clone_path"].as_str().unwrap_or_default()
-            );
+            print_details(&client, &r);
+        }
+        RepoCommand::Set {
+            repo,
+            default_branch,
+            description,
+            private,
+        } => {
+            let (owner, name) = split(&repo)?;
+            if default_branch.is_none() && description.is_none() && private.is_none() {
+                bail!("nothing to change: give --default-branch, --description or --private");
+            }
+            client.require_token()?;
+            let r: Value = client
+                .call(
+                    Method::PATCH,
+                    &format!("/repos/{owner}/{name}"),
+                    Some(&json!({"default_branch": default_branch, "description": description, "private": private})),
+                )
+                .await?;
+            if g.json {
+                return output::json(&r);
+            }
+            println!("Updated {}.", r["full_name"].as_str().unwrap_or_default());
+            print_details(&client, &r);
         }
         RepoCommand::Delete { repo, yes } => {
             let (owner, name) = split(&repo)?;

@@ -17,8 +17,8 @@ pub enum SecretCommand {
         repo: String,
         /// Secret name, e.g. DEPLOY_TOKEN.
         name: String,
-        /// Read the value from stdin (one line) instead of prompting.
-        #[arg(long)]
+        /// Read the value from stdin (one line); also what happens when stdin is not a terminal.
+        #[arg(long = "stdin", alias = "value-stdin")]
         value_stdin: bool,
     },
     /// List secret names (values are never shown).

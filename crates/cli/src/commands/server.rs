@@ -20,13 +20,7 @@ pub struct ServerArgs {
 
 /// Loads the configuration and serves until interrupted.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::output::init_logging("info,tower_http=warn,sqlx=warn");
     let mut config = Config::load(args.config.as_deref())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if let Some(listen) = args.listen {

@@ -12,14 +12,14 @@ use serde_json::{json, Value};
 #[derive(clap::Subcommand)]
 pub enum WebhookCommand {
     /// Add a webhook (prints a generated signing secret once, unless
-    /// `--secret-stdin` gives one).
+    /// `--stdin` gives one).
     Add {
         /// OWNER/NAME of the repository.
         repo: String,
         /// http(s) URL that receives the POST.
         url: String,
-        /// Read the signing secret from stdin (one line).
-        #[arg(long)]
+        /// Read the signing secret from stdin (one line) instead of generating one.
+        #[arg(long = "stdin", alias = "secret-stdin")]
         secret_stdin: bool,
     },
     /// List webhooks (secrets are never shown).
