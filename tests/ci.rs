@@ -745,3 +745,107 @@ fn cache_paths_are_validated() {
     assert_eq!(p["status"], "error", "{p}");
     assert!(p.to_string().contains("cache directory"), "{p}");
 }
+
+#[test]
+fn push_prints_the_pipeline_or_the_file_error_and_leaves_no_volume() {
+    let (tokio, rt) = docker();
+    let f = Fixture::new();
+    f.create_repo("said");
+    let dir = f.work.path().join("said");
+    let url = f.server.git_url("alice", "said", Some(("alice", &f.token)));
+    let push = |yaml: &str| {
+        std::fs::write(dir.join(".slipway.yml"), yaml).unwrap();
+        git_ok(&dir, &["add", "-A"]);
+        git_ok(&dir, &["commit", "-q", "-m", "ci"]);
+        let out = git(&dir, &["push", &url, "main"]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = push(&format!(
+        "steps:\n  - name: a\n    image: {IMAGE}\n    commands: [echo a]\n"
+    ));
+    assert!(
+        said.contains("remote: Slipway: pipeline #1 queued for main:")
+            && said.contains("/ui/pipeline?r=alice%2Fsaid&n=1"),
+        "{said}"
+    );
+    let said = push("steps:\n  - name: a\n    image: [unclosed\n");
+    assert!(
+        said.contains("remote: Slipway: pipeline #2 for main did not run: .slipway.yml is invalid:"),
+        "{said}"
+    );
+    assert!(said.contains("remote:   .slipway.yml: "), "{said}");
+
+    // The pipeline that ran removed everything it made, its workspace volume too.
+    let p = f.wait("said", 1, Duration::from_secs(60));
+    assert_eq!(p["status"], "success", "{p}");
+    wait_no_leftovers(&tokio, &rt, "said", p["id"].as_i64().unwrap());
+    let filter = LabelFilter::managed()
+        .with("io.slipway.owner", "ci")
+        .with("io.slipway.repo", "alice/said")
+        .with("io.slipway.pipeline", p["id"].as_i64().unwrap().to_string());
+    let start = Instant::now();
+    loop {
+        let volumes = tokio.block_on(rt.list_volumes(&filter)).unwrap();
+        if volumes.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "volumes left behind: {:?}\n{}",
+            volumes.iter().map(|v| &v.name).collect::<Vec<_>>(),
+            f.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_push_of_many_refs_records_them_at_once_and_bounds_its_pipelines() {
+    let (_tokio, _rt) = docker();
+    let f = Fixture::new();
+    f.create_repo("mirror");
+    let dir = f.work.path().join("mirror");
+    std::fs::write(
+        dir.join(".slipway.yml"),
+        format!("steps:\n  - name: a\n    image: {IMAGE}\n    commands: [echo a]\n"),
+    )
+    .unwrap();
+    git_ok(&dir, &["add", "-A"]);
+    git_ok(&dir, &["commit", "-q", "-m", "ci"]);
+    // 1,500 tags and 75 branches, as a mirror push of a real project brings.
+    let mut refs = String::new();
+    for i in 0..1500 {
+        refs.push_str(&format!("create refs/tags/v{i} HEAD\n"));
+    }
+    for i in 0..75 {
+        refs.push_str(&format!("create refs/heads/b{i} HEAD\n"));
+    }
+    let mut update = std::process::Command::new("git")
+        .args(["update-ref", "--stdin"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    update.stdin.take().unwrap().write_all(refs.as_bytes()).unwrap();
+    assert!(update.wait().unwrap().success());
+    let url = f.server.git_url("alice", "mirror", Some(("alice", &f.token)));
+    let started = Instant::now();
+    let out = git(&dir, &["push", "--mirror", &url]);
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    eprintln!("mirror push of 1,576 refs took {took:?}");
+    assert!(
+        said.contains("remote: Slipway: 1556 more refs queued no pipeline (at most 20 per push)"),
+        "{}",
+        &said[said.len().saturating_sub(3000)..]
+    );
+    let (_, events) = f
+        .server
+        .api("GET", "/repos/alice/mirror/events?limit=1000", Some(&f.token), None);
+    assert!(events.as_array().unwrap().len() >= 100, "events recorded");
+    let list = f.get("/repos/alice/mirror/pipelines");
+    assert_eq!(list.as_array().unwrap().len(), 20, "pipelines are bounded per push");
+}

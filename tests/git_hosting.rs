@@ -248,3 +248,82 @@ fn restart_keeps_users_tokens_repos_and_history() {
     );
     assert_eq!(status, 409);
 }
+
+#[test]
+fn head_follows_the_first_branch_pushed_and_can_be_changed() {
+    let server = TestServer::start();
+    let admin = server.setup_admin("alice");
+    let (status, body) = server.api("POST", "/repos", Some(&admin), Some(json!({"name": "old"})));
+    assert_eq!(status, 201, "{body}");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    git_ok(&src, &["init", "-q", "-b", "master"]);
+    std::fs::write(src.join("a.txt"), "a\n").unwrap();
+    git_ok(&src, &["add", "-A"]);
+    git_ok(&src, &["commit", "-q", "-m", "on master"]);
+    let url = server.git_url("alice", "old", Some(("alice", &admin)));
+    let push = git(&src, &["push", &url, "master"]);
+    assert!(push.status.success());
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(
+        said.contains("remote: Slipway: default branch is now master"),
+        "{said}"
+    );
+
+    // A plain clone checks out master (before: "remote HEAD refers to nonexistent ref").
+    let clone = work.path().join("clone");
+    let out = git(work.path(), &["clone", &url, clone.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("nonexistent ref"), "{err}");
+    assert_eq!(git_ok(&clone, &["rev-parse", "--abbrev-ref", "HEAD"]), "master");
+    let (_, repo) = server.api("GET", "/repos/alice/old", Some(&admin), None);
+    assert_eq!(repo["default_branch"], "master");
+
+    // A later branch does not move HEAD; PATCH does, to existing branches only.
+    git_ok(&src, &["checkout", "-q", "-b", "main"]);
+    git_ok(&src, &["push", "-q", &url, "main"]);
+    let (_, repo) = server.api("GET", "/repos/alice/old", Some(&admin), None);
+    assert_eq!(repo["default_branch"], "master");
+    let (status, repo) = server.api(
+        "PATCH",
+        "/repos/alice/old",
+        Some(&admin),
+        Some(json!({"default_branch": "main"})),
+    );
+    assert_eq!((status, repo["default_branch"].as_str()), (200, Some("main")), "{repo}");
+    let (status, body) = server.api(
+        "PATCH",
+        "/repos/alice/old",
+        Some(&admin),
+        Some(json!({"default_branch": "nope", "description": "unchanged"})),
+    );
+    assert_eq!((status, error_code(&body).as_str()), (422, "invalid"), "{body}");
+    let (_, repo) = server.api("GET", "/repos/alice/old", Some(&admin), None);
+    assert_eq!(repo["default_branch"], "main");
+    assert_eq!(repo["description"], "", "a refused change changes nothing");
+    let (status, body) = server.api(
+        "PATCH",
+        "/repos/alice/old",
+        Some(&admin),
+        Some(json!({"default_branch": "--upload-pack=x"})),
+    );
+    assert_eq!(status, 422, "{body}");
+}
+
+#[test]
+fn repository_names_are_unique_regardless_of_case() {
+    let server = TestServer::start();
+    let admin = server.setup_admin("alice");
+    let (status, body) = server.api("POST", "/repos", Some(&admin), Some(json!({"name": "A-Upper"})));
+    assert_eq!(status, 201, "{body}");
+    for twin in ["a-upper", "A-UPPER", "a-Upper"] {
+        let (status, body) = server.api("POST", "/repos", Some(&admin), Some(json!({"name": twin})));
+        assert_eq!((status, error_code(&body).as_str()), (409, "conflict"), "{twin}: {body}");
+    }
+    // Lookups ignore case too, and answer with the name as created.
+    let (status, body) = server.api("GET", "/repos/alice/a-upper", Some(&admin), None);
+    assert_eq!((status, body["name"].as_str()), (200, Some("A-Upper")), "{body}");
+    let (_, list) = server.api("GET", "/repos", Some(&admin), None);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
