@@ -771,7 +771,9 @@ fn push_prints_the_pipeline_or_the_file_error_and_leaves_no_volume() {
     );
     let said = push("steps:\n  - name: a\n    image: [unclosed\n");
     assert!(
-        said.contains("remote: Slipway: pipeline #2 for main did not run: .slipway.yml is invalid:"),
+        said.contains(
+            "remote: Slipway: pipeline #2 for main did not run: .slipway.yml is invalid:"
+        ),
         "{said}"
     );
     assert!(said.contains("remote:   .slipway.yml: "), "{said}");
@@ -828,9 +830,16 @@ fn a_push_of_many_refs_records_them_at_once_and_bounds_its_pipelines() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    update.stdin.take().unwrap().write_all(refs.as_bytes()).unwrap();
+    update
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(refs.as_bytes())
+        .unwrap();
     assert!(update.wait().unwrap().success());
-    let url = f.server.git_url("alice", "mirror", Some(("alice", &f.token)));
+    let url = f
+        .server
+        .git_url("alice", "mirror", Some(("alice", &f.token)));
     let started = Instant::now();
     let out = git(&dir, &["push", "--mirror", &url]);
     let took = started.elapsed();
@@ -842,10 +851,17 @@ fn a_push_of_many_refs_records_them_at_once_and_bounds_its_pipelines() {
         "{}",
         &said[said.len().saturating_sub(3000)..]
     );
-    let (_, events) = f
-        .server
-        .api("GET", "/repos/alice/mirror/events?limit=1000", Some(&f.token), None);
+    let (_, events) = f.server.api(
+        "GET",
+        "/repos/alice/mirror/events?limit=1000",
+        Some(&f.token),
+        None,
+    );
     assert!(events.as_array().unwrap().len() >= 100, "events recorded");
     let list = f.get("/repos/alice/mirror/pipelines");
-    assert_eq!(list.as_array().unwrap().len(), 20, "pipelines are bounded per push");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        20,
+        "pipelines are bounded per push"
+    );
 }

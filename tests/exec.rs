@@ -561,6 +561,39 @@ fn cli_exec_run_prints_output_and_exit_status() {
         err.starts_with("error: ") && err.contains("unknown language"),
         "{err}"
     );
+
+    // A language whose image is not built here: the command that builds it,
+    // never a job without an exit code.
+    let out = slipway(&["exec", "runtimes", "--json"]);
+    let runtimes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let missing = runtimes
+        .iter()
+        .find(|r| r["installed"] == false && r["language"] != "busybox-sh");
+    let Some(language) = missing.and_then(|r| r["language"].as_str()) else {
+        eprintln!(
+            "every language image is built on this machine: the missing-image case is not checked"
+        );
+        return;
+    };
+    std::fs::write(dir.path().join("x.src"), "hello").unwrap();
+    let out = slipway(&["exec", "run", "x.src", "--lang", language]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let build = format!("slipway exec images build {language}");
+    assert!(
+        err.lines().count() == 1 && err.contains(&build) && !err.contains("null"),
+        "{err}"
+    );
+    let (status, body, _) = submit(
+        &server,
+        &alice,
+        &json!({"language": language, "files": [{"content": "x"}]}),
+    );
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (409, "runtime_not_installed"),
+        "{body}"
+    );
 }
 
 /// Scrape `/metrics` of `server` (with `token`, if any); returns (status, body).

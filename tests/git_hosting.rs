@@ -275,8 +275,14 @@ fn head_follows_the_first_branch_pushed_and_can_be_changed() {
     let clone = work.path().join("clone");
     let out = git(work.path(), &["clone", &url, clone.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !err.contains("nonexistent ref"), "{err}");
-    assert_eq!(git_ok(&clone, &["rev-parse", "--abbrev-ref", "HEAD"]), "master");
+    assert!(
+        out.status.success() && !err.contains("nonexistent ref"),
+        "{err}"
+    );
+    assert_eq!(
+        git_ok(&clone, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "master"
+    );
     let (_, repo) = server.api("GET", "/repos/alice/old", Some(&admin), None);
     assert_eq!(repo["default_branch"], "master");
 
@@ -291,14 +297,22 @@ fn head_follows_the_first_branch_pushed_and_can_be_changed() {
         Some(&admin),
         Some(json!({"default_branch": "main"})),
     );
-    assert_eq!((status, repo["default_branch"].as_str()), (200, Some("main")), "{repo}");
+    assert_eq!(
+        (status, repo["default_branch"].as_str()),
+        (200, Some("main")),
+        "{repo}"
+    );
     let (status, body) = server.api(
         "PATCH",
         "/repos/alice/old",
         Some(&admin),
         Some(json!({"default_branch": "nope", "description": "unchanged"})),
     );
-    assert_eq!((status, error_code(&body).as_str()), (422, "invalid"), "{body}");
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "invalid"),
+        "{body}"
+    );
     let (_, repo) = server.api("GET", "/repos/alice/old", Some(&admin), None);
     assert_eq!(repo["default_branch"], "main");
     assert_eq!(repo["description"], "", "a refused change changes nothing");
@@ -315,15 +329,29 @@ fn head_follows_the_first_branch_pushed_and_can_be_changed() {
 fn repository_names_are_unique_regardless_of_case() {
     let server = TestServer::start();
     let admin = server.setup_admin("alice");
-    let (status, body) = server.api("POST", "/repos", Some(&admin), Some(json!({"name": "A-Upper"})));
+    let (status, body) = server.api(
+        "POST",
+        "/repos",
+        Some(&admin),
+        Some(json!({"name": "A-Upper"})),
+    );
     assert_eq!(status, 201, "{body}");
     for twin in ["a-upper", "A-UPPER", "a-Upper"] {
-        let (status, body) = server.api("POST", "/repos", Some(&admin), Some(json!({"name": twin})));
-        assert_eq!((status, error_code(&body).as_str()), (409, "conflict"), "{twin}: {body}");
+        let (status, body) =
+            server.api("POST", "/repos", Some(&admin), Some(json!({"name": twin})));
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (409, "conflict"),
+            "{twin}: {body}"
+        );
     }
     // Lookups ignore case too, and answer with the name as created.
     let (status, body) = server.api("GET", "/repos/alice/a-upper", Some(&admin), None);
-    assert_eq!((status, body["name"].as_str()), (200, Some("A-Upper")), "{body}");
+    assert_eq!(
+        (status, body["name"].as_str()),
+        (200, Some("A-Upper")),
+        "{body}"
+    );
     let (_, list) = server.api("GET", "/repos", Some(&admin), None);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }

@@ -446,6 +446,9 @@ fn server_started_in_a_fresh_directory_with_defaults() {
     assert_eq!((status, body.as_str()), (200, "relative paths work"));
     let (status, _) = call("DELETE", "/apps/site", Some(&token), Value::Null);
     assert_eq!(status, 204);
+    // Its log went to a file, not a terminal: plain text, no colour codes.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log}");
     drop(server);
 }
 

@@ -150,6 +150,8 @@ pub enum AppSecretCommand {
         /// Read the value from stdin (one line); also what happens when stdin is not a terminal.
         #[arg(long = "stdin", alias = "value-stdin")]
         value_stdin: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// List secret names (values are never shown).
     List {
@@ -266,6 +268,8 @@ pub enum ConfigAction {
         /// KEY=VALUE pairs.
         #[arg(required = true, value_name = "KEY=VALUE")]
         pairs: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Remove variables: `slipway config unset web KEY…`.
     Unset {
@@ -274,6 +278,8 @@ pub enum ConfigAction {
         /// Variable names.
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
 }
 
@@ -548,6 +554,7 @@ async fn secret(client: &Client, cmd: AppSecretCommand, json: bool) -> anyhow::R
             app,
             name,
             value_stdin,
+            wait,
         } => {
             let app = parse::app_name(&app)?;
             let name = parse::segment("secret name", &name)?;
@@ -562,10 +569,18 @@ async fn secret(client: &Client, cmd: AppSecretCommand, json: bool) -> anyhow::R
                     Some(&json!({ "value": value })),
                 )
                 .await?;
+            if !json {
+                println!("Secret {name} set on {app}.");
+            }
+            if wait.wait {
+                let view: Value = client.get(&format!("/apps/{app}")).await?;
+                if let Some(n) = view["release"].as_i64() {
+                    wait_live(client, app, n, &wait, json).await?;
+                }
+            }
             if json {
                 return output::json(&json!({"app": app, "secret": name}));
             }
-            println!("Secret {name} set on {app}.");
         }
         AppSecretCommand::List { app } => {
             let app = parse::app_name(&app)?;
@@ -874,20 +889,20 @@ async fn rollback(
 }
 
 async fn config(client: &Client, args: ConfigArgs, json: bool) -> anyhow::Result<()> {
-    let (app, body, what) = match args.action {
+    let (app, body, what, wait) = match args.action {
         None => return list_config(client, &args.app.unwrap_or_default(), json).await,
         Some(ConfigAction::List { app }) => return list_config(client, &app, json).await,
-        Some(ConfigAction::Set { app, pairs }) => {
+        Some(ConfigAction::Set { app, pairs, wait }) => {
             let env = parse::env_pairs("config set", &pairs)?;
             let what = format!("Set {}", env.keys().cloned().collect::<Vec<_>>().join(", "));
-            (app, json!({ "set": env }), what)
+            (app, json!({ "set": env }), what, wait)
         }
-        Some(ConfigAction::Unset { app, keys }) => {
+        Some(ConfigAction::Unset { app, keys, wait }) => {
             for k in &keys {
                 parse::env_key(k)?;
             }
             let what = format!("Unset {}", keys.join(", "));
-            (app, json!({ "unset": keys }), what)
+            (app, json!({ "unset": keys }), what, wait)
         }
     };
     let app = parse::app_name(&app)?;
@@ -895,12 +910,42 @@ async fn config(client: &Client, args: ConfigArgs, json: bool) -> anyhow::Result
     let answer: Value = client
         .call(Method::PATCH, &format!("/apps/{app}/config"), Some(&body))
         .await?;
+    if !json {
+        match answer["number"].as_i64() {
+            Some(n) => println!("{what} on {app}: release v{n}."),
+            None => println!("{what} on {app} (applies from its first deploy)."),
+        }
+    }
+    if let (true, Some(n)) = (wait.wait, answer["number"].as_i64()) {
+        wait_live(client, &app, n, &wait, json).await?;
+    }
     if json {
         return output::json(&answer);
     }
-    match answer["number"].as_i64() {
-        Some(n) => println!("{what} on {app}: release v{n}."),
-        None => println!("{what} on {app} (applies from its first deploy)."),
+    Ok(())
+}
+
+/// `--wait` of a change that made release `n`: until it serves on every replica.
+async fn wait_live(
+    client: &Client,
+    app: &str,
+    n: i64,
+    wait: &WaitArgs,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let view = watch::wait_ready(
+        client,
+        app,
+        Some(n),
+        Duration::from_secs(wait.timeout),
+        quiet,
+    )
+    .await?;
+    if !quiet {
+        println!(
+            "v{n} is live on {} replica(s).",
+            view["ready"].as_i64().unwrap_or(0)
+        );
     }
     Ok(())
 }
