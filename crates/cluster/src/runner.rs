@@ -152,7 +152,20 @@ struct Memory {
     waiters: HashMap<String, tokio::task::JoinHandle<()>>,
     /// The watch of `apps/` that wakes the runner on template changes.
     demand_watch: Option<tokio::task::JoinHandle<()>>,
+    /// Looks at the listening sockets of containers not healthy yet.
+    looks: HashMap<String, PortLook>,
 }
+
+/// What the runner saw of an unhealthy container's listening sockets.
+struct PortLook {
+    since: Instant,
+    at: Option<Instant>,
+    problem: Option<String>,
+}
+
+/// Time after a container is first found unhealthy before its sockets are
+/// looked at, and between two looks.
+const PORT_LOOK_AFTER: Duration = Duration::from_secs(2);
 
 impl Memory {
     /// Wakes the runner as soon as container `id` exits (a crash is
@@ -184,6 +197,32 @@ impl Memory {
             .host_port;
         self.ports.insert(id.to_owned(), p);
         Some(p)
+    }
+}
+
+impl Memory {
+    /// Why container `id`, running but not healthy, cannot be reached on
+    /// `port` ("nothing listens on port 8080 inside the container; it
+    /// listens on 80"), as last seen; looked at every [`PORT_LOOK_AFTER`].
+    /// The report's detail carries it, so a rollout that times out says why.
+    async fn port_problem(&mut self, rt: &Runtime, id: &str, port: u16) -> Option<String> {
+        let look = self.looks.entry(id.to_owned()).or_insert(PortLook {
+            since: Instant::now(),
+            at: None,
+            problem: None,
+        });
+        let due = look.since.elapsed() >= PORT_LOOK_AFTER
+            && !look.at.is_some_and(|t| t.elapsed() < PORT_LOOK_AFTER);
+        if due {
+            look.at = Some(Instant::now());
+            match rt.listening(id).await {
+                Ok(sockets) => look.problem = sockets.problem(port),
+                Err(e) => {
+                    tracing::debug!(container = %id, error = %e, "cannot see the replica's sockets")
+                }
+            }
+        }
+        look.problem.clone()
     }
 }
 
@@ -396,10 +435,20 @@ async fn pass(
                     (Some(_), None) => true,
                     (None, _) => false,
                 };
+                let problem = match port {
+                    Some(_) if !healthy => memory.port_problem(rt, &id, t.port).await,
+                    _ => {
+                        memory.looks.remove(&id);
+                        None
+                    }
+                };
                 let report = Reported {
                     assignment_revision: a.revision,
                     state: if healthy { "healthy" } else { "running" }.into(),
-                    detail: format!("revision {}", t.revision),
+                    detail: match problem {
+                        Some(p) => format!("revision {}; {p}", t.revision),
+                        None => format!("revision {}", t.revision),
+                    },
                     container: Some(id),
                     host_port: port,
                     revision: Some(t.revision),
@@ -437,7 +486,10 @@ async fn pass(
                 Some((old, revision)) => {
                     let why = match report.state.as_str() {
                         "failed" => format!("failed: {}", report.detail),
-                        _ => "is starting".to_string(),
+                        _ => match report.detail.split_once("; ") {
+                            Some((_, problem)) => format!("is starting: {problem}"),
+                            None => "is starting".to_string(),
+                        },
                     };
                     Reported {
                         assignment_revision: a.revision,
@@ -479,6 +531,7 @@ async fn pass(
     memory.reported.retain(|r, _| desired.contains_key(r));
     memory.crashes.retain(|r, _| desired.contains_key(r));
     memory.ports.retain(|id, _| live.contains(id));
+    memory.looks.retain(|id, _| live.contains(id));
     memory.waiters.retain(|id, w| {
         let keep = live.contains(id) && !w.is_finished();
         if !keep {

@@ -104,6 +104,17 @@ pub fn cluster_image(registry: Option<&str>, owner: &str, app: &str, local: &str
     }
 }
 
+/// What one replica of a release requests: its limits, or the defaults
+/// ([`DEFAULT_CPU_MILLIS`], [`DEFAULT_MEMORY_MB`]) when it has none. The
+/// scheduler places by it, and a node's load (`slipway node list`) sums it.
+pub(crate) fn request(spec: &slipway_domain::AppSpec) -> Resources {
+    let cpu_millis = spec
+        .cpus
+        .map_or(DEFAULT_CPU_MILLIS, |c| (c * 1000.0).round().max(1.0) as u64);
+    let memory_mb = spec.memory_mb.map_or(DEFAULT_MEMORY_MB, u64::from);
+    Resources::new(cpu_millis, memory_mb * 1024 * 1024)
+}
+
 /// The demand of `release` of `app`: replicas from the app, the request,
 /// port, health path and configuration from the release,
 /// `PORT`/`SLIPWAY_RELEASE` in the environment, and where the secrets
@@ -124,14 +135,10 @@ pub(crate) fn build_demand(
     }
     env.insert("PORT".into(), spec.port.to_string());
     env.insert("SLIPWAY_RELEASE".into(), release.number.to_string());
-    let cpu_millis = spec
-        .cpus
-        .map_or(DEFAULT_CPU_MILLIS, |c| (c * 1000.0).round().max(1.0) as u64);
-    let memory_mb = spec.memory_mb.map_or(DEFAULT_MEMORY_MB, u64::from);
     AppDemand {
         app: app.name.clone(),
         replicas: app.spec.replicas,
-        request: Resources::new(cpu_millis, memory_mb * 1024 * 1024),
+        request: request(spec),
         constraints: Default::default(),
         container: Some(ContainerTemplate {
             revision: u64::try_from(release.number).unwrap_or(0),

@@ -164,6 +164,11 @@ pub struct NodeInfo {
     pub replicas: usize,
     /// Resources those replicas request.
     pub allocated: Resources,
+    /// Resources those replicas use, as last measured: CPU (thousandths of
+    /// a core) and memory. Only the single-node server measures its own
+    /// (from its monitoring samples); agents do not report usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<Resources>,
 }
 
 impl NodeInfo {
@@ -598,6 +603,7 @@ impl ClusterStore {
                     record,
                     replicas,
                     allocated,
+                    used: None,
                 }
             })
             .collect();
