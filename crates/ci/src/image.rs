@@ -55,7 +55,7 @@ pub(crate) async fn run(ctx: &Context, build: &ImageBuild, record: &StepRecord) 
 
 /// Runs `docker build`, its lines into the step log. On failure: the
 /// error's last line (for the app event) and the whole message (for the log).
-async fn build(
+async fn build_image_logged(
     ctx: &Context,
     opts: &BuildOptions,
     log: &mut StepLog,
@@ -136,7 +136,7 @@ async fn build_and_release(
         ]),
         ..Default::default()
     };
-    let built = build(ctx, &opts, log).await;
+    let built = build_image_logged(ctx, &opts, log).await;
     let short = &sha[..sha.len().min(12)];
     let pipeline = ctx.pipeline.number;
     match &built {

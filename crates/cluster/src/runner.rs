@@ -212,7 +212,7 @@ impl Memory {
             problem: None,
         });
         let due = look.since.elapsed() >= PORT_LOOK_AFTER
-            && !look.at.is_some_and(|t| t.elapsed() < PORT_LOOK_AFTER);
+            && look.at.is_none_or(|t| t.elapsed() >= PORT_LOOK_AFTER);
         if due {
             look.at = Some(Instant::now());
             match rt.listening(id).await {

@@ -119,7 +119,7 @@ pub(crate) async fn wait_ready(
                     }
                 }
                 if started.elapsed() >= PORT_GRACE
-                    && !looked.is_some_and(|t| t.elapsed() < PORT_LOOK_EVERY)
+                    && looked.is_none_or(|t| t.elapsed() >= PORT_LOOK_EVERY)
                 {
                     looked = Some(Instant::now());
                     match rt.listening(container).await {
