@@ -629,10 +629,13 @@ fn first_hour_mistakes_are_explained_quickly() {
     assert_eq!(code, 0, "{err}");
     let row: Vec<&str> = out
         .lines()
-        .find(|l| l.split_whitespace().next() == Some("local"))
-        .unwrap_or_else(|| panic!("no local node: {out}"))
-        .split_whitespace()
-        .collect();
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|w| *w != "│")
+                .collect::<Vec<_>>()
+        })
+        .find(|words| words.first() == Some(&"local"))
+        .unwrap_or_else(|| panic!("no local node: {out}"));
     assert_eq!(row[3], "2", "REPLICAS of the local node: {out}");
     assert!(row[4].starts_with("500/"), "CPU requested: {out}");
 
@@ -650,6 +653,7 @@ fn first_hour_mistakes_are_explained_quickly() {
         .find(|e| e["kind"] == "build_failed")
         .unwrap_or_else(|| panic!("no build_failed event: {events}"));
     let message = failed["message"].as_str().unwrap();
+    println!("build_failed event: {message}");
     assert!(message.contains("pipeline #2"), "{message}");
     assert!(message.contains(&sha[..12]), "{message}");
     assert!(message.contains("returned a non-zero code: 3"), "{message}");
@@ -700,6 +704,7 @@ fn first_hour_mistakes_are_explained_quickly() {
     };
     println!("wrong port failed {:?} after its release", start.elapsed());
     let error = failed["error"].as_str().unwrap();
+    println!("release error: {error}");
     assert!(
         error.contains("nothing listens on port 8080 inside the container; it listens on 3000"),
         "{error}"

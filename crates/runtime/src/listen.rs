@@ -191,11 +191,13 @@ impl Runtime {
                 }
             }
         }
-        self.exec_sockets(id).await
+        self.listening_inside(id).await
     }
 
-    /// `cat /proc/net/tcp /proc/net/tcp6` inside the container.
-    async fn exec_sockets(&self, id: &str) -> Result<Listening> {
+    /// The fallback of [`Runtime::listening`]: `cat /proc/net/tcp
+    /// /proc/net/tcp6` inside the container through a Docker exec (public
+    /// so both ways can be checked against each other).
+    pub async fn listening_inside(&self, id: &str) -> Result<Listening> {
         let fail = |e: String| RuntimeError::Io {
             action: format!("reading the sockets inside container `{id}`"),
             source: std::io::Error::other(e),
