@@ -86,10 +86,13 @@ async fn local_node(state: &AppState) -> ApiResult<NodeInfo> {
 
 /// CPU and memory used by the apps' replicas on this server: the sum of
 /// each app's latest monitoring sample, when it is recent (None before the
-/// first samples, e.g. just after a start).
+/// first samples, e.g. just after a start, or without Docker stats).
 async fn local_usage(state: &AppState) -> ApiResult<Option<Resources>> {
     let monitor = state.monitor();
-    let fresh_ms = 3 * i64::try_from(monitor.interval().as_millis()).unwrap_or(i64::MAX / 4);
+    // A sample is stamped when its round starts; reading Docker stats of
+    // every replica can take seconds.
+    let fresh_ms =
+        3 * i64::try_from(monitor.interval().as_millis()).unwrap_or(i64::MAX / 4) + 30_000;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let recent = |key: &SeriesKey| {
         monitor
