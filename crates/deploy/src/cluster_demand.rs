@@ -433,6 +433,21 @@ impl Deployer {
             self.prune_images(app).await;
             return Ok(Progress::Steady);
         }
+        if let Some((node, message)) = unreachable(&replicas, revision, target) {
+            // An agent found the container listening, but not on the port.
+            self.inner
+                .cluster_deploy
+                .rollouts
+                .lock()
+                .unwrap()
+                .remove(&key);
+            let why = format!(
+                "cannot be reached on node {node}: {message} (make the app listen on $PORT, {}, or set the app's port: `slipway app set {} --port N`)",
+                release.spec.port, app.name
+            );
+            self.fail_release(app, release, &why).await?;
+            return Ok(Progress::Changed);
+        }
         let began = *self
             .inner
             .cluster_deploy
@@ -474,6 +489,15 @@ impl Deployer {
             self.drain_and_stop(app.id, &app.name, c.id, None).await;
         }
     }
+}
+
+/// The first replica (node, message) an agent found unreachable on the
+/// app's port while running `revision`.
+fn unreachable(replicas: &[NodeReplica], revision: u64, target: u32) -> Option<(String, String)> {
+    replicas.iter().filter(|r| r.index < target).find_map(|r| {
+        let u = r.report.unreachable.as_ref()?;
+        (u.revision == revision).then(|| (r.node.clone(), u.message.clone()))
+    })
 }
 
 /// What keeps replicas from being live, for the failed release's error.
@@ -632,6 +656,7 @@ mod tests {
             host_port: Some(40000),
             address: Some("10.0.0.5".into()),
             revision,
+            unreachable: None,
         }
     }
 
@@ -686,5 +711,32 @@ mod tests {
             describe(&[], 3, 2),
             "2 replica(s) not running on any node (see `slipway node list`)"
         );
+    }
+
+    #[test]
+    fn a_replica_unreachable_on_its_port_fails_only_its_own_revision() {
+        let mut old = report("healthy", 2, Some(2));
+        old.unreachable = Some(slipway_cluster::etcd::Unreachable {
+            revision: 3,
+            message: "nothing listens on port 8080 inside the container; it listens on 80".into(),
+        });
+        let replicas = [
+            NodeReplica {
+                node: "n1".into(),
+                index: 0,
+                report: report("healthy", 2, Some(3)),
+            },
+            NodeReplica {
+                node: "n2".into(),
+                index: 1,
+                report: old,
+            },
+        ];
+        let (node, message) = unreachable(&replicas, 3, 2).expect("revision 3 is unreachable");
+        assert_eq!(node, "n2");
+        assert!(message.ends_with("it listens on 80"), "{message}");
+        assert_eq!(unreachable(&replicas, 4, 2), None);
+        // Replica 1 is beyond a target of 1 replica.
+        assert_eq!(unreachable(&replicas, 3, 1), None);
     }
 }
