@@ -412,6 +412,10 @@ impl Site {
         Site { _work: work, dir }
     }
 
+    fn set_dockerfile(&self, dockerfile: &str) {
+        std::fs::write(self.dir.join("Dockerfile"), dockerfile).unwrap();
+    }
+
     fn push(&self, version: &str) {
         std::fs::write(self.dir.join("www/index.html"), format!("{version}\n")).unwrap();
         git_ok(&self.dir, &["add", "-A"]);
@@ -630,6 +634,38 @@ fn git_push_deploys_on_agents_failover_rollout_and_leader_takeover() {
         tail.iter().rev().take(10).all(|v| *v == "v2"),
         "only v2 at the end: {tail:?}"
     );
+
+    // v3 listens on 3000, the app's port is 8080: an agent sees it, and A
+    // fails the release long before its 60 s start timeout; v2 serves on.
+    site.set_dockerfile(&HTTPD_DOCKERFILE.replace("\"8080\"", "\"3000\""));
+    site.push("v3");
+    let released = wait_for(Duration::from_secs(120), "release v3", || {
+        let (_, r) = c.servers[a].api("GET", "/apps/site/releases", Some(&ta), None);
+        (r[0]["number"] == 3)
+            .then(Instant::now)
+            .ok_or(format!("{r}"))
+    });
+    let failed = wait_for(Duration::from_secs(40), "v3 failed", || {
+        let (_, r) = c.servers[a].api("GET", "/apps/site/releases", Some(&ta), None);
+        (r[0]["status"] == "failed")
+            .then(|| r[0].clone())
+            .ok_or(format!("{r}"))
+    });
+    let took = released.elapsed();
+    println!(
+        "deploy: v3 on the wrong port failed {took:?} after its release: {}",
+        failed["error"]
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("nothing listens on port 8080 inside the container; it listens on 3000"),
+        "{error}"
+    );
+    for p in [&pa, &pb] {
+        let bodies = sample(p, host, "/", 6).unwrap();
+        assert!(bodies.iter().all(|x| x == "v2"), "{bodies:?}");
+    }
 
     // The leader (B) dies: A takes over and schedules a scale made on A.
     let died = Instant::now();

@@ -161,6 +161,12 @@ impl App {
         }
     }
 
+    /// Whether pipeline `number` is queued or running (or not made yet).
+    fn pipeline_in_progress(&self, number: i64) -> bool {
+        let (s, p) = self.api("GET", &format!("/repos/alice/web/pipelines/{number}"), None);
+        s == 404 || ["pending", "running"].contains(&p["status"].as_str().unwrap_or(""))
+    }
+
     fn step_log(&self, pipeline: i64, step: &str) -> String {
         reqwest::blocking::Client::new()
             .get(format!(
@@ -593,4 +599,132 @@ fn a_restarted_server_adopts_its_running_replicas() {
     let (code, _, err) = app.cli(&["scale", "web=abc"]);
     assert_eq!(code, 1);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// Issue 15, a new user's first hour: the single-node "node" counts the
+/// replicas that run, a Dockerfile whose RUN fails leaves a `build_failed`
+/// event, and an app listening on another port than the app's fails its
+/// rollout within seconds, saying which port it listens on.
+#[test]
+fn first_hour_mistakes_are_explained_quickly() {
+    let (_tokio, _rt) = docker();
+    let app = App::new(json!({"replicas": 2, "health": {"path": "/health", "interval_ms": 500}}));
+    app.push("v1", None);
+    app.wait_live(1, Duration::from_secs(180));
+
+    // `slipway node list` in single-node mode: the 2 replicas that run,
+    // and what they request (no limits: 250m and 256 MiB each).
+    let (s, nodes) = app.api("GET", "/nodes", None);
+    assert_eq!(s, 200, "{nodes}");
+    let local = &nodes[0];
+    assert_eq!(local["id"], "local", "{nodes}");
+    assert_eq!(local["replicas"], 2, "{nodes}");
+    assert_eq!(local["allocated"]["cpu_millis"], 500, "{nodes}");
+    assert_eq!(
+        local["allocated"]["memory_bytes"],
+        2 * 256 * 1024 * 1024,
+        "{nodes}"
+    );
+    let (code, out, err) = app.cli(&["node", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let row: Vec<&str> = out
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|w| *w != "│")
+                .collect::<Vec<_>>()
+        })
+        .find(|words| words.first() == Some(&"local"))
+        .unwrap_or_else(|| panic!("no local node: {out}"));
+    assert_eq!(row[3], "2", "REPLICAS of the local node: {out}");
+    assert!(row[4].starts_with("500/"), "CPU requested: {out}");
+
+    // A RUN that fails: the pipeline fails and the app's events say so,
+    // with the pipeline, the commit and the engine's last line.
+    app.push("broken", Some("FROM slipway/busybox:latest\nRUN exit 3\n"));
+    let sha = git_ok(&app.dir, &["rev-parse", "HEAD"]).trim().to_owned();
+    let p = app.wait_pipeline(2);
+    assert_eq!(p["status"], "failure", "{p}");
+    let (_, events) = app.api("GET", "/apps/web/events", None);
+    let failed = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "build_failed")
+        .unwrap_or_else(|| panic!("no build_failed event: {events}"));
+    let message = failed["message"].as_str().unwrap();
+    println!("build_failed event: {message}");
+    assert!(message.contains("pipeline #2"), "{message}");
+    assert!(message.contains(&sha[..12]), "{message}");
+    assert!(message.contains("returned a non-zero code: 3"), "{message}");
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "build" && e["message"].as_str().unwrap().contains("pipeline #1")),
+        "the successful build is an event too: {events}"
+    );
+    let (code, out, err) = app.cli(&["events", "web", "-n", "100"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("build_failed") && out.contains("pipeline #2"),
+        "{out}"
+    );
+
+    // The app listens on 3000, the app's port is 8080: the rollout fails
+    // well before the 60 s start timeout, and says why.
+    app.push(
+        "wrong-port",
+        Some("FROM slipway/busybox:latest\nCOPY www /www\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"3000\", \"-h\", \"/www\"]\n"),
+    );
+    let start = loop {
+        let (_, releases) = app.api("GET", "/apps/web/releases", None);
+        if releases[0]["number"] == 2 {
+            break Instant::now();
+        }
+        assert!(
+            app.pipeline_in_progress(3),
+            "pipeline #3 ended without a release: {releases}\n{}",
+            app.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let failed = loop {
+        let (_, releases) = app.api("GET", "/apps/web/releases", None);
+        if releases[0]["status"] == "failed" {
+            break releases[0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the wrong port did not fail within 15 s: {releases}\n{}",
+            app.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("wrong port failed {:?} after its release", start.elapsed());
+    let error = failed["error"].as_str().unwrap();
+    println!("release error: {error}");
+    assert!(
+        error.contains("nothing listens on port 8080 inside the container; it listens on 3000"),
+        "{error}"
+    );
+    assert!(error.contains("--port 3000"), "{error}");
+    let (_, events) = app.api("GET", "/apps/web/events", None);
+    assert!(
+        events
+            .to_string()
+            .contains("nothing listens on port 8080 inside the container"),
+        "{events}"
+    );
+    let p = app.wait_pipeline(3);
+    assert_eq!(p["status"], "failure", "{p}");
+    let log = app.step_log(3, "image:web");
+    assert!(log.contains("it listens on 3000"), "{log}");
+    // v1 never stopped serving.
+    assert_eq!(
+        get(&app.server.proxy_url, app.host(), "/"),
+        (200, "v1".into())
+    );
+    assert_eq!(app.app()["release"], 1);
 }

@@ -197,6 +197,15 @@ fn app_traffic_and_resources_show_in_prometheus_and_charts() {
         sample(&text, "slipway_app_memory_bytes", &[("app", "web")]).is_some_and(|v| v > 0.0),
         "{text}"
     );
+    // The single-node "node" counts these replicas and what they use.
+    let (s, nodes) = api("GET", "/nodes", None);
+    assert_eq!(s, 200, "{nodes}");
+    assert_eq!(nodes[0]["replicas"], 2, "{nodes}");
+    assert!(
+        nodes[0]["used"]["memory_bytes"].as_u64() > Some(0),
+        "measured memory of the replicas: {nodes}"
+    );
+    assert!(nodes[0]["used"]["cpu_millis"].is_u64(), "{nodes}");
 
     // Bad windows are refused with JSON errors; other users' apps are hidden.
     for q in [

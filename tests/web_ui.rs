@@ -379,6 +379,23 @@ fn browser_shows_a_deployed_app_and_rolls_it_back() {
         .cloned()
         .expect("replicas carry the deploy instance label");
     guard.instance = Some(instance);
+    // A Dockerfile whose RUN fails: no release, a build_failed event.
+    site.set_dockerfile("FROM slipway/busybox:latest\nRUN exit 7\n");
+    site.push_version("broken");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !server
+        .api("GET", "/apps/site/events", Some(&token), None)
+        .1
+        .to_string()
+        .contains("build_failed")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no build_failed event\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     let driver = Driver::start();
     let base = server.url.clone();
@@ -417,6 +434,42 @@ fn browser_shows_a_deployed_app_and_rolls_it_back() {
             releases[0].starts_with("v2") && releases[0].contains("current"),
             "{releases:?}"
         );
+        // The events, newest first: the failed build on top, the rollouts below.
+        let events = until(Duration::from_secs(15), "the events", || async move {
+            let rows = texts(c, "#events tbody tr").await;
+            (!rows.is_empty()).then_some(rows)
+        })
+        .await;
+        assert!(
+            events[0].contains("build_failed")
+                && events[0].contains("pipeline #3")
+                && events[0].contains("returned a non-zero code: 7"),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| e.contains("v2 is live")),
+            "{events:?}"
+        );
+        // The nodes page counts the replica this server runs.
+        c.goto(&format!("{base}/ui/nodes")).await.unwrap();
+        let node = until(Duration::from_secs(10), "the local node", || async move {
+            let rows = texts(c, "#nodes tbody tr").await;
+            rows.into_iter().find(|r| r.contains("local"))
+        })
+        .await;
+        assert!(node.contains("0.3 / "), "1 replica requests 250m: {node}");
+        let mode = texts(c, "#cluster-mode").await;
+        assert!(mode[0].contains("(1 now)"), "{mode:?}");
+        c.goto(&format!("{base}/ui/app?name=site")).await.unwrap();
+        until(
+            Duration::from_secs(15),
+            "the releases again",
+            || async move {
+                let rows = texts(c, "#releases tbody tr").await;
+                (rows.len() == 2).then_some(())
+            },
+        )
+        .await;
         c.find(Locator::Css("#releases button[data-release='1']"))
             .await
             .expect("a Roll back button on release 1")

@@ -111,6 +111,11 @@ impl SiteRepo {
         }
     }
 
+    /// Replaces the Dockerfile (committed by the next push).
+    pub fn set_dockerfile(&self, dockerfile: &str) {
+        std::fs::write(self.dir.join("Dockerfile"), dockerfile).unwrap();
+    }
+
     /// Commits `www/index.html` = `version` and pushes it.
     pub fn push_version(&self, version: &str) {
         std::fs::write(self.dir.join("www/index.html"), format!("{version}\n")).unwrap();

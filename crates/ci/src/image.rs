@@ -8,12 +8,18 @@ use crate::logs::StepLog;
 use futures::StreamExt;
 use slipway_domain::{ReleaseStatus, Status, StepRecord};
 use slipway_runtime::images::{build_image, BuildOptions};
-use slipway_runtime::{labels, LogStream};
+use slipway_runtime::{labels, LogStream, RuntimeError};
 use std::collections::HashMap;
 use std::time::Duration;
 
 /// Longest an image build may take.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// App event kind of a failed image build (`slipway events APP`): a push
+/// that never became a release would otherwise leave no trace on the app.
+pub const BUILD_FAILED_EVENT: &str = "build_failed";
+/// App event kind of a successful image build, just before its release.
+pub const BUILD_EVENT: &str = "build";
 
 /// The local tag of an app's image for a commit.
 pub fn image_tag(app: &str, sha: &str) -> String {
@@ -47,6 +53,60 @@ pub(crate) async fn run(ctx: &Context, build: &ImageBuild, record: &StepRecord) 
     status
 }
 
+/// Runs `docker build`, its lines into the step log. On failure: the
+/// error's last line (for the app event) and the whole message (for the log).
+async fn build_image_logged(
+    ctx: &Context,
+    opts: &BuildOptions,
+    log: &mut StepLog,
+) -> Result<(), (String, String)> {
+    let lines = build_image(&ctx.rt, ctx.archive.clone(), opts);
+    tokio::pin!(lines);
+    let deadline = tokio::time::sleep(BUILD_TIMEOUT);
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            line = lines.next() => match line {
+                Some(Ok(l)) => { let mut l = l.into_bytes(); l.push(b'\n'); log.push(LogStream::Stdout, &l).await }
+                Some(Err(e)) => {
+                    let engine = match &e {
+                        RuntimeError::Build { message, .. } => message.clone(),
+                        other => other.to_string(),
+                    };
+                    return Err((last_line(&engine), format!("the image build failed: {e}")));
+                }
+                None => return Ok(()),
+            },
+            _ = tick.tick() => log.flush().await,
+            _ = &mut deadline => {
+                let why = format!("the image build took longer than {} minutes", BUILD_TIMEOUT.as_secs() / 60);
+                return Err((why.clone(), why));
+            }
+            _ = ctx.cancel.cancelled() => return Err(("cancelled".into(), "cancelled".into())),
+        }
+    }
+}
+
+/// The last non-empty line of `text`, at most 300 characters.
+fn last_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no message");
+    line.chars().take(300).collect()
+}
+
+/// Records an app event (a failure to record is logged, not fatal).
+async fn record_event(ctx: &Context, app_id: i64, kind: &str, message: &str) {
+    tracing::info!(app_id, kind, "{message}");
+    if let Err(e) = ctx.ci.store().add_app_event(app_id, kind, message).await {
+        tracing::warn!(error = %e, "cannot record an app event");
+    }
+}
+
 async fn build_and_release(
     ctx: &Context,
     build: &ImageBuild,
@@ -76,23 +136,25 @@ async fn build_and_release(
         ]),
         ..Default::default()
     };
-    let lines = build_image(&ctx.rt, ctx.archive.clone(), &opts);
-    tokio::pin!(lines);
-    let deadline = tokio::time::sleep(BUILD_TIMEOUT);
-    tokio::pin!(deadline);
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            line = lines.next() => match line {
-                Some(Ok(l)) => { let mut l = l.into_bytes(); l.push(b'\n'); log.push(LogStream::Stdout, &l).await }
-                Some(Err(e)) => return Err(format!("the image build failed: {e}")),
-                None => break,
-            },
-            _ = tick.tick() => log.flush().await,
-            _ = &mut deadline => return Err(format!("the image build took longer than {} minutes", BUILD_TIMEOUT.as_secs() / 60)),
-            _ = ctx.cancel.cancelled() => return Err("cancelled".into()),
+    let built = build_image_logged(ctx, &opts, log).await;
+    let short = &sha[..sha.len().min(12)];
+    let pipeline = ctx.pipeline.number;
+    match &built {
+        Ok(()) => {
+            let what = format!("pipeline #{pipeline} built commit {short} as {tag}");
+            record_event(ctx, app.id, BUILD_EVENT, &what).await;
+        }
+        Err(_) if ctx.cancel.is_cancelled() => {}
+        Err((why, _)) => {
+            let what = format!(
+                "the image build of commit {short} failed (pipeline #{pipeline}): {why}; \
+                 `slipway pipeline logs {}/{} {pipeline}` shows the build",
+                ctx.repo.owner, ctx.repo.name
+            );
+            record_event(ctx, app.id, BUILD_FAILED_EVENT, &what).await;
         }
     }
+    built.map_err(|(_, full)| full)?;
     match deployer.publish_image(&app, &ctx.repo.owner, &tag).await {
         Ok(reference) => log.system(&format!(
             "stored in the registry as {reference} (GET /v2/{reference})"
@@ -141,5 +203,20 @@ async fn build_and_release(
             Ok(())
         }
         None => Err("the release disappeared (was the app deleted?)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_line_of_a_build_error_is_kept() {
+        assert_eq!(
+            last_line("Step 2/2 : RUN exit 3\nThe command '/bin/sh -c exit 3' returned a non-zero code: 3\n\n"),
+            "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
+        );
+        assert_eq!(last_line(""), "no message");
+        assert_eq!(last_line(&"x".repeat(1000)).len(), 300);
     }
 }

@@ -18,7 +18,7 @@
 //! one is removed after [`RunnerOptions::drain`].
 
 use crate::agent::{AgentStatus, Phase};
-use crate::etcd::{ClusterStore, ReplicaReport, StoredAssignment};
+use crate::etcd::{ClusterStore, ReplicaReport, StoredAssignment, Unreachable};
 use crate::model::{AppDemand, ContainerTemplate, ReplicaId, SecretSource};
 use slipway_runtime::images::RegistryAuth;
 use slipway_runtime::{labels, ContainerInfo, ContainerSpec, LabelFilter, Runtime, Security};
@@ -133,6 +133,7 @@ struct Reported {
     container: Option<String>,
     host_port: Option<u16>,
     revision: Option<u64>,
+    unreachable: Option<Unreachable>,
 }
 
 /// What the runner remembers between passes.
@@ -152,7 +153,27 @@ struct Memory {
     waiters: HashMap<String, tokio::task::JoinHandle<()>>,
     /// The watch of `apps/` that wakes the runner on template changes.
     demand_watch: Option<tokio::task::JoinHandle<()>>,
+    /// Looks at the listening sockets of containers not healthy yet.
+    looks: HashMap<String, PortLook>,
 }
+
+/// What the runner saw of an unhealthy container's listening sockets.
+struct PortLook {
+    since: Instant,
+    at: Option<Instant>,
+    problem: Option<String>,
+    /// Consecutive looks that found it listening, but not on the app's port.
+    misses: u32,
+}
+
+/// Time after a container is first found unhealthy before its sockets are
+/// looked at.
+const PORT_LOOK_AFTER: Duration = Duration::from_secs(2);
+/// Time between two looks at an unhealthy container's sockets.
+const PORT_LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Consecutive misses after which the container counts as unreachable (as
+/// the single-node deployer decides).
+const PORT_LOOKS: u32 = 3;
 
 impl Memory {
     /// Wakes the runner as soon as container `id` exits (a crash is
@@ -184,6 +205,42 @@ impl Memory {
             .host_port;
         self.ports.insert(id.to_owned(), p);
         Some(p)
+    }
+}
+
+impl Memory {
+    /// Why container `id`, running but not healthy, cannot be reached on
+    /// `port` ("nothing listens on port 8080 inside the container; it
+    /// listens on 80"), as last seen, and whether that is conclusive: it
+    /// listens, but not on `port`, [`PORT_LOOKS`] looks in a row. The
+    /// report's detail carries the words; a conclusive one fails the
+    /// release on the app's server at once.
+    async fn port_problem(&mut self, rt: &Runtime, id: &str, port: u16) -> (Option<String>, bool) {
+        let look = self.looks.entry(id.to_owned()).or_insert(PortLook {
+            since: Instant::now(),
+            at: None,
+            problem: None,
+            misses: 0,
+        });
+        let due = look.since.elapsed() >= PORT_LOOK_AFTER
+            && look.at.is_none_or(|t| t.elapsed() >= PORT_LOOK_EVERY);
+        if due {
+            look.at = Some(Instant::now());
+            match rt.listening(id).await {
+                Ok(sockets) => {
+                    look.problem = sockets.problem(port);
+                    look.misses = if sockets.misses(port) {
+                        look.misses + 1
+                    } else {
+                        0
+                    };
+                }
+                Err(e) => {
+                    tracing::debug!(container = %id, error = %e, "cannot see the replica's sockets")
+                }
+            }
+        }
+        (look.problem.clone(), look.misses >= PORT_LOOKS)
     }
 }
 
@@ -396,13 +453,31 @@ async fn pass(
                     (Some(_), None) => true,
                     (None, _) => false,
                 };
+                let (problem, conclusive) = match port {
+                    Some(_) if !healthy => memory.port_problem(rt, &id, t.port).await,
+                    _ => {
+                        memory.looks.remove(&id);
+                        (None, false)
+                    }
+                };
+                let unreachable = match (&problem, conclusive) {
+                    (Some(message), true) => Some(Unreachable {
+                        revision: t.revision,
+                        message: message.clone(),
+                    }),
+                    _ => None,
+                };
                 let report = Reported {
                     assignment_revision: a.revision,
                     state: if healthy { "healthy" } else { "running" }.into(),
-                    detail: format!("revision {}", t.revision),
+                    detail: match problem {
+                        Some(p) => format!("revision {}; {p}", t.revision),
+                        None => format!("revision {}", t.revision),
+                    },
                     container: Some(id),
                     host_port: port,
                     revision: Some(t.revision),
+                    unreachable,
                 };
                 (healthy, report)
             }
@@ -415,6 +490,7 @@ async fn pass(
                     container: None,
                     host_port: None,
                     revision: Some(t.revision),
+                    unreachable: None,
                 };
                 (false, report)
             }
@@ -437,7 +513,10 @@ async fn pass(
                 Some((old, revision)) => {
                     let why = match report.state.as_str() {
                         "failed" => format!("failed: {}", report.detail),
-                        _ => "is starting".to_string(),
+                        _ => match report.detail.split_once("; ") {
+                            Some((_, problem)) => format!("is starting: {problem}"),
+                            None => "is starting".to_string(),
+                        },
                     };
                     Reported {
                         assignment_revision: a.revision,
@@ -446,6 +525,7 @@ async fn pass(
                         container: Some(old.clone()),
                         host_port: memory.port(rt, old, t.port).await,
                         revision: Some(*revision),
+                        unreachable: report.unreachable.clone(),
                     }
                 }
                 None => report,
@@ -465,6 +545,7 @@ async fn pass(
                         host_port: report.host_port,
                         address: Some(opts.address.to_string()),
                         revision: report.revision,
+                        unreachable: report.unreachable.clone(),
                     },
                 )
                 .await;
@@ -479,6 +560,7 @@ async fn pass(
     memory.reported.retain(|r, _| desired.contains_key(r));
     memory.crashes.retain(|r, _| desired.contains_key(r));
     memory.ports.retain(|id, _| live.contains(id));
+    memory.looks.retain(|id, _| live.contains(id));
     memory.waiters.retain(|id, w| {
         let keep = live.contains(id) && !w.is_finished();
         if !keep {

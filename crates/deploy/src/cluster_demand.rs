@@ -104,6 +104,17 @@ pub fn cluster_image(registry: Option<&str>, owner: &str, app: &str, local: &str
     }
 }
 
+/// What one replica of a release requests: its limits, or the defaults
+/// ([`DEFAULT_CPU_MILLIS`], [`DEFAULT_MEMORY_MB`]) when it has none. The
+/// scheduler places by it, and a node's load (`slipway node list`) sums it.
+pub(crate) fn request(spec: &slipway_domain::AppSpec) -> Resources {
+    let cpu_millis = spec
+        .cpus
+        .map_or(DEFAULT_CPU_MILLIS, |c| (c * 1000.0).round().max(1.0) as u64);
+    let memory_mb = spec.memory_mb.map_or(DEFAULT_MEMORY_MB, u64::from);
+    Resources::new(cpu_millis, memory_mb * 1024 * 1024)
+}
+
 /// The demand of `release` of `app`: replicas from the app, the request,
 /// port, health path and configuration from the release,
 /// `PORT`/`SLIPWAY_RELEASE` in the environment, and where the secrets
@@ -124,14 +135,10 @@ pub(crate) fn build_demand(
     }
     env.insert("PORT".into(), spec.port.to_string());
     env.insert("SLIPWAY_RELEASE".into(), release.number.to_string());
-    let cpu_millis = spec
-        .cpus
-        .map_or(DEFAULT_CPU_MILLIS, |c| (c * 1000.0).round().max(1.0) as u64);
-    let memory_mb = spec.memory_mb.map_or(DEFAULT_MEMORY_MB, u64::from);
     AppDemand {
         app: app.name.clone(),
         replicas: app.spec.replicas,
-        request: Resources::new(cpu_millis, memory_mb * 1024 * 1024),
+        request: request(spec),
         constraints: Default::default(),
         container: Some(ContainerTemplate {
             revision: u64::try_from(release.number).unwrap_or(0),
@@ -426,6 +433,21 @@ impl Deployer {
             self.prune_images(app).await;
             return Ok(Progress::Steady);
         }
+        if let Some((node, message)) = unreachable(&replicas, revision, target) {
+            // An agent found the container listening, but not on the port.
+            self.inner
+                .cluster_deploy
+                .rollouts
+                .lock()
+                .unwrap()
+                .remove(&key);
+            let why = format!(
+                "cannot be reached on node {node}: {message} (make the app listen on $PORT, {}, or set the app's port: `slipway app set {} --port N`)",
+                release.spec.port, app.name
+            );
+            self.fail_release(app, release, &why).await?;
+            return Ok(Progress::Changed);
+        }
         let began = *self
             .inner
             .cluster_deploy
@@ -467,6 +489,15 @@ impl Deployer {
             self.drain_and_stop(app.id, &app.name, c.id, None).await;
         }
     }
+}
+
+/// The first replica (node, message) an agent found unreachable on the
+/// app's port while running `revision`.
+fn unreachable(replicas: &[NodeReplica], revision: u64, target: u32) -> Option<(String, String)> {
+    replicas.iter().filter(|r| r.index < target).find_map(|r| {
+        let u = r.report.unreachable.as_ref()?;
+        (u.revision == revision).then(|| (r.node.clone(), u.message.clone()))
+    })
 }
 
 /// What keeps replicas from being live, for the failed release's error.
@@ -625,6 +656,7 @@ mod tests {
             host_port: Some(40000),
             address: Some("10.0.0.5".into()),
             revision,
+            unreachable: None,
         }
     }
 
@@ -679,5 +711,32 @@ mod tests {
             describe(&[], 3, 2),
             "2 replica(s) not running on any node (see `slipway node list`)"
         );
+    }
+
+    #[test]
+    fn a_replica_unreachable_on_its_port_fails_only_its_own_revision() {
+        let mut old = report("healthy", 2, Some(2));
+        old.unreachable = Some(slipway_cluster::etcd::Unreachable {
+            revision: 3,
+            message: "nothing listens on port 8080 inside the container; it listens on 80".into(),
+        });
+        let replicas = [
+            NodeReplica {
+                node: "n1".into(),
+                index: 0,
+                report: report("healthy", 2, Some(3)),
+            },
+            NodeReplica {
+                node: "n2".into(),
+                index: 1,
+                report: old,
+            },
+        ];
+        let (node, message) = unreachable(&replicas, 3, 2).expect("revision 3 is unreachable");
+        assert_eq!(node, "n2");
+        assert!(message.ends_with("it listens on 80"), "{message}");
+        assert_eq!(unreachable(&replicas, 4, 2), None);
+        // Replica 1 is beyond a target of 1 replica.
+        assert_eq!(unreachable(&replicas, 3, 1), None);
     }
 }

@@ -306,6 +306,38 @@ impl Deployer {
             .unwrap_or_default()
     }
 
+    /// The replicas this server runs itself (single-node mode) and the CPU
+    /// and memory they request, counted as a cluster node's load is (a
+    /// replica without limits requests the defaults): what `slipway node
+    /// list` shows for the local node, which otherwise would claim 0.
+    pub async fn local_load(&self) -> (usize, slipway_cluster::Resources) {
+        let running: Vec<(i64, i64)> = self
+            .inner
+            .apps
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(app, a)| a.replicas.iter().map(move |r| (*app, r.release)))
+            .collect();
+        let mut requests: HashMap<(i64, i64), slipway_cluster::Resources> = HashMap::new();
+        let mut total = slipway_cluster::Resources::default();
+        for key in &running {
+            let request = match requests.get(key) {
+                Some(r) => *r,
+                None => {
+                    let r = match self.store().release(key.0, key.1).await {
+                        Ok(Some(release)) => cluster_demand::request(&release.spec),
+                        _ => slipway_cluster::Resources::default(),
+                    };
+                    requests.insert(*key, r);
+                    r
+                }
+            };
+            total = total.plus(request);
+        }
+        (running.len(), total)
+    }
+
     /// Replicas of an app restarted after crashes since this server started
     /// (a counter: never goes down).
     pub fn restarts(&self, app_id: i64) -> u32 {

@@ -2,6 +2,7 @@
 //! `rise` consecutive successful `GET`s of its health path.
 
 use slipway_domain::HealthSpec;
+use slipway_runtime::PortCheck;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,20 @@ pub(crate) enum NotReady {
     Timeout(String),
     /// The container exited; carries the exit code.
     Exited(i64),
+    /// The container runs but cannot be reached on the app's port: it
+    /// listens on another one, or only on 127.0.0.1. Carries the message
+    /// and the other ports it listens on.
+    Unreachable(String, Vec<u16>),
 }
+
+/// Time after the start before the container's sockets are looked at: a
+/// program may open a helper port just before its main one.
+const PORT_GRACE: Duration = Duration::from_secs(2);
+/// Pause between two looks at the container's sockets.
+const PORT_LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Consecutive looks that must find the app's port unreachable before the
+/// replica is given up (a port that never opens while others are open).
+const PORT_LOOKS: u32 = 3;
 
 /// One health check: any 2xx/3xx answer within the timeout is a success.
 pub(crate) async fn check(
@@ -38,6 +52,20 @@ pub(crate) async fn check(
     }
 }
 
+/// What to do about an app port nothing listens on, given the ports the
+/// container does listen on (empty: it listens only on 127.0.0.1).
+pub(crate) fn port_hint(app: &str, port: u16, others: &[u16]) -> String {
+    match others {
+        [] => String::new(),
+        [one] => format!(
+            " (make the app listen on $PORT, {port}, or set the app's port to {one}: `slipway app set {app} --port {one}`)"
+        ),
+        _ => format!(
+            " (make the app listen on $PORT, {port}, or set the app's port: `slipway app set {app} --port N`)"
+        ),
+    }
+}
+
 /// A client for probes: no proxy, no connection reuse between probes.
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -51,17 +79,29 @@ pub(crate) fn client() -> reqwest::Client {
 /// Probes until `rise` consecutive successes, the container exits or
 /// `start_timeout_ms` passes. Probes are spaced by a fraction of the
 /// interval while starting, so a fast app goes live fast.
+///
+/// While probes fail, the container's listening sockets are looked at
+/// (after [`PORT_GRACE`], every [`PORT_LOOK_EVERY`]): when it listens, but
+/// not on `port` (or only on 127.0.0.1) [`PORT_LOOKS`] times in a row, the
+/// wait ends early with [`NotReady::Unreachable`], which names the ports it
+/// does listen on. A container that listens on nothing yet may be a slow
+/// starter: it gets the whole `start_timeout_ms`, and the timeout says that
+/// nothing listens.
 pub(crate) async fn wait_ready(
     rt: &slipway_runtime::Runtime,
     container: &str,
     addr: SocketAddr,
+    port: u16,
     health: &HealthSpec,
 ) -> Result<(), NotReady> {
     let client = client();
-    let deadline = Instant::now() + Duration::from_millis(health.start_timeout_ms);
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(health.start_timeout_ms);
     let spacing = Duration::from_millis((health.interval_ms / 4).clamp(50, 500));
     let mut streak = 0;
     let mut last = String::from("no check ran");
+    let mut looked: Option<Instant> = None;
+    let mut misses = 0;
     loop {
         match check(&client, addr, health).await {
             Ok(()) => {
@@ -76,6 +116,34 @@ pub(crate) async fn wait_ready(
                 if let Ok(state) = rt.inspect(container).await {
                     if !state.running {
                         return Err(NotReady::Exited(state.exit_code.unwrap_or(-1)));
+                    }
+                }
+                if started.elapsed() >= PORT_GRACE
+                    && looked.is_none_or(|t| t.elapsed() >= PORT_LOOK_EVERY)
+                {
+                    looked = Some(Instant::now());
+                    match rt.listening(container).await {
+                        Ok(sockets) => {
+                            if let Some(problem) = sockets.problem(port) {
+                                last = problem;
+                            }
+                            if sockets.misses(port) {
+                                misses += 1;
+                                if misses >= PORT_LOOKS {
+                                    let mut others = sockets.ports();
+                                    if sockets.check(port) == PortCheck::LoopbackOnly {
+                                        others.clear(); // it listens on the right port
+                                    }
+                                    others.retain(|p| *p != port);
+                                    return Err(NotReady::Unreachable(last, others));
+                                }
+                            } else {
+                                misses = 0;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(container, error = %e, "cannot see the replica's sockets")
+                        }
                     }
                 }
             }

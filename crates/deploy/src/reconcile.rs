@@ -539,7 +539,9 @@ impl Deployer {
                         started_at: chrono::Utc::now(),
                     },
                 );
-                match probe::wait_ready(&rt, &id, addr, &release.spec.health).await {
+                match probe::wait_ready(&rt, &id, addr, release.spec.port, &release.spec.health)
+                    .await
+                {
                     Ok(()) => Ok(id),
                     Err(NotReady::Timeout(why)) => Err((
                         Some(id),
@@ -551,6 +553,13 @@ impl Deployer {
                     Err(NotReady::Exited(code)) => Err((
                         Some(id),
                         format!("exited with code {code} before it became healthy"),
+                    )),
+                    Err(NotReady::Unreachable(why, others)) => Err((
+                        Some(id),
+                        format!(
+                            "cannot be reached: {why}{}",
+                            crate::probe::port_hint(&app.name, release.spec.port, &others)
+                        ),
                     )),
                 }
             }

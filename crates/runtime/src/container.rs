@@ -154,6 +154,9 @@ pub struct ContainerState {
     pub labels: HashMap<String, String>,
     /// Published ports with their assigned host ports (only while running).
     pub ports: Vec<PublishedPort>,
+    /// Host process id of the main process while it runs (to read its
+    /// network namespace's sockets, see [`Runtime::listening`]).
+    pub pid: Option<u32>,
 }
 
 /// A container found by [`Runtime::list_containers`].
@@ -438,6 +441,10 @@ impl Runtime {
             error: state.error.filter(|e| !e.is_empty()),
             labels: resp.config.and_then(|c| c.labels).unwrap_or_default(),
             ports,
+            pid: state
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .filter(|p| *p > 0),
         })
     }
 

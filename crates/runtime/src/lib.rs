@@ -19,6 +19,7 @@ pub mod container;
 pub mod error;
 pub mod images;
 pub mod labels;
+pub mod listen;
 pub mod network;
 pub mod spec;
 
@@ -30,6 +31,7 @@ pub use container::{
 pub use error::{Result, RuntimeError};
 pub use images::{ImageInfo, ProgressEvent, BUSYBOX_IMAGE, DEBIAN_IMAGE};
 pub use labels::LabelFilter;
+pub use listen::{Listening, PortCheck};
 pub use network::ResourceInfo;
 pub use spec::{ContainerSpec, Mount, NetworkMode, PortPublish, Protocol, Resources, Security};
 

@@ -323,6 +323,43 @@ async fn published_port_is_reachable_on_loopback_only() {
 }
 
 #[tokio::test]
+async fn listening_ports_are_seen_from_the_host_and_inside() {
+    with_env("listen", |rt, t| async move {
+        let id = rt
+            .create(&busybox(&t).publish(8080, 0).shell(
+                "mkdir -p /tmp/www && httpd -p 3000 -h /tmp/www && \
+                 httpd -p 127.0.0.1:8081 -h /tmp/www && exec sleep 600",
+            ))
+            .await
+            .unwrap();
+        rt.start(&id).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let seen = loop {
+            let seen = rt.listening(&id).await.expect("the container's sockets");
+            if seen.ports() == vec![3000, 8081] {
+                break seen;
+            }
+            assert!(Instant::now() < deadline, "{seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            seen.problem(8080).as_deref(),
+            Some("nothing listens on port 8080 inside the container; it listens on 3000, 8081")
+        );
+        assert_eq!(seen.check(3000), slipway_runtime::PortCheck::Open);
+        assert_eq!(seen.check(8081), slipway_runtime::PortCheck::LoopbackOnly);
+        // The in-container way (images whose process the host cannot see) agrees.
+        let inside = rt.listening_inside(&id).await.expect("cat /proc/net/tcp");
+        assert_eq!(inside, seen);
+        // A stopped container has no sockets to look at.
+        rt.kill(&id, None).await.unwrap();
+        rt.wait(&id).await.unwrap();
+        assert!(rt.listening(&id).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn cleanup_removes_labelled_leftovers_only() {
     let rt = connect().await;
     ensure_busybox(&rt).await;

@@ -1,5 +1,5 @@
 // One app: replicas (refreshed every 2 s), scale, metrics charts, releases
-// with rollback.
+// with rollback, recent events (builds, rollouts, crashes, scaling).
 "use strict";
 
 (() => {
@@ -79,6 +79,18 @@
     replace("releases", table(["Release", "Status", "Commit", "Description", "By", "When", ""], rows, "No releases yet: push to the app's branch."));
   }
 
+  // The latest events, newest first: what `slipway events APP` shows.
+  const EVENTS_SHOWN = 20;
+  async function refreshEvents() {
+    const events = await api("GET", path + "/events");
+    const rows = events.slice(-EVENTS_SHOWN).reverse().map((e) => [
+      el("time", { datetime: e.at, title: new Date(e.at).toLocaleString(), text: ago(e.at) }),
+      badge(e.kind),
+      el("span", { class: "event-message", text: e.message }),
+    ]);
+    replace("events", table(["When", "Kind", "Event"], rows, "Nothing has happened yet: push to the app's branch."));
+  }
+
   async function rollback(number) {
     if (!confirm("Roll " + name + " back to release v" + number + "?")) return;
     try {
@@ -133,4 +145,5 @@
 
   every(2000, refreshReplicas);
   every(10000, refreshCharts);
+  every(5000, refreshEvents);
 })();

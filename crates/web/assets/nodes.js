@@ -23,6 +23,13 @@
     );
   }
 
+  /** Requested against capacity, and what the replicas use (single-node mode measures it). */
+  function resource(n, key, fmt, unit) {
+    const bar = load(n.allocated[key], n.capacity[key], fmt, unit + " requested");
+    if (!n.used) return bar;
+    return el("span", {}, bar, el("br"), el("span", { class: "muted used", text: "using " + fmt(n.used[key]) + " " + unit }));
+  }
+
   function labels(map) {
     const entries = Object.entries(map || {});
     if (!entries.length) return el("span", { class: "muted", text: "none" });
@@ -68,7 +75,7 @@
     }
     const single = nodes.length === 1 && nodes[0].id === "local";
     document.getElementById("cluster-mode").textContent = single
-      ? "Single-node mode: this server runs every replica. Set cluster_etcd_endpoints and join agents with `slipway agent --join` to add machines."
+      ? "Single-node mode: this server runs every replica (" + nodes[0].replicas + " now). Set cluster_etcd_endpoints and join agents with `slipway agent --join` to add machines."
       : "Cluster mode: " + nodes.length + " nodes registered in etcd.";
     document.getElementById("node-count").textContent = String(nodes.length);
     replace(
@@ -79,8 +86,8 @@
           el("span", {}, el("strong", { class: "node-id", text: n.id }), el("br"), el("span", { class: "muted", text: n.hostname + " · v" + n.version })),
           el("span", {}, badge(n.state), n.state === "lost" && n.schedule !== "active" ? [" ", badge(n.schedule)] : ""),
           String(n.replicas),
-          load(n.allocated.cpu_millis, n.capacity.cpu_millis, cores, "cores"),
-          load(n.allocated.memory_bytes, n.capacity.memory_bytes, (b) => (b / GiB).toFixed(1), "GiB"),
+          resource(n, "cpu_millis", cores, "cores"),
+          resource(n, "memory_bytes", (b) => (b / GiB).toFixed(1), "GiB"),
           labels(n.labels),
           String(n.epoch),
           el("time", { datetime: n.registered_at, title: new Date(n.registered_at).toLocaleString(), text: ago(n.registered_at) }),

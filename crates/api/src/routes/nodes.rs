@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use slipway_cluster::agent::{new_node_id, JoinRequest, JoinResponse};
 use slipway_cluster::etcd::{NodeInfo, NodeRecord};
-use slipway_cluster::{ClusterError, NodeState, Schedule};
+use slipway_cluster::{ClusterError, NodeState, Resources, Schedule};
 use slipway_deploy::ClusterSecrets;
+use slipway_metrics::SeriesKey;
 use std::time::Duration;
 
 /// The API's answer for a cluster state error.
@@ -57,10 +58,14 @@ fn check_id(id: &str) -> ApiResult<()> {
     }
 }
 
-/// In single-node mode the server itself is the only node.
-fn local_node() -> NodeInfo {
+/// In single-node mode the server itself is the only node: its replicas
+/// are the deployer's, their requests count as the node's allocation (as
+/// in cluster mode) and their measured use comes from the monitoring
+/// samples.
+async fn local_node(state: &AppState) -> ApiResult<NodeInfo> {
     let now = chrono::Utc::now();
-    NodeInfo {
+    let (replicas, allocated) = state.deploy().local_load().await;
+    Ok(NodeInfo {
         record: NodeRecord {
             id: "local".into(),
             capacity: slipway_cluster::machine::capacity(),
@@ -73,9 +78,44 @@ fn local_node() -> NodeInfo {
             registered_at: now,
         },
         state: NodeState::Ready,
-        replicas: 0,
-        allocated: Default::default(),
+        replicas,
+        allocated,
+        used: local_usage(state).await?,
+    })
+}
+
+/// CPU and memory used by the apps' replicas on this server: the sum of
+/// each app's latest monitoring sample, when it is recent (None before the
+/// first samples, e.g. just after a start, or without Docker stats).
+async fn local_usage(state: &AppState) -> ApiResult<Option<Resources>> {
+    let monitor = state.monitor();
+    // A sample is stamped when its round starts; reading Docker stats of
+    // every replica can take seconds.
+    let fresh_ms =
+        3 * i64::try_from(monitor.interval().as_millis()).unwrap_or(i64::MAX / 4) + 30_000;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let recent = |key: &SeriesKey| {
+        monitor
+            .series()
+            .latest(key)
+            .filter(|(t, _)| now_ms - t <= fresh_ms)
+            .map(|(_, v)| v)
+    };
+    let mut used: Option<Resources> = None;
+    for app in state.store().list_apps().await? {
+        let cpu = recent(&SeriesKey::app("cpu_percent", &app.name));
+        let memory = recent(&SeriesKey::app("memory_bytes", &app.name));
+        if cpu.is_none() && memory.is_none() {
+            continue;
+        }
+        // cpu_percent is % of one core summed over the app's replicas.
+        let app_use = Resources::new(
+            (cpu.unwrap_or(0.0) * 10.0).round().max(0.0) as u64,
+            memory.unwrap_or(0.0).max(0.0) as u64,
+        );
+        used = Some(used.unwrap_or_default().plus(app_use));
     }
+    Ok(used)
 }
 
 /// `GET /nodes`: every node with its state and load.
@@ -85,7 +125,7 @@ pub async fn list(
 ) -> ApiResult<axum::Json<Vec<NodeInfo>>> {
     caller.require_admin()?;
     let Some(cluster) = state.cluster() else {
-        return Ok(axum::Json(vec![local_node()]));
+        return Ok(axum::Json(vec![local_node(&state).await?]));
     };
     let nodes = cluster.store().nodes().await.map_err(cluster_error)?;
     Ok(axum::Json(nodes))

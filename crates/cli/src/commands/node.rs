@@ -162,11 +162,21 @@ fn print_nodes(nodes: &[NodeInfo]) {
                 n.state.as_str().to_owned(),
                 r.epoch.to_string(),
                 n.replicas.to_string(),
-                format!("{}/{}m", n.allocated.cpu_millis, r.capacity.cpu_millis),
                 format!(
-                    "{}/{} MiB",
+                    "{}/{}m{}",
+                    n.allocated.cpu_millis,
+                    r.capacity.cpu_millis,
+                    n.used
+                        .map(|u| format!(" (used {}m)", u.cpu_millis))
+                        .unwrap_or_default()
+                ),
+                format!(
+                    "{}/{} MiB{}",
                     mib(n.allocated.memory_bytes),
-                    mib(r.capacity.memory_bytes)
+                    mib(r.capacity.memory_bytes),
+                    n.used
+                        .map(|u| format!(" (used {} MiB)", mib(u.memory_bytes)))
+                        .unwrap_or_default()
                 ),
                 r.labels
                     .iter()

@@ -164,6 +164,11 @@ pub struct NodeInfo {
     pub replicas: usize,
     /// Resources those replicas request.
     pub allocated: Resources,
+    /// Resources those replicas use, as last measured: CPU (thousandths of
+    /// a core) and memory. Only the single-node server measures its own
+    /// (from its monitoring samples); agents do not report usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<Resources>,
 }
 
 impl NodeInfo {
@@ -226,6 +231,23 @@ pub struct ReplicaReport {
     /// is healthy, so a release is live when every replica reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// Set when a container of `unreachable.revision` runs but cannot be
+    /// reached on the app's port (it listens on another one, or only on
+    /// 127.0.0.1), seen 3 times in a row: the app's server fails that
+    /// release at once instead of at its start timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<Unreachable>,
+}
+
+/// Why a revision's container cannot be reached on the app's port, from
+/// the agent's look at its listening sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreachable {
+    /// The revision whose container it is (during a rollout the reported
+    /// container may still be the previous revision's).
+    pub revision: u64,
+    /// E.g. "nothing listens on port 8080 inside the container; it listens on 80".
+    pub message: String,
 }
 
 /// The value of `node-credentials/{node}`: the digest of the node's pull
@@ -598,6 +620,7 @@ impl ClusterStore {
                     record,
                     replicas,
                     allocated,
+                    used: None,
                 }
             })
             .collect();
@@ -813,6 +836,7 @@ impl ClusterStore {
             host_port: None,
             address: None,
             revision: None,
+            unreachable: None,
         };
         self.report_replica(lease, assignment, report).await
     }
