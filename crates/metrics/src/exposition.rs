@@ -131,7 +131,7 @@ mod tests {
         let c = Counter::<u64>::default();
         c.inc();
         registry.register("jobs", "Jobs done\nso far \\ \"all\"", c);
-        let h = Histogram::new([0.5].into_iter());
+        let h = Histogram::new([0.5]);
         h.observe(0.25);
         registry.register_with_unit("wait", "Wait", Unit::Seconds, h);
 
