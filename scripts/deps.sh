@@ -3,7 +3,8 @@
 # git, the Docker Engine (Debian's docker.io), busybox-static (the tiny base
 # image is built from it), debootstrap (the Debian and language images), etcd + protoc (cluster mode), iproute2 (the
 # partition test's network namespaces) and, with `--test`,
-# chromium + chromium-driver (the dashboard's browser test). Idempotent;
+# chromium + chromium-driver (the dashboard's browser test) and prometheus
+# (promtool and the server, for the /metrics test). Idempotent;
 # safe to run on every start.
 set -euo pipefail
 
@@ -30,6 +31,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missi
 if [ "${1:-}" = "--test" ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    # tests/prometheus.rs lints /metrics with promtool and scrapes it with a real Prometheus.
+    { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing ${missing[*]} from Debian" >&2

@@ -9,6 +9,9 @@ mod support;
 #[path = "support/deployed.rs"]
 mod deployed;
 
+#[path = "support/prometheus.rs"]
+mod prom;
+
 use deployed::{docker, ServerGuard};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -159,6 +162,11 @@ fn app_traffic_and_resources_show_in_prometheus_and_charts() {
         text.contains("slipway_app_request_duration_seconds_bucket{"),
         "{text}"
     );
+    // Prometheus' linter accepts the text format, app series included
+    // (outside CI, skipped when promtool is not installed).
+    if let Some(promtool) = prom::tool("promtool") {
+        prom::assert_lint_clean(&promtool, &text);
+    }
     assert!(
         sample(
             &text,

@@ -8,17 +8,20 @@
 //!   Docker stats of its replicas, replica count and restarts; Slipway-wide:
 //!   the code execution queue and running pipelines.
 //! * Prometheus ([`Monitor::register`]) — a collector that reads the live
-//!   values at scrape time, and the API's request counter.
+//!   values at scrape time, and the API's request counter; [`Format`]
+//!   negotiates and writes the exposition format of `/metrics`.
 
 #![warn(missing_docs)]
 
 mod collector;
+pub mod exposition;
 pub mod measure;
 pub mod quantile;
 pub mod ring;
 mod sampler;
 
 pub use collector::HttpLabels;
+pub use exposition::Format;
 pub use ring::{Agg, RingLimits, SeriesKey, TimeSeries};
 
 use prometheus_client::metrics::counter::Counter;

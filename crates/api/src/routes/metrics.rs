@@ -1,19 +1,23 @@
-//! `GET /metrics`: every registered metric in the Prometheus text format.
-//! Subsystems add theirs to the registry in [`AppState::metrics_registry`] at
-//! start-up. Needs an admin token unless `metrics_public` is set.
+//! `GET /metrics`: every registered metric, in the exposition format the
+//! `Accept` header asks for (OpenMetrics or the classic text format, see
+//! [`slipway_metrics::Format`]). Subsystems add theirs to the registry in
+//! [`AppState::metrics_registry`] at start-up. Needs an admin token unless
+//! `metrics_public` is set.
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::MaybeCaller;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-
-/// Content type of the OpenMetrics text exposition (what prometheus-client writes).
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+use slipway_metrics::Format;
 
 /// `GET /metrics`.
-pub async fn scrape(State(state): State<AppState>, caller: MaybeCaller) -> ApiResult<Response> {
+pub async fn scrape(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     if !state.config().metrics_public {
         match caller.0 {
             Some(c) => c.require_admin()?,
@@ -24,14 +28,26 @@ pub async fn scrape(State(state): State<AppState>, caller: MaybeCaller) -> ApiRe
             }
         }
     }
-    let mut body = String::new();
-    {
+    // Several Accept headers are one list (RFC 9110 §5.3).
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let format = Format::negotiate((!accept.is_empty()).then(|| accept.join(",")).as_deref());
+    let body = {
         let registry = state
             .metrics_registry()
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        prometheus_client::encoding::text::encode(&mut body, &registry)
-            .map_err(ApiError::internal)?;
-    }
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
+        format.encode(&registry).map_err(ApiError::internal)?
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        body,
+    )
+        .into_response())
 }
