@@ -8,5 +8,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The README tour test (tests/readme.rs) starts Slipway with ./scripts/up.sh,
 # which runs the release binary: build it first, as up.sh would.
-cargo build --release --locked --bin slipway
+time cargo build --release --locked --bin slipway
 cargo test --workspace --locked

@@ -917,7 +917,7 @@ async fn config(client: &Client, args: ConfigArgs, json: bool) -> anyhow::Result
         }
     }
     if let (true, Some(n)) = (wait.wait, answer["number"].as_i64()) {
-        wait_live(client, &app, n, &wait, json).await?;
+        wait_live(client, app, n, &wait, json).await?;
     }
     if json {
         return output::json(&answer);
