@@ -10,6 +10,8 @@
 //! Both use the default ports (7700, 7780), so they run one at a time.
 
 mod support;
+#[path = "support/deployed.rs"]
+mod deployed;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -342,7 +344,7 @@ fn server_started_in_a_fresh_directory_with_defaults() {
     let _ports = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     assert_free("127.0.0.1:7700");
     assert_free("127.0.0.1:7780");
-    let (_tokio, _rt) = support_docker();
+    let (_tokio, _rt) = deployed::docker();
     let cwd = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
     cmd.arg("server")
@@ -450,21 +452,4 @@ fn server_started_in_a_fresh_directory_with_defaults() {
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log}");
     drop(server);
-}
-
-/// Docker must be up (these tests run real containers): fail loudly if not.
-fn support_docker() -> (tokio::runtime::Runtime, slipway_runtime::Runtime) {
-    let tokio = tokio::runtime::Runtime::new().unwrap();
-    let rt = tokio.block_on(async {
-        let rt = slipway_runtime::Runtime::connect()
-            .await
-            .unwrap_or_else(|e| {
-                panic!("these tests need a reachable Docker Engine (run scripts/deps.sh): {e}")
-            });
-        slipway_runtime::images::ensure_busybox(&rt)
-            .await
-            .expect("bootstrap slipway/busybox");
-        rt
-    });
-    (tokio, rt)
 }

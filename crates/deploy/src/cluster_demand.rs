@@ -180,6 +180,16 @@ fn view(r: &NodeReplica) -> ReplicaView {
 }
 
 impl Deployer {
+    /// Stops timing the rollout of release `key` = (app id, number): it ended.
+    fn forget_rollout(&self, key: &(i64, i64)) {
+        self.inner
+            .cluster_deploy
+            .rollouts
+            .lock()
+            .unwrap()
+            .remove(key);
+    }
+
     /// Sets this server's public URL as agents reach it. Release images
     /// are pulled from the registry at its `host:port` (without one,
     /// demands carry the local image reference) and app secrets from its
@@ -414,12 +424,7 @@ impl Deployer {
                 .set_release_status(app.id, release.number, ReleaseStatus::Active, None)
                 .await
                 .map_err(|e| e.to_string())?;
-            self.inner
-                .cluster_deploy
-                .rollouts
-                .lock()
-                .unwrap()
-                .remove(&key);
+            self.forget_rollout(&key);
             self.inner.release_changed.notify_waiters();
             self.event(
                 app.id,
@@ -435,12 +440,7 @@ impl Deployer {
         }
         if let Some((node, message)) = unreachable(&replicas, revision, target) {
             // An agent found the container listening, but not on the port.
-            self.inner
-                .cluster_deploy
-                .rollouts
-                .lock()
-                .unwrap()
-                .remove(&key);
+            self.forget_rollout(&key);
             let why = format!(
                 "cannot be reached on node {node}: {message} (make the app listen on $PORT, {}, or set the app's port: `slipway app set {} --port N`)",
                 release.spec.port, app.name
@@ -460,12 +460,7 @@ impl Deployer {
         if began.elapsed() < limit {
             return Ok(Progress::WaitUntil(Instant::now() + ROLLOUT_POLL));
         }
-        self.inner
-            .cluster_deploy
-            .rollouts
-            .lock()
-            .unwrap()
-            .remove(&key);
+        self.forget_rollout(&key);
         let why = format!(
             "did not become healthy on all {target} replica(s) within {} s: {}",
             limit.as_secs(),
