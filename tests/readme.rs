@@ -9,9 +9,9 @@
 //!
 //! Both use the default ports (7700, 7780), so they run one at a time.
 
-mod support;
 #[path = "support/deployed.rs"]
 mod deployed;
+mod support;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
