@@ -39,14 +39,16 @@
     return res && res.number ? what + ": release v" + res.number + " created" : what + ": saved";
   }
 
-  /** Runs change `fn` with `button` disabled; its outcome or error shows in `stateId`. */
+  /** Runs change `fn` with `button` disabled; its outcome or error shows in
+   * `stateId`, once the page shows the change (the lists are redrawn first). */
   async function change(button, stateId, fn) {
     showError(null);
     button.disabled = true;
     state(stateId, "saving…", "muted");
     try {
-      state(stateId, await fn(), "state-ok");
+      const outcome = await fn();
       await Promise.all([loadApp(), loadSecrets(), loadReleases()]);
+      state(stateId, outcome, "state-ok");
     } catch (e) {
       state(stateId, describe(e), "error-text");
     } finally {
