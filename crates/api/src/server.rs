@@ -101,9 +101,11 @@ impl Server {
         state
             .deploy()
             .set_proxy_address("http", proxy_listener.local_addr()?.port());
+        let public_url = public_url(state.config(), listener.local_addr()?)?;
+        state.set_public_url(&public_url);
         // Cluster mode first: the deployer must know it before it starts
         // (it then writes demands instead of running local replicas).
-        start_cluster(&state, listener.local_addr()?).await?;
+        start_cluster(&state, &public_url).await?;
         // One Docker connection for every part that needs the engine; without
         // Docker, git, CI queueing and the API still work.
         let rt = match slipway_runtime::Runtime::connect().await {
@@ -118,7 +120,8 @@ impl Server {
             start_deploy(&state, rt.clone()).await;
         }
         start_monitor(&state, rt);
-        start_alerts(&state, listener.local_addr()?)?;
+        state.alerts().set_public_url(&public_url);
+        state.alerts().start();
         state.autoscale().start();
         Ok(Self {
             listener,
@@ -183,20 +186,16 @@ impl Server {
 
 /// Joins the cluster when etcd endpoints are configured (single-node mode
 /// otherwise); members and agents reach this server at `public_url`.
-async fn start_cluster(state: &AppState, bound: SocketAddr) -> anyhow::Result<()> {
+async fn start_cluster(state: &AppState, api_url: &str) -> anyhow::Result<()> {
     let config = state.config();
     if config.cluster_etcd_endpoints.is_empty() {
         return Ok(());
     }
-    let api_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{bound}"));
-    let cluster = crate::cluster::Cluster::start(config, api_url.clone()).await?;
+    let cluster = crate::cluster::Cluster::start(config, api_url.to_owned()).await?;
     // The deployer writes demands to it (agents pull release images from
     // this server's registry at the public URL's host:port), and the proxy
     // routes to the replicas agents run on every node.
-    state.deploy().set_cluster_public_url(&api_url);
+    state.deploy().set_cluster_public_url(api_url);
     state.deploy().set_cluster(cluster.store().clone());
     state.set_cluster(cluster);
     Ok(())
@@ -240,20 +239,17 @@ fn start_monitor(state: &AppState, rt: Option<slipway_runtime::Runtime>) {
     state.monitor().start(rt);
 }
 
-/// Starts the alert evaluator; notification links use `public_url`, or the
-/// address the API is bound to.
-fn start_alerts(state: &AppState, bound: SocketAddr) -> anyhow::Result<()> {
-    let base = match &state.config().public_url {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
+/// The URL people and other nodes reach this server at: `public_url`, or the
+/// address the API is bound to. Cluster members, agents, notification links
+/// and git's `remote:` lines all use it.
+fn public_url(config: &Config, bound: SocketAddr) -> anyhow::Result<String> {
+    match &config.public_url {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => Ok(url.clone()),
         Some(url) => anyhow::bail!(
             "public_url {url:?} must start with http:// or https:// (SLIPWAY_PUBLIC_URL)"
         ),
-        None => format!("http://{bound}"),
-    };
-    state.set_public_url(&base);
-    state.alerts().set_public_url(&base);
-    state.alerts().start();
-    Ok(())
+        None => Ok(format!("http://{bound}")),
+    }
 }
 
 /// The proxy's certificate: the configured files, or a self-signed one for

@@ -7,7 +7,7 @@
 
 use crate::config::{self, ImageBuild, Pipeline, MAX_FILE_BYTES, PIPELINE_FILE};
 use crate::Ci;
-use slipway_domain::{AppRecord, PipelineRecord, PushEvent, Repo, Status};
+use slipway_domain::{is_null_sha, AppRecord, PipelineRecord, PushEvent, Repo, Status};
 use slipway_store::{NewPipeline, NewStep, StoreError};
 use std::path::Path;
 use std::process::Stdio;
@@ -25,38 +25,10 @@ pub enum FileAt {
 }
 
 /// Reads `.slipway.yml` at `sha` from a bare repository, at most
-/// [`MAX_FILE_BYTES`] + 1 bytes of it.
+/// [`MAX_FILE_BYTES`] + 1 bytes of it (one commit of [`read_pipeline_files`]).
 pub async fn read_pipeline_file(git_bin: &Path, repo: &Path, sha: &str) -> Result<FileAt, String> {
-    let mut child = tokio::process::Command::new(git_bin)
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["cat-file", "blob", &format!("{sha}:{PIPELINE_FILE}")])
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        stdout
-            .take(MAX_FILE_BYTES as u64 + 1)
-            .read_to_end(&mut out)
-            .await
-            .map_err(|e| format!("reading {PIPELINE_FILE}: {e}"))?;
-    }
-    if out.len() > MAX_FILE_BYTES {
-        let _ = child.kill().await;
-        return Ok(FileAt::Text(String::from_utf8_lossy(&out).into_owned()));
-    }
-    let status = child.wait().await.map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Ok(FileAt::Missing);
-    }
-    match String::from_utf8(out) {
-        Ok(s) => Ok(FileAt::Text(s)),
-        Err(_) => Ok(FileAt::Text("\u{fffd} (not UTF-8)".into())),
-    }
+    let mut files = read_pipeline_files(git_bin, repo, &[sha.to_owned()]).await?;
+    Ok(files.remove(sha).unwrap_or(FileAt::Missing))
 }
 
 /// The pipeline rows for a valid file: steps whose `when:` does not match are skipped up front.
@@ -210,7 +182,7 @@ pub async fn read_pipeline_files(
 /// The kind of a pushed ref (`push` for branches, `tag`) and its short name,
 /// or `None` for refs that never run pipelines (deletions, notes, …).
 fn pipeline_ref(ev: &PushEvent) -> Option<(&'static str, &str)> {
-    if ev.new_sha.bytes().all(|b| b == b'0') {
+    if is_null_sha(&ev.new_sha) {
         return None;
     }
     if let Some(b) = ev.ref_name.strip_prefix("refs/heads/") {

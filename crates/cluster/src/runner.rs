@@ -21,7 +21,9 @@ use crate::agent::{AgentStatus, Phase};
 use crate::etcd::{ClusterStore, ReplicaReport, StoredAssignment, Unreachable};
 use crate::model::{AppDemand, ContainerTemplate, ReplicaId, SecretSource};
 use slipway_runtime::images::RegistryAuth;
-use slipway_runtime::{labels, ContainerInfo, ContainerSpec, LabelFilter, Runtime, Security};
+use slipway_runtime::{
+    labels, ContainerInfo, ContainerSpec, LabelFilter, PortWatch, Runtime, Security,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -154,26 +156,8 @@ struct Memory {
     /// The watch of `apps/` that wakes the runner on template changes.
     demand_watch: Option<tokio::task::JoinHandle<()>>,
     /// Looks at the listening sockets of containers not healthy yet.
-    looks: HashMap<String, PortLook>,
+    looks: HashMap<String, PortWatch>,
 }
-
-/// What the runner saw of an unhealthy container's listening sockets.
-struct PortLook {
-    since: Instant,
-    at: Option<Instant>,
-    problem: Option<String>,
-    /// Consecutive looks that found it listening, but not on the app's port.
-    misses: u32,
-}
-
-/// Time after a container is first found unhealthy before its sockets are
-/// looked at.
-const PORT_LOOK_AFTER: Duration = Duration::from_secs(2);
-/// Time between two looks at an unhealthy container's sockets.
-const PORT_LOOK_EVERY: Duration = Duration::from_secs(1);
-/// Consecutive misses after which the container counts as unreachable (as
-/// the single-node deployer decides).
-const PORT_LOOKS: u32 = 3;
 
 impl Memory {
     /// Wakes the runner as soon as container `id` exits (a crash is
@@ -211,36 +195,14 @@ impl Memory {
 impl Memory {
     /// Why container `id`, running but not healthy, cannot be reached on
     /// `port` ("nothing listens on port 8080 inside the container; it
-    /// listens on 80"), as last seen, and whether that is conclusive: it
-    /// listens, but not on `port`, [`PORT_LOOKS`] looks in a row. The
-    /// report's detail carries the words; a conclusive one fails the
+    /// listens on 80"), as last seen, and whether that is conclusive
+    /// ([`PortWatch::unreachable`], as the single-node deployer decides).
+    /// The report's detail carries the words; a conclusive one fails the
     /// release on the app's server at once.
     async fn port_problem(&mut self, rt: &Runtime, id: &str, port: u16) -> (Option<String>, bool) {
-        let look = self.looks.entry(id.to_owned()).or_insert(PortLook {
-            since: Instant::now(),
-            at: None,
-            problem: None,
-            misses: 0,
-        });
-        let due = look.since.elapsed() >= PORT_LOOK_AFTER
-            && look.at.is_none_or(|t| t.elapsed() >= PORT_LOOK_EVERY);
-        if due {
-            look.at = Some(Instant::now());
-            match rt.listening(id).await {
-                Ok(sockets) => {
-                    look.problem = sockets.problem(port);
-                    look.misses = if sockets.misses(port) {
-                        look.misses + 1
-                    } else {
-                        0
-                    };
-                }
-                Err(e) => {
-                    tracing::debug!(container = %id, error = %e, "cannot see the replica's sockets")
-                }
-            }
-        }
-        (look.problem.clone(), look.misses >= PORT_LOOKS)
+        let watch = self.looks.entry(id.to_owned()).or_default();
+        watch.look(rt, id, port).await;
+        (watch.problem().map(str::to_owned), watch.unreachable())
     }
 }
 

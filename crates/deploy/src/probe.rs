@@ -2,7 +2,7 @@
 //! `rise` consecutive successful `GET`s of its health path.
 
 use slipway_domain::HealthSpec;
-use slipway_runtime::PortCheck;
+use slipway_runtime::PortWatch;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,15 +18,6 @@ pub(crate) enum NotReady {
     /// and the other ports it listens on.
     Unreachable(String, Vec<u16>),
 }
-
-/// Time after the start before the container's sockets are looked at: a
-/// program may open a helper port just before its main one.
-const PORT_GRACE: Duration = Duration::from_secs(2);
-/// Pause between two looks at the container's sockets.
-const PORT_LOOK_EVERY: Duration = Duration::from_secs(1);
-/// Consecutive looks that must find the app's port unreachable before the
-/// replica is given up (a port that never opens while others are open).
-const PORT_LOOKS: u32 = 3;
 
 /// One health check: any 2xx/3xx answer within the timeout is a success.
 pub(crate) async fn check(
@@ -81,8 +72,8 @@ pub(crate) fn client() -> reqwest::Client {
 /// interval while starting, so a fast app goes live fast.
 ///
 /// While probes fail, the container's listening sockets are looked at
-/// (after [`PORT_GRACE`], every [`PORT_LOOK_EVERY`]): when it listens, but
-/// not on `port` (or only on 127.0.0.1) [`PORT_LOOKS`] times in a row, the
+/// ([`PortWatch`]): when it listens, but not on `port` (or only on
+/// 127.0.0.1) several times in a row, the
 /// wait ends early with [`NotReady::Unreachable`], which names the ports it
 /// does listen on. A container that listens on nothing yet may be a slow
 /// starter: it gets the whole `start_timeout_ms`, and the timeout says that
@@ -95,13 +86,11 @@ pub(crate) async fn wait_ready(
     health: &HealthSpec,
 ) -> Result<(), NotReady> {
     let client = client();
-    let started = Instant::now();
-    let deadline = started + Duration::from_millis(health.start_timeout_ms);
+    let deadline = Instant::now() + Duration::from_millis(health.start_timeout_ms);
     let spacing = Duration::from_millis((health.interval_ms / 4).clamp(50, 500));
     let mut streak = 0;
     let mut last = String::from("no check ran");
-    let mut looked: Option<Instant> = None;
-    let mut misses = 0;
+    let mut watch = PortWatch::new();
     loop {
         match check(&client, addr, health).await {
             Ok(()) => {
@@ -118,32 +107,12 @@ pub(crate) async fn wait_ready(
                         return Err(NotReady::Exited(state.exit_code.unwrap_or(-1)));
                     }
                 }
-                if started.elapsed() >= PORT_GRACE
-                    && looked.is_none_or(|t| t.elapsed() >= PORT_LOOK_EVERY)
-                {
-                    looked = Some(Instant::now());
-                    match rt.listening(container).await {
-                        Ok(sockets) => {
-                            if let Some(problem) = sockets.problem(port) {
-                                last = problem;
-                            }
-                            if sockets.misses(port) {
-                                misses += 1;
-                                if misses >= PORT_LOOKS {
-                                    let mut others = sockets.ports();
-                                    if sockets.check(port) == PortCheck::LoopbackOnly {
-                                        others.clear(); // it listens on the right port
-                                    }
-                                    others.retain(|p| *p != port);
-                                    return Err(NotReady::Unreachable(last, others));
-                                }
-                            } else {
-                                misses = 0;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(container, error = %e, "cannot see the replica's sockets")
-                        }
+                if watch.look(rt, container, port).await {
+                    if let Some(problem) = watch.problem() {
+                        last = problem.to_owned();
+                    }
+                    if watch.unreachable() {
+                        return Err(NotReady::Unreachable(last, watch.other_ports().to_vec()));
                     }
                 }
             }

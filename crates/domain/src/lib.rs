@@ -14,4 +14,4 @@ pub use access::{effective_access, Access, Scope};
 pub use app::{AppName, AppRecord, AppSpec, HealthSpec, ReleaseRecord, ReleaseStatus};
 pub use names::{NameError, RepoName, Username};
 pub use pipeline::{LogLine, PipelineRecord, Status, StepRecord};
-pub use records::{Collaborator, PushEvent, RefUpdate, Repo, TokenInfo, User};
+pub use records::{is_null_sha, Collaborator, PushEvent, RefUpdate, Repo, TokenInfo, User};

@@ -92,6 +92,12 @@ pub struct PushEvent {
     pub created_at: DateTime<Utc>,
 }
 
+/// Whether `sha` is git's null object name (all zeros): the old side of a
+/// created ref, the new side of a deleted one.
+pub fn is_null_sha(sha: &str) -> bool {
+    !sha.is_empty() && sha.bytes().all(|b| b == b'0')
+}
+
 /// One ref update as git reported it for an accepted push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefUpdate {

@@ -318,11 +318,16 @@ async fn finish_response<R: AsyncRead + Unpin>(
     }
     if let Some(log) = push_log {
         for suffix in ["", ".part", ".reply", ".reply.part"] {
-            let mut path = log.clone().into_os_string();
-            path.push(suffix);
-            let _ = tokio::fs::remove_file(PathBuf::from(path)).await;
+            let _ = tokio::fs::remove_file(beside(&log, suffix)).await;
         }
     }
+}
+
+/// The file `<log><suffix>`: the hook's files sit beside its push log.
+fn beside(log: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut path = log.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
 }
 
 /// How often the server looks for the push hook's hand-over.
@@ -355,10 +360,7 @@ async fn answer_push_hook(
                 reply.push_str(&line);
                 reply.push('\n');
             }
-            let mut part = log.clone().into_os_string();
-            part.push(".reply.part");
-            let mut done = log.clone().into_os_string();
-            done.push(".reply");
+            let (part, done) = (beside(&log, ".reply.part"), beside(&log, ".reply"));
             if tokio::fs::write(&part, reply).await.is_ok() {
                 let _ = tokio::fs::rename(&part, &done).await;
             }

@@ -17,13 +17,9 @@ impl GitHost {
         owner: &Username,
         name: &RepoName,
     ) -> Result<Option<String>, GitError> {
-        let repo = self.repo_path(owner, name);
-        let run = self
-            .run_read(&repo, &["symbolic-ref", "--quiet", "HEAD"], None, 1024)
+        self.head_branch(&self.repo_path(owner, name))
             .await
-            .map_err(browse_to_git)?;
-        let text = String::from_utf8_lossy(&run.stdout).trim().to_owned();
-        Ok(text.strip_prefix("refs/heads/").map(str::to_owned))
+            .map_err(browse_to_git)
     }
 
     /// Points `HEAD` at `branch`, which must exist.

@@ -31,7 +31,7 @@ pub use container::{
 pub use error::{Result, RuntimeError};
 pub use images::{ImageInfo, ProgressEvent, BUSYBOX_IMAGE, DEBIAN_IMAGE};
 pub use labels::LabelFilter;
-pub use listen::{Listening, PortCheck};
+pub use listen::{Listening, PortCheck, PortWatch};
 pub use network::ResourceInfo;
 pub use spec::{ContainerSpec, Mount, NetworkMode, PortPublish, Protocol, Resources, Security};
 

@@ -335,3 +335,94 @@ mod tests {
         assert!(!cgroup_names("0::/\n", ""));
     }
 }
+
+/// Time after a watch starts before the container's sockets are looked at:
+/// a program may open a helper port just before its main one.
+pub const PORT_GRACE: Duration = Duration::from_secs(2);
+/// Pause between two looks at the container's sockets.
+pub const PORT_LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Consecutive looks that must find the app's port unreachable (the
+/// container listens, but not on it) before the replica is given up.
+pub const PORT_LOOKS: u32 = 3;
+
+/// Watches the sockets of a container that is not healthy yet, so the
+/// single-node deployer and the cluster runner decide alike (and quickly)
+/// that an app listens on the wrong port: a look after [`PORT_GRACE`], then
+/// every [`PORT_LOOK_EVERY`], [`PORT_LOOKS`] misses in a row to conclude.
+#[derive(Debug)]
+pub struct PortWatch {
+    since: std::time::Instant,
+    looked: Option<std::time::Instant>,
+    misses: u32,
+    problem: Option<String>,
+    other_ports: Vec<u16>,
+}
+
+impl Default for PortWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PortWatch {
+    /// A watch starting now.
+    pub fn new() -> Self {
+        PortWatch {
+            since: std::time::Instant::now(),
+            looked: None,
+            misses: 0,
+            problem: None,
+            other_ports: Vec::new(),
+        }
+    }
+
+    /// Looks at container `id`'s sockets when a look is due; true when it
+    /// read them now. A look that cannot read them changes nothing.
+    pub async fn look(&mut self, rt: &Runtime, id: &str, port: u16) -> bool {
+        let due = self.since.elapsed() >= PORT_GRACE
+            && self.looked.is_none_or(|t| t.elapsed() >= PORT_LOOK_EVERY);
+        if !due {
+            return false;
+        }
+        self.looked = Some(std::time::Instant::now());
+        match rt.listening(id).await {
+            Ok(sockets) => {
+                self.problem = sockets.problem(port);
+                self.misses = if sockets.misses(port) {
+                    self.misses + 1
+                } else {
+                    0
+                };
+                let mut others = sockets.ports();
+                if sockets.check(port) == PortCheck::LoopbackOnly {
+                    others.clear(); // it listens on the right port
+                }
+                others.retain(|p| *p != port);
+                self.other_ports = others;
+                true
+            }
+            Err(e) => {
+                tracing::debug!(container = %id, error = %e, "cannot see the replica's sockets");
+                false
+            }
+        }
+    }
+
+    /// Why the port cannot be reached, as last seen ("nothing listens on
+    /// port 8080 inside the container; it listens on 80").
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
+
+    /// Whether the last [`PORT_LOOKS`] looks all found the container
+    /// listening, but not reachable on the port: conclusive.
+    pub fn unreachable(&self) -> bool {
+        self.misses >= PORT_LOOKS
+    }
+
+    /// The other ports it listened on at the last look (empty when it
+    /// listens on the right port, but only on 127.0.0.1).
+    pub fn other_ports(&self) -> &[u16] {
+        &self.other_ports
+    }
+}

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::{FutureExt, TryStreamExt};
 use slipway_ci::queue::PushOutcome;
-use slipway_domain::{Access, RefUpdate, Repo, RepoName, Status, Username};
+use slipway_domain::{is_null_sha, Access, RefUpdate, Repo, RepoName, Status, Username};
 use slipway_git::{GitError, GitRequest, PushCompletion, Service};
 use std::net::SocketAddr;
 
@@ -134,7 +134,7 @@ async fn record_push(
     if let (Ok(owner), Ok(name)) = (Username::parse(&repo.owner), RepoName::parse(&repo.name)) {
         let created: Vec<&str> = updates
             .iter()
-            .filter(|u| u.old_sha.bytes().all(|b| b == b'0'))
+            .filter(|u| is_null_sha(&u.old_sha))
             .map(|u| u.ref_name.as_str())
             .collect();
         match state

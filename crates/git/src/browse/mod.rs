@@ -279,7 +279,7 @@ impl GitHost {
     }
 
     /// The branch `HEAD` points to.
-    async fn head_branch(&self, repo: &Path) -> Result<Option<String>, BrowseError> {
+    pub(crate) async fn head_branch(&self, repo: &Path) -> Result<Option<String>, BrowseError> {
         let run = self
             .run_read(repo, &["symbolic-ref", "--quiet", "HEAD"], None, 1024)
             .await?;
