@@ -76,6 +76,9 @@ pub(crate) struct Pool {
     state: Mutex<State>,
 }
 
+/// Longest [`Pool::drain`] waits for sandboxes that were still starting.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Pool {
     pub(crate) fn new(
         rt: Runtime,
@@ -171,10 +174,8 @@ impl Pool {
             sandbox::prepare(&self.rt, &name, shape, labels, self.config.self_destruct()).await;
         let unwanted = {
             let mut st = self.lock();
-            if let Some(n) = st.starting.get_mut(&shape) {
-                *n = n.saturating_sub(1);
-            }
             match made {
+                // Still counted as starting until it is gone, so a drain waits for it.
                 Ok(warm) if st.closed => Some(warm),
                 Ok(warm) => {
                     let queue = st.idle.entry(shape).or_default();
@@ -197,6 +198,9 @@ impl Pool {
         if let Some(warm) = unwanted {
             sandbox::destroy(&self.rt, &warm.id).await;
         }
+        if let Some(n) = self.lock().starting.get_mut(&shape) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Destroys every idle sandbox and stops refilling: a server that shuts
@@ -209,6 +213,14 @@ impl Pool {
         };
         let n = idle.len();
         futures::future::join_all(idle.iter().map(|w| sandbox::destroy(&self.rt, &w.id))).await;
+        // Sandboxes still starting destroy themselves once up (the pool is
+        // closed): wait for them, bounded, so none outlives the server.
+        let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+        while self.lock().starting.values().any(|n| *n > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         n
     }
 

@@ -24,10 +24,6 @@ impl CleanupReport {
     }
 }
 
-/// Longest [`Runtime::cleanup`] waits for container removals to finish
-/// before it removes the networks and volumes they used.
-const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl Runtime {
     /// Force-remove every container, then network, then volume whose labels
     /// match `filter` (which always includes `io.slipway.managed=true`).
@@ -45,19 +41,6 @@ impl Runtime {
                 Ok(()) => report.containers.push(c.id),
                 Err(e) => report.failures.push(format!("container {}: {e}", c.id)),
             }
-        }
-        // A removal already in progress elsewhere (a step's own background
-        // removal) answers at once while the container still holds its
-        // volumes and networks: wait, bounded, until the engine is done.
-        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
-        while tokio::time::Instant::now() < deadline
-            && self
-                .list_containers(filter)
-                .await?
-                .iter()
-                .any(|c| filter.matches(&c.labels))
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         for n in self.list_networks(filter).await? {
             if !filter.matches(&n.labels) {

@@ -159,6 +159,9 @@ pub struct ContainerState {
     pub pid: Option<u32>,
 }
 
+/// Longest [`Runtime::remove`] waits for a removal that was already in progress.
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A container found by [`Runtime::list_containers`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -384,7 +387,10 @@ impl Runtime {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409,
                 message,
-            }) if message.contains("already in progress") => Ok(()),
+            }) if message.contains("already in progress") => {
+                self.wait_removed(id).await;
+                Ok(())
+            }
             Err(e) => Err(RuntimeError::from_docker(
                 e,
                 format!("removing container `{id}`"),
@@ -392,6 +398,21 @@ impl Runtime {
                 id,
             )),
         }
+    }
+
+    /// Waits (bounded by [`REMOVAL_WAIT`]) until a removal already in progress
+    /// elsewhere (an auto-removing container, another task's remove) is done:
+    /// until then the container still holds its volumes and networks, and a
+    /// process that exits now would leave it behind.
+    async fn wait_removed(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.inspect(id).await {
+                Err(e) if e.is_not_found() => return,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        tracing::warn!(container = %id, "its removal is still in progress");
     }
 
     /// Current state of a container (status, exit code, OOM flag, ports, labels).
