@@ -30,6 +30,7 @@ impl Fixture {
         let deploy = Deployer::new(
             store.clone(),
             slipway_deploy::DeployOptions {
+                limits: slipway_deploy::DEFAULT_APP_LIMITS,
                 data_dir: data_dir.clone(),
                 apps_domain: "localhost".into(),
                 releases_kept: 3,

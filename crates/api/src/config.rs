@@ -68,6 +68,34 @@ pub struct Config {
     /// Log files kept per app, the active one included (`SLIPWAY_APP_LOG_FILES`, 5):
     /// an app's logs never take more than `app_log_files × app_log_max_bytes`.
     pub app_log_files: usize,
+    /// Images CI steps, services and Dockerfiles may use besides Slipway's base
+    /// images and the registry's (`SLIPWAY_CI_ALLOWED_IMAGES`, comma-separated
+    /// glob patterns such as `alpine`, `postgres:16*`, `ghcr.io/acme/*`).
+    #[serde(deserialize_with = "crate::cluster::endpoints_list")]
+    pub ci_allowed_images: Vec<String>,
+    /// Memory of a CI step, service or image build that asks for none
+    /// (`SLIPWAY_CI_STEP_MEMORY`, e.g. `2g`).
+    pub ci_step_memory: String,
+    /// Most memory a step may ask for (`SLIPWAY_CI_STEP_MAX_MEMORY`).
+    pub ci_step_max_memory: String,
+    /// CPUs of a step that asks for none (`SLIPWAY_CI_STEP_CPUS`).
+    pub ci_step_cpus: f64,
+    /// Most CPUs a step may ask for (`SLIPWAY_CI_STEP_MAX_CPUS`).
+    pub ci_step_max_cpus: f64,
+    /// Processes one CI container may run (`SLIPWAY_CI_STEP_PIDS`).
+    pub ci_step_pids: i64,
+    /// Memory of an app replica whose app sets none (`SLIPWAY_APP_MEMORY`).
+    pub app_memory: String,
+    /// Most memory an app may set per replica (`SLIPWAY_APP_MAX_MEMORY`).
+    pub app_max_memory: String,
+    /// CPUs of a replica whose app sets none (`SLIPWAY_APP_CPUS`).
+    pub app_cpus: f64,
+    /// Most CPUs an app may set per replica (`SLIPWAY_APP_MAX_CPUS`).
+    pub app_max_cpus: f64,
+    /// IPv4 range the networks of pipelines and apps take their subnets
+    /// from, one /25 each (`SLIPWAY_NETWORK_POOL`; must not overlap the
+    /// host's own networks).
+    pub network_pool: String,
     /// Cluster mode: client URLs of the etcd members holding the cluster state
     /// (`SLIPWAY_CLUSTER_ETCD_ENDPOINTS`, comma-separated). Empty (the default)
     /// is single-node mode: nothing of the cluster runs.
@@ -113,6 +141,17 @@ impl Default for Config {
             releases_kept: 10,
             app_log_max_bytes: 8 * 1024 * 1024,
             app_log_files: 5,
+            ci_allowed_images: Vec::new(),
+            network_pool: slipway_runtime::network::DEFAULT_NETWORK_POOL.into(),
+            ci_step_memory: "2g".into(),
+            ci_step_max_memory: "8g".into(),
+            ci_step_cpus: 2.0,
+            ci_step_max_cpus: 4.0,
+            ci_step_pids: 4096,
+            app_memory: "512m".into(),
+            app_max_memory: "4g".into(),
+            app_cpus: 1.0,
+            app_max_cpus: 4.0,
             cluster_etcd_endpoints: Vec::new(),
             cluster_node_id: None,
             cluster_lease_ttl_ms: 3000,
@@ -173,6 +212,24 @@ impl Config {
         }
     }
 
+    /// Limits of CI containers from the `ci_step_*` settings.
+    pub fn ci_limits(&self) -> Result<slipway_domain::LimitPolicy, String> {
+        limit_policy(
+            ("ci_step", &self.ci_step_memory, &self.ci_step_max_memory),
+            (self.ci_step_cpus, self.ci_step_max_cpus),
+            self.ci_step_pids,
+        )
+    }
+
+    /// Limits of app replicas from the `app_*` settings.
+    pub fn app_limits(&self) -> Result<slipway_domain::LimitPolicy, String> {
+        limit_policy(
+            ("app", &self.app_memory, &self.app_max_memory),
+            (self.app_cpus, self.app_max_cpus),
+            slipway_deploy::REPLICA_PIDS_LIMIT,
+        )
+    }
+
     /// Makes every path setting absolute, against the working directory the
     /// server started in. Paths are handed to other programs that run in other
     /// directories (git runs hooks from inside the bare repository, so a
@@ -197,6 +254,27 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("slipway.db")
     }
+}
+
+/// A limit policy from settings, refusing defaults over maximums.
+fn limit_policy(
+    (prefix, memory, max_memory): (&str, &str, &str),
+    (cpus, max_cpus): (f64, f64),
+    pids: i64,
+) -> Result<slipway_domain::LimitPolicy, String> {
+    use slipway_domain::limits::{parse_cpus, parse_memory};
+    let setting = |name: &str, e: String| format!("setting {prefix}_{name}: {e}");
+    let policy = slipway_domain::LimitPolicy {
+        default_memory_bytes: parse_memory(memory).map_err(|e| setting("memory", e))?,
+        max_memory_bytes: parse_memory(max_memory).map_err(|e| setting("max_memory", e))?,
+        default_nano_cpus: parse_cpus(&cpus.to_string()).map_err(|e| setting("cpus", e))?,
+        max_nano_cpus: parse_cpus(&max_cpus.to_string()).map_err(|e| setting("max_cpus", e))?,
+        pids: pids.max(16),
+    };
+    policy
+        .resolve(Default::default(), &format!("the {prefix} defaults"))
+        .map_err(|e| format!("{e} (raise {prefix}_max_memory / {prefix}_max_cpus)"))?;
+    Ok(policy)
 }
 
 #[cfg(test)]

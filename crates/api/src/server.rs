@@ -64,6 +64,16 @@ impl Server {
         config
             .resolve_paths()
             .map_err(|e| anyhow::anyhow!("cannot resolve the configured paths: {e}"))?;
+        config.ci_limits().map_err(anyhow::Error::msg)?;
+        let network_pool: ipnet::Ipv4Net = config.network_pool.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "setting network_pool {:?}: {e} (an IPv4 range such as 10.213.0.0/16)",
+                config.network_pool
+            )
+        })?;
+        config.app_limits().map_err(anyhow::Error::msg)?;
+        slipway_ci::image_policy::ImagePolicy::new(&config.ci_allowed_images)
+            .map_err(|e| anyhow::anyhow!("setting ci_allowed_images: {e}"))?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create data directory {}: {e}",
@@ -103,13 +113,18 @@ impl Server {
             .set_proxy_address("http", proxy_listener.local_addr()?.port());
         let public_url = public_url(state.config(), listener.local_addr()?)?;
         state.set_public_url(&public_url);
+        state
+            .ci()
+            .set_registry_hosts(registry_hosts(&public_url, listener.local_addr()?));
+        // Pushes a crash cut short: recorded before anything is served.
+        crate::routes::git::recover_interrupted_pushes(&state).await;
         // Cluster mode first: the deployer must know it before it starts
         // (it then writes demands instead of running local replicas).
         start_cluster(&state, &public_url).await?;
         // One Docker connection for every part that needs the engine; without
         // Docker, git, CI queueing and the API still work.
         let rt = match slipway_runtime::Runtime::connect().await {
-            Ok(rt) => Some(rt),
+            Ok(rt) => Some(rt.with_network_pool(network_pool)),
             Err(e) => {
                 tracing::warn!(error = %e, "no Docker Engine: code execution and deployments are disabled");
                 None
@@ -250,6 +265,25 @@ fn public_url(config: &Config, bound: SocketAddr) -> anyhow::Result<String> {
         ),
         None => Ok(format!("http://{bound}")),
     }
+}
+
+/// The `host:port` names images of this server's registry are pulled by:
+/// the public URL's authority and the bound address (plus `localhost` for a
+/// loopback address).
+fn registry_hosts(public_url: &str, bound: SocketAddr) -> Vec<String> {
+    let mut hosts = vec![bound.to_string()];
+    if bound.ip().is_loopback() {
+        hosts.push(format!("localhost:{}", bound.port()));
+    }
+    if let Some(authority) = public_url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+    {
+        hosts.push(authority.to_string());
+    }
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 /// The proxy's certificate: the configured files, or a self-signed one for

@@ -51,6 +51,10 @@ impl AppState {
                     max_file_bytes: config.app_log_max_bytes,
                     files: config.app_log_files,
                 },
+                // Checked by `Server::bind` before the state is made.
+                limits: config
+                    .app_limits()
+                    .unwrap_or(slipway_deploy::DEFAULT_APP_LIMITS),
             },
         );
         let ci = slipway_ci::Ci::new(
@@ -59,6 +63,12 @@ impl AppState {
                 data_dir: config.data_dir.clone(),
                 git_bin: config.git_bin.clone(),
                 concurrency: config.ci_concurrency,
+                // Checked by `Server::bind` before the state is made.
+                limits: config
+                    .ci_limits()
+                    .unwrap_or(slipway_ci::DEFAULT_STEP_LIMITS),
+                images: slipway_ci::image_policy::ImagePolicy::new(&config.ci_allowed_images)
+                    .unwrap_or_default(),
             },
         );
         ci.set_deployer(deploy.clone());

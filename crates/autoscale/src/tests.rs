@@ -42,6 +42,7 @@ impl Fixture {
         let deploy = Deployer::new(
             store.clone(),
             DeployOptions {
+                limits: slipway_deploy::DEFAULT_APP_LIMITS,
                 data_dir: dir.path().to_path_buf(),
                 apps_domain: "localhost".into(),
                 releases_kept: 3,

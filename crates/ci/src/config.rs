@@ -13,6 +13,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use slipway_domain::limits::{self, LimitPolicy, Resources};
+
 /// Largest pipeline file accepted, in bytes.
 pub const MAX_FILE_BYTES: usize = 64 * 1024;
 /// Most steps one pipeline may have.
@@ -25,6 +27,25 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Name of the pipeline file at the root of a repository.
 pub const PIPELINE_FILE: &str = ".slipway.yml";
+
+impl Pipeline {
+    /// Fills in the server's default limits and refuses requests over its
+    /// maximums (done when the pipeline is queued, so a refusal is the
+    /// pipeline's validation error).
+    pub fn apply_limits(&mut self, policy: &LimitPolicy) -> Result<(), ConfigError> {
+        for s in &mut self.steps {
+            s.resources = policy
+                .resolve(s.resources, &format!("step {:?}", s.name))
+                .map_err(ConfigError::new)?;
+        }
+        for s in &mut self.services {
+            s.resources = policy
+                .resolve(s.resources, &format!("service {:?}", s.name))
+                .map_err(ConfigError::new)?;
+        }
+        Ok(())
+    }
+}
 
 /// Why a pipeline file was refused; the message is shown on the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +60,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             line: None,
@@ -75,6 +96,9 @@ pub struct ImageBuild {
     pub app: String,
     /// Dockerfile path in the repository.
     pub dockerfile: String,
+    /// Memory and CPU of the build's `RUN` containers (the server's CI defaults).
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 impl ImageBuild {
@@ -103,6 +127,10 @@ pub struct Step {
     pub depends_on: Vec<String>,
     /// Longest the step may run before it is killed.
     pub timeout: Duration,
+    /// Memory and CPU: asked for in the file, then the limits applied
+    /// (server defaults filled in when the pipeline is queued).
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 impl Step {
@@ -128,6 +156,9 @@ pub struct Service {
     pub commands: Vec<String>,
     /// Environment variables.
     pub environment: BTreeMap<String, String>,
+    /// Memory and CPU, as for steps.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 /// Conditions on a step: every given list must match.
@@ -219,6 +250,37 @@ struct RawStep {
     depends_on: Vec<String>,
     #[serde(default)]
     timeout: Option<Scalar>,
+    #[serde(default)]
+    resources: Option<RawResources>,
+}
+
+/// `resources: {memory: 512m, cpus: 1.5}` of a step or service.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    #[serde(default)]
+    memory: Option<Scalar>,
+    #[serde(default)]
+    cpus: Option<Scalar>,
+}
+
+impl RawResources {
+    fn parse(raw: Option<RawResources>, name: &str) -> Result<Resources, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Resources::default());
+        };
+        let at = |m: String| ConfigError::new(format!("{name:?}: resources: {m}"));
+        Ok(Resources {
+            memory_bytes: raw
+                .memory
+                .map(|m| limits::parse_memory(&m.into_string()).map_err(at))
+                .transpose()?,
+            nano_cpus: raw
+                .cpus
+                .map(|c| limits::parse_cpus(&c.into_string()).map_err(at))
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -231,6 +293,8 @@ struct RawService {
     commands: Vec<String>,
     #[serde(default)]
     environment: BTreeMap<String, Scalar>,
+    #[serde(default)]
+    resources: Option<RawResources>,
 }
 
 #[derive(Deserialize)]
@@ -363,6 +427,7 @@ fn validate(raw: RawFile) -> Result<Pipeline, ConfigError> {
         }
         check_image(&s.image, &name)?;
         services.push(Service {
+            resources: RawResources::parse(s.resources, &name)?,
             environment: env_map(s.environment, &name)?,
             name,
             image: s.image,
@@ -418,6 +483,7 @@ fn validate(raw: RawFile) -> Result<Pipeline, ConfigError> {
                 .map_err(|m| ConfigError::new(format!("step {name:?}: {m}")))?,
         };
         steps.push(Step {
+            resources: RawResources::parse(s.resources, &name)?,
             environment: env_map(s.environment, &name)?,
             name,
             image: s.image,
@@ -667,10 +733,19 @@ mod tests {
     #[test]
     fn full_step_fields() {
         let p = parse(
-            "services:\n  db:\n    image: busybox\n    environment: {PORT: 5432}\nsteps:\n  - name: t\n    image: img\n    commands: [\"true\"]\n    environment: {A: x, N: 3, B: true}\n    secrets: [TOKEN]\n    when: {branch: [main, 'release/*'], event: push}\n    timeout: 1m30s\n",
+            "services:\n  db:\n    image: busybox\n    environment: {PORT: 5432}\nsteps:\n  - name: t\n    image: img\n    commands: [\"true\"]\n    environment: {A: x, N: 3, B: true}\n    secrets: [TOKEN]\n    when: {branch: [main, 'release/*'], event: push}\n    timeout: 1m30s\n    resources: {memory: 512m, cpus: 1.5}\n",
         )
         .unwrap();
         let s = &p.steps[0];
+        assert_eq!(s.resources.memory_bytes, Some(512 << 20));
+        assert_eq!(s.resources.nano_cpus, Some(1_500_000_000));
+        assert_eq!(p.services[0].resources, Resources::default());
+        assert!(
+            parse("steps:\n  a: {image: x, commands: [ls], resources: {memory: lots}}\n")
+                .unwrap_err()
+                .message
+                .contains("resources: memory")
+        );
         assert_eq!(s.environment["N"], "3");
         assert_eq!(s.environment["B"], "true");
         assert_eq!(s.timeout, Duration::from_secs(90));

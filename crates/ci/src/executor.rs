@@ -22,9 +22,6 @@ use tokio_util::sync::CancellationToken;
 pub const INSTANCE_LABEL: &str = "io.slipway.ci-instance";
 /// Label carrying the repository (`owner/name`) a CI object works for.
 pub const REPO_LABEL: &str = "io.slipway.repo";
-/// Most processes one step may run at once: generous for parallel builds,
-/// but a fork bomb in a pipeline cannot take the host down.
-pub const STEP_PIDS_LIMIT: i64 = 4096;
 
 /// Where the checked-out commit appears in every step.
 pub const WORKSPACE: &str = "/workspace";
@@ -135,15 +132,16 @@ pub(crate) async fn execute(
         ctx.cache.push((path.clone(), volume));
     }
     ctx.archive = archive(ci, &repo_path, &pipeline.sha).await?;
-    if !config.services.is_empty() {
-        let name = format!("{}-net", ctx.prefix);
-        ctx.rt
-            .create_network(&name, &ctx.labels, false)
-            .await
-            .map_err(|e| e.to_string())?;
-        ctx.network = Some(name);
-        start_services(&ctx, &config).await?;
-    }
+    // Every pipeline on a network of its own: its steps and services reach
+    // each other by name, and nothing of other tenants (their replicas,
+    // their pipelines) is reachable from it.
+    let name = format!("{}-net", ctx.prefix);
+    ctx.rt
+        .create_network(&name, &ctx.labels, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.network = Some(name);
+    start_services(&ctx, &config).await?;
     let ctx = Arc::new(ctx);
     let status = run_dag(ctx.clone(), &config, records.clone()).await;
     if status != Status::Success {
@@ -207,8 +205,22 @@ async fn checkout(ctx: &Context, container: &str) -> Result<(), String> {
         .clone()
 }
 
+/// `spec` with the memory and CPU limits resolved when the pipeline was queued.
+fn with_limits(mut spec: ContainerSpec, limits: &slipway_domain::Resources) -> ContainerSpec {
+    if let Some(m) = limits.memory_bytes {
+        spec = spec.memory(m);
+    }
+    if let Some(n) = limits.nano_cpus {
+        spec = spec.nano_cpus(n);
+    }
+    spec
+}
+
 async fn start_services(ctx: &Context, config: &Pipeline) -> Result<(), String> {
     for s in &config.services {
+        crate::pull::ensure_image(ctx, &s.image)
+            .await
+            .map_err(|e| format!("service {:?}: {e}", s.name))?;
         let mut spec = ContainerSpec::new(&s.image)
             .name(format!("{}-svc-{}", ctx.prefix, s.name))
             .network(NetworkMode::Named {
@@ -216,6 +228,7 @@ async fn start_services(ctx: &Context, config: &Pipeline) -> Result<(), String> 
                 aliases: vec![s.name.clone()],
             });
         spec.init = true;
+        spec = with_limits(spec, &s.resources).pids_limit(ctx.ci.options().limits.pids);
         if !s.commands.is_empty() {
             spec = spec.shell(s.commands.join("\n"));
         }
@@ -352,12 +365,13 @@ async fn step_container(
     log: &mut StepLog,
 ) -> Result<Outcome, String> {
     let p = &ctx.pipeline;
+    crate::pull::ensure_image(ctx, &step.image).await?;
     let mut spec = ContainerSpec::new(&step.image)
         .name(format!("{}-{}", ctx.prefix, step.name))
         .shell(step.script())
         .working_dir(WORKSPACE)
         .volume(ctx.volume.clone(), WORKSPACE)
-        .pids_limit(STEP_PIDS_LIMIT)
+        .pids_limit(ctx.ci.options().limits.pids)
         .env("CI", "true")
         .env("SLIPWAY", "true")
         .env("CI_REPO", ctx.repo.full_name())
@@ -368,6 +382,7 @@ async fn step_container(
         .env("CI_STEP_NAME", &step.name)
         .env("CI_WORKSPACE", WORKSPACE);
     spec.init = true;
+    spec = with_limits(spec, &step.resources);
     for (path, volume) in &ctx.cache {
         spec = spec.volume(volume.clone(), format!("{WORKSPACE}/{path}"));
     }
@@ -467,7 +482,13 @@ async fn step_container(
             (
                 Status::Failure,
                 Some(exit.code),
-                Some("killed: out of memory".into()),
+                Some(format!(
+                    "out of memory: killed at its limit of {}; ask for more with `resources: {{memory: …}}`",
+                    step.resources
+                        .memory_bytes
+                        .map(slipway_domain::limits::format_bytes)
+                        .unwrap_or_else(|| "the host's memory".into())
+                )),
             )
         } else {
             (

@@ -88,6 +88,34 @@ async fn build_image_logged(
     }
 }
 
+/// Refuses a Dockerfile whose `FROM` or `COPY --from=` names an image the
+/// pusher may not use (another tenant's release, a bare image ID…), and pulls
+/// the registry images it names, before anything is built.
+async fn check_base_images(ctx: &Context, dockerfile: &str) -> Result<(), String> {
+    let out = tokio::process::Command::new(ctx.ci.git_bin())
+        .arg("--git-dir")
+        .arg(ctx.ci.repo_path(&ctx.repo))
+        .args(["cat-file", "blob"])
+        .arg(format!("{}:{dockerfile}", ctx.pipeline.sha))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .await
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "commit {} has no {dockerfile}; add it or set the app's Dockerfile path",
+            &ctx.pipeline.sha[..ctx.pipeline.sha.len().min(12)]
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    for image in crate::image_policy::dockerfile_images(&text) {
+        crate::pull::ensure_image(ctx, &image)
+            .await
+            .map_err(|e| format!("{dockerfile}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The last non-empty line of `text`, at most 300 characters.
 fn last_line(text: &str) -> String {
     let line = text
@@ -125,9 +153,18 @@ async fn build_and_release(
         .clone();
     let sha = &ctx.pipeline.sha;
     let tag = image_tag(&app.name, sha);
-    log.system(&format!("building {tag} from {}", build.dockerfile));
+    check_base_images(ctx, &build.dockerfile).await?;
+    log.system(&format!(
+        "building {tag} from {} ({})",
+        build.dockerfile,
+        build.resources.describe()
+    ));
     log.flush().await;
     let opts = BuildOptions {
+        // RUN instructions on the pipeline's own network, like its steps.
+        network: ctx.network.clone(),
+        memory_bytes: build.resources.memory_bytes,
+        nano_cpus: build.resources.nano_cpus,
         tag: tag.clone(),
         dockerfile: Some(build.dockerfile.clone()),
         labels: HashMap::from([

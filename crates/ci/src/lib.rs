@@ -12,8 +12,10 @@
 pub mod config;
 pub mod executor;
 mod image;
+pub mod image_policy;
 mod logs;
 pub mod mask;
+mod pull;
 pub mod queue;
 pub use slipway_auth::secrets;
 pub mod webhooks;
@@ -37,7 +39,35 @@ pub struct CiOptions {
     pub git_bin: PathBuf,
     /// Pipelines run at the same time.
     pub concurrency: usize,
+    /// Default and maximum memory/CPU of steps, services and image builds.
+    pub limits: slipway_domain::LimitPolicy,
+    /// Which images steps, services and Dockerfiles may use.
+    pub images: image_policy::ImagePolicy,
 }
+
+impl CiOptions {
+    /// Options with the server's default limits and image policy (tests, tools).
+    pub fn new(data_dir: PathBuf, git_bin: PathBuf, concurrency: usize) -> Self {
+        CiOptions {
+            data_dir,
+            git_bin,
+            concurrency,
+            limits: DEFAULT_STEP_LIMITS,
+            images: image_policy::ImagePolicy::default(),
+        }
+    }
+}
+
+/// Limits of CI containers when the server sets none: 2 GiB and 2 CPUs by
+/// default, at most 8 GiB and 4 CPUs, 4096 processes (generous for parallel
+/// builds; a fork bomb cannot take the host down).
+pub const DEFAULT_STEP_LIMITS: slipway_domain::LimitPolicy = slipway_domain::LimitPolicy {
+    default_memory_bytes: 2 << 30,
+    max_memory_bytes: 8 << 30,
+    default_nano_cpus: 2_000_000_000,
+    max_nano_cpus: 4_000_000_000,
+    pids: 4096,
+};
 
 /// The CI service: queueing, running, cancelling and retrying pipelines.
 /// Cheap to clone; every clone shares one worker.
@@ -56,6 +86,7 @@ struct Inner {
     cursor_lock: Mutex<()>,
     secret_box: std::sync::OnceLock<secrets::SecretBox>,
     deployer: std::sync::OnceLock<slipway_deploy::Deployer>,
+    registry_hosts: std::sync::OnceLock<Vec<String>>,
 }
 
 /// Why a cancel or retry was refused.
@@ -89,6 +120,7 @@ impl Ci {
                 cursor_lock: Mutex::new(()),
                 secret_box: std::sync::OnceLock::new(),
                 deployer: std::sync::OnceLock::new(),
+                registry_hosts: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -105,6 +137,22 @@ impl Ci {
 
     pub(crate) fn deployer(&self) -> Option<&slipway_deploy::Deployer> {
         self.inner.deployer.get()
+    }
+
+    /// Names the server's registry answers to (`host:port` of its public URL
+    /// and of its listening address), known once the server is bound: images
+    /// under them come from the registry ([`image_policy`]).
+    pub fn set_registry_hosts(&self, hosts: Vec<String>) {
+        let _ = self.inner.registry_hosts.set(hosts);
+    }
+
+    pub(crate) fn registry_hosts(&self) -> &[String] {
+        self.inner.registry_hosts.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The options the server set.
+    pub fn options(&self) -> &CiOptions {
+        &self.inner.options
     }
 
     pub(crate) fn git_bin(&self) -> &Path {
@@ -282,15 +330,18 @@ impl Ci {
                 queue::FileAt::Missing => None,
                 queue::FileAt::Text(t) => Some(t),
             };
-        let new = self.new_pipeline(
-            repo.id,
-            &pipeline.ref_name,
-            &pipeline.sha,
-            &pipeline.event,
-            &branch,
-            text.as_deref(),
-            images,
-        );
+        let new = self
+            .new_pipeline(
+                repo.id,
+                &pipeline.ref_name,
+                &pipeline.sha,
+                &pipeline.event,
+                &branch,
+                text.as_deref(),
+                images,
+                actor,
+            )
+            .await;
         let created = self
             .store()
             .create_pipeline(&NewPipeline {
@@ -337,15 +388,18 @@ impl Ci {
             queue::FileAt::Text(t) => Some(t),
         };
         let images = queue::image_builds(std::slice::from_ref(app), branch, "manual");
-        let new = self.new_pipeline(
-            repo.id,
-            &ref_name,
-            &sha,
-            "manual",
-            branch,
-            text.as_deref(),
-            images,
-        );
+        let new = self
+            .new_pipeline(
+                repo.id,
+                &ref_name,
+                &sha,
+                "manual",
+                branch,
+                text.as_deref(),
+                images,
+                actor,
+            )
+            .await;
         let created = self
             .store()
             .create_pipeline(&NewPipeline {

@@ -6,7 +6,9 @@
 //! unique event id on pipelines makes handling an event twice harmless.
 
 use crate::config::{self, ImageBuild, Pipeline, MAX_FILE_BYTES, PIPELINE_FILE};
+use crate::image_policy::ImageSource;
 use crate::Ci;
+use slipway_domain::Resources;
 use slipway_domain::{is_null_sha, AppRecord, PipelineRecord, PushEvent, Repo, Status};
 use slipway_store::{NewPipeline, NewStep, StoreError};
 use std::path::Path;
@@ -40,6 +42,7 @@ pub fn new_steps(p: &Pipeline, branch: &str, event: &str) -> Vec<NewStep> {
         depends_on: all_steps.clone(),
         status: Status::Pending,
         error: None,
+        limits: b.resources,
     });
     p.steps
         .iter()
@@ -55,6 +58,7 @@ pub fn new_steps(p: &Pipeline, branch: &str, event: &str) -> Vec<NewStep> {
                     Status::Skipped
                 },
                 error: (!runs).then(|| "skipped: `when:` does not match".to_string()),
+                limits: s.resources,
             }
         })
         .chain(images)
@@ -69,6 +73,7 @@ pub fn image_builds(apps: &[AppRecord], branch: &str, event: &str) -> Vec<ImageB
             app_id: a.id,
             app: a.name.clone(),
             dockerfile: a.spec.dockerfile.clone(),
+            resources: Default::default(),
         })
         .collect()
 }
@@ -257,15 +262,18 @@ impl Ci {
             let new = NewPipeline {
                 event_id: Some(ev.id),
                 actor: ev.pusher.clone(),
-                ..self.new_pipeline(
-                    repo.id,
-                    &ev.ref_name,
-                    &ev.new_sha,
-                    event,
-                    branch,
-                    text,
-                    builds,
-                )
+                ..self
+                    .new_pipeline(
+                        repo.id,
+                        &ev.ref_name,
+                        &ev.new_sha,
+                        event,
+                        branch,
+                        text,
+                        builds,
+                        &ev.pusher,
+                    )
+                    .await
             };
             match self.store().create_pipeline(&new).await {
                 Ok(p) => {
@@ -287,8 +295,11 @@ impl Ci {
     /// A pipeline row for `text` read at `sha`: pending with steps when valid,
     /// `error` with the validation message otherwise. Without a file, only
     /// the image builds run.
+    ///
+    /// Limits and images are checked here, against the server's settings and
+    /// what `actor` (the pusher) may read: a refusal is the pipeline's error.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new_pipeline(
+    pub(crate) async fn new_pipeline(
         &self,
         repo_id: i64,
         ref_name: &str,
@@ -297,6 +308,7 @@ impl Ci {
         branch: &str,
         text: Option<&str>,
         images: Vec<ImageBuild>,
+        actor: &str,
     ) -> NewPipeline {
         let base = NewPipeline {
             repo_id,
@@ -320,7 +332,25 @@ impl Ci {
                 images: Vec::new(),
             }),
         };
-        match parsed.map(|p| Pipeline { images, ..p }) {
+        let limits = self.options().limits;
+        let images = images
+            .into_iter()
+            .map(|b| ImageBuild {
+                resources: Resources {
+                    memory_bytes: Some(limits.default_memory_bytes),
+                    nano_cpus: Some(limits.default_nano_cpus),
+                },
+                ..b
+            })
+            .collect();
+        let vetted = match parsed.map(|p| Pipeline { images, ..p }) {
+            Ok(mut p) => match p.apply_limits(&limits) {
+                Ok(()) => self.vet_images(&p, actor).await.map(|()| p),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match vetted {
             Ok(p) => NewPipeline {
                 config: serde_json::to_string(&p).ok(),
                 steps: new_steps(&p, branch, event),
@@ -332,6 +362,43 @@ impl Ci {
                 ..base
             },
         }
+    }
+
+    /// Refuses images of steps and services that `actor` may not use
+    /// ([`crate::image_policy`]).
+    async fn vet_images(&self, p: &Pipeline, actor: &str) -> Result<(), config::ConfigError> {
+        let named = p
+            .steps
+            .iter()
+            .map(|s| ("step", &s.name, &s.image))
+            .chain(p.services.iter().map(|s| ("service", &s.name, &s.image)));
+        for (kind, name, image) in named {
+            self.may_use_image(image, actor)
+                .await
+                .map_err(|e| config::ConfigError::new(format!("{kind} {name:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `actor` may run `image`, and where it comes from.
+    pub(crate) async fn may_use_image(
+        &self,
+        image: &str,
+        actor: &str,
+    ) -> Result<ImageSource, String> {
+        let source = self.options().images.check(image, self.registry_hosts())?;
+        if let ImageSource::Registry { owner } = &source {
+            let admin = match self.store().user_by_name(actor).await {
+                Ok(Some(u)) => u.is_admin,
+                _ => false,
+            };
+            if owner != actor && !admin {
+                return Err(format!(
+                    "image {image:?} is in {owner}'s part of the registry, which {actor} cannot read"
+                ));
+            }
+        }
+        Ok(source)
     }
 
     /// Queues push events recorded but not handled (a crash between the two).

@@ -176,6 +176,7 @@ fn view(r: &NodeReplica) -> ReplicaView {
         started_at: report.updated_at,
         node: Some(r.node.clone()),
         error: (state == ReplicaState::Failed).then(|| report.detail.clone()),
+        limits: Default::default(),
     }
 }
 

@@ -31,7 +31,7 @@ pub use cluster_demand::{
     cluster_image, registry_host, ClusterSecrets, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB,
     PULL_ALLOWANCE,
 };
-pub use replica::{ReplicaState, ReplicaView};
+pub use replica::{ReplicaState, ReplicaView, REPLICA_PIDS_LIMIT};
 pub use service::ConfigChange;
 pub use slipway_logs::{Direction, LogRecord, LogStore, Query, Retention, Stream as LogStream};
 
@@ -67,7 +67,19 @@ pub struct DeployOptions {
     pub releases_kept: usize,
     /// How much of each app's log is kept on disk (`<data_dir>/logs/apps`).
     pub app_logs: Retention,
+    /// Default and maximum memory/CPU of a replica.
+    pub limits: slipway_domain::LimitPolicy,
 }
+
+/// Replica limits when the server sets none: 512 MiB and 1 CPU by default,
+/// at most 4 GiB and 4 CPUs.
+pub const DEFAULT_APP_LIMITS: slipway_domain::LimitPolicy = slipway_domain::LimitPolicy {
+    default_memory_bytes: 512 << 20,
+    max_memory_bytes: 4 << 30,
+    default_nano_cpus: 1_000_000_000,
+    max_nano_cpus: 4_000_000_000,
+    pids: replica::REPLICA_PIDS_LIMIT,
+};
 
 /// Why a deploy operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +249,22 @@ impl Deployer {
         } else {
             app.spec.domains.clone()
         }
+    }
+
+    /// Refuses per-replica memory or CPU over the server's maximum (the
+    /// message says what the maximum is).
+    pub fn check_limits(&self, spec: &slipway_domain::AppSpec) -> Result<(), DeployError> {
+        self.inner
+            .options
+            .limits
+            .resolve(spec.resources(), "per replica")
+            .map(|_| ())
+            .map_err(DeployError::Invalid)
+    }
+
+    /// The memory and CPU limits replicas of `spec` run with.
+    pub fn replica_limits(&self, spec: &slipway_domain::AppSpec) -> slipway_domain::Resources {
+        self.inner.options.limits.clamp(spec.resources())
     }
 
     /// The URL users open for an app (through the proxy).

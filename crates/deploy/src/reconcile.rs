@@ -19,7 +19,7 @@ use crate::routes::AppRoute;
 use crate::{Deployer, APP_ID_LABEL, INSTANCE_LABEL, RELEASE_LABEL};
 use futures::StreamExt;
 use slipway_domain::{AppRecord, ReleaseRecord, ReleaseStatus};
-use slipway_runtime::{labels, ContainerInfo, LabelFilter};
+use slipway_runtime::{labels, ContainerInfo, LabelFilter, NetworkMode};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,6 +205,30 @@ impl Deployer {
             .unwrap_or(0)
     }
 
+    /// The app's own network: its replicas (and, later, the other services
+    /// of its stack) reach each other on it; other tenants' containers are
+    /// on other networks and cannot reach them, only the proxy can (through
+    /// the port each replica publishes on 127.0.0.1).
+    pub(crate) fn app_network(&self, app_id: i64) -> String {
+        format!("slipway-app-{}-{app_id}-net", self.instance())
+    }
+
+    /// Removes a deleted app's network once its replicas are gone (they
+    /// drain first), giving up after two minutes; a later start's clean-up
+    /// catches what is left.
+    fn remove_app_network_later(&self, rt: slipway_runtime::Runtime, app_id: i64) {
+        let name = self.app_network(app_id);
+        tokio::spawn(async move {
+            for _ in 0..120 {
+                match rt.remove_network(&name).await {
+                    Ok(()) => return,
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            }
+            tracing::warn!(network = %name, "could not remove a deleted app's network");
+        });
+    }
+
     fn forget(&self, app_id: i64, container: &str) {
         if let Some(a) = self.inner.apps.lock().unwrap().get_mut(&app_id) {
             a.replicas.retain(|r| r.container != container);
@@ -236,6 +260,7 @@ impl Deployer {
             self.inner.apps.lock().unwrap().remove(&app_id);
             self.rebuild_routes();
             self.remove_app_logs(app_id).await;
+            self.remove_app_network_later(rt, app_id);
             return Ok(Progress::Gone);
         };
         let release = self.current_release(&app).await?;
@@ -407,6 +432,10 @@ impl Deployer {
                             state: ReplicaState::Healthy,
                             restarts: 0,
                             started_at: chrono::Utc::now(),
+                            limits: release
+                                .as_ref()
+                                .map(|r| self.replica_limits(&r.spec))
+                                .unwrap_or_default(),
                         },
                     );
                     tracing::info!(app = %app.name, container = %c.id, "replica adopted");
@@ -514,8 +543,27 @@ impl Deployer {
     ) -> Result<Progress, String> {
         let rt = self.runtime().cloned().expect("runtime");
         let secrets = self.secret_env(app.id).await.map_err(|e| e.to_string())?;
+        rt.ensure_network(
+            &self.app_network(app.id),
+            &HashMap::from([
+                (labels::OWNER.to_string(), "deploy".to_string()),
+                (crate::APP_ID_LABEL.to_string(), app.id.to_string()),
+                (
+                    crate::INSTANCE_LABEL.to_string(),
+                    self.instance().to_string(),
+                ),
+            ]),
+        )
+        .await
+        .map_err(|e| format!("the app's network: {e}"))?;
         let starts = (0..k).map(|_| {
-            let spec = container_spec(app, release, self.instance(), &secrets);
+            let limits = self.replica_limits(&release.spec);
+            let spec = container_spec(app, release, self.instance(), &secrets, limits).network(
+                NetworkMode::Named {
+                    name: self.app_network(app.id),
+                    aliases: vec![app.name.clone()],
+                },
+            );
             let rt = rt.clone();
             async move {
                 let id = rt.create(&spec).await.map_err(|e| (None, e.to_string()))?;
@@ -537,6 +585,7 @@ impl Deployer {
                         state: ReplicaState::Starting,
                         restarts,
                         started_at: chrono::Utc::now(),
+                        limits,
                     },
                 );
                 match probe::wait_ready(&rt, &id, addr, release.spec.port, &release.spec.health)

@@ -50,6 +50,13 @@ pub struct ReplicaView {
     /// Why it failed (state `failed` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Memory and CPU limits of its container (single-node mode).
+    #[serde(skip_serializing_if = "is_unset")]
+    pub limits: slipway_domain::Resources,
+}
+
+fn is_unset(r: &slipway_domain::Resources) -> bool {
+    *r == slipway_domain::Resources::default()
 }
 
 /// One running replica.
@@ -61,6 +68,7 @@ pub(crate) struct Replica {
     pub state: ReplicaState,
     pub restarts: u32,
     pub started_at: DateTime<Utc>,
+    pub limits: slipway_domain::Resources,
 }
 
 /// What the reconcile loop remembers about one app.
@@ -93,6 +101,7 @@ impl AppReplicas {
                 started_at: r.started_at,
                 node: None,
                 error: None,
+                limits: r.limits,
             })
             .collect()
     }
@@ -110,6 +119,7 @@ pub(crate) fn container_spec(
     release: &ReleaseRecord,
     instance: &str,
     secrets: &HashMap<String, String>,
+    limits: slipway_domain::Resources,
 ) -> ContainerSpec {
     let spec = &release.spec;
     let suffix = hex::encode(rand::random::<[u8; 3]>());
@@ -136,11 +146,11 @@ pub(crate) fn container_spec(
     for (k, v) in secrets {
         c = c.env(k, v);
     }
-    if let Some(mb) = spec.memory_mb {
-        c = c.memory(i64::from(mb) * 1024 * 1024);
+    if let Some(bytes) = limits.memory_bytes {
+        c = c.memory(bytes);
     }
-    if let Some(cpus) = spec.cpus {
-        c = c.nano_cpus((cpus * 1e9) as i64);
+    if let Some(nano) = limits.nano_cpus {
+        c = c.nano_cpus(nano);
     }
     c
 }

@@ -101,6 +101,7 @@ async fn routes_follow_reports_and_survive_the_loss_of_the_watched_member() {
     let d = Deployer::new(
         db,
         DeployOptions {
+            limits: slipway_deploy::DEFAULT_APP_LIMITS,
             data_dir: dir.path().to_path_buf(),
             apps_domain: "localhost".into(),
             releases_kept: 3,

@@ -200,6 +200,14 @@ pub fn valid_domain(host: &str) -> bool {
 }
 
 impl AppSpec {
+    /// The memory and CPU this app asks for per replica (`None` = the server's default).
+    pub fn resources(&self) -> crate::Resources {
+        crate::Resources {
+            memory_bytes: self.memory_mb.map(|mb| i64::from(mb) << 20),
+            nano_cpus: self.cpus.map(|c| (c * 1e9).round() as i64),
+        }
+    }
+
     /// Checks every field; the message is shown to users as is.
     pub fn validate(&self) -> Result<(), String> {
         if self.branch.is_empty()

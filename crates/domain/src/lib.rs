@@ -6,12 +6,14 @@
 
 pub mod access;
 pub mod app;
+pub mod limits;
 pub mod names;
 pub mod pipeline;
 pub mod records;
 
 pub use access::{effective_access, Access, Scope};
 pub use app::{AppName, AppRecord, AppSpec, HealthSpec, ReleaseRecord, ReleaseStatus};
+pub use limits::{LimitPolicy, Resources};
 pub use names::{NameError, RepoName, Username};
 pub use pipeline::{LogLine, PipelineRecord, Status, StepRecord};
 pub use records::{is_null_sha, Collaborator, PushEvent, RefUpdate, Repo, TokenInfo, User};

@@ -137,6 +137,10 @@ pub struct StepRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Memory and CPU limits its container runs with (none for steps
+    /// recorded before limits existed).
+    #[serde(default)]
+    pub limits: crate::Resources,
 }
 
 /// One stored output line of a step (already masked).

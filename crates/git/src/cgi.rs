@@ -81,6 +81,13 @@ impl GitHost {
             .service
             .is_push()
             .then(|| self.unique_path(&self.tmp_dir, "push"));
+        // Who pushes where, on disk before git may move a ref (journal.rs).
+        if let (Some(log), Some(pusher)) = (&push_log, &req.remote_user) {
+            let who = crate::journal::who_text(&req.owner, &req.name, pusher);
+            crate::journal::write_synced(&beside(log, crate::journal::WHO), &who)
+                .await
+                .map_err(|e| GitError::Git(format!("cannot journal the push: {e}")))?;
+        }
         let mut child = self
             .backend_command(&req, push_log.as_ref())
             .spawn()
@@ -317,14 +324,12 @@ async fn finish_response<R: AsyncRead + Unpin>(
         let _ = watcher.await;
     }
     if let Some(log) = push_log {
-        for suffix in ["", ".part", ".reply", ".reply.part"] {
-            let _ = tokio::fs::remove_file(beside(&log, suffix)).await;
-        }
+        remove_push_files(&log).await;
     }
 }
 
 /// The file `<log><suffix>`: the hook's files sit beside its push log.
-fn beside(log: &std::path::Path, suffix: &str) -> PathBuf {
+pub(crate) fn beside(log: &std::path::Path, suffix: &str) -> PathBuf {
     let mut path = log.as_os_str().to_owned();
     path.push(suffix);
     PathBuf::from(path)
@@ -387,7 +392,23 @@ async fn read_bounded<R: AsyncRead + Unpin>(mut r: R) -> String {
 }
 
 async fn remove_quietly(path: Option<PathBuf>) {
-    if let Some(p) = path {
-        let _ = tokio::fs::remove_file(p).await;
+    if let Some(log) = path {
+        remove_push_files(&log).await;
+    }
+}
+
+/// Removes a push's hand-over files; the journal goes last: the push is
+/// recorded, or git ended without applying it.
+async fn remove_push_files(log: &std::path::Path) {
+    for suffix in [
+        "",
+        ".part",
+        ".reply",
+        ".reply.part",
+        ".wal.part",
+        crate::journal::WAL,
+        crate::journal::WHO,
+    ] {
+        let _ = tokio::fs::remove_file(beside(log, suffix)).await;
     }
 }

@@ -80,9 +80,14 @@ impl GitHost {
         ] {
             std::fs::create_dir_all(dir)?;
         }
-        let hook = host.hooks_dir.join("post-receive");
-        std::fs::write(&hook, POST_RECEIVE_HOOK)?;
-        set_executable(&hook)?;
+        for (name, text) in [
+            ("post-receive", POST_RECEIVE_HOOK),
+            ("pre-receive", crate::journal::PRE_RECEIVE_HOOK),
+        ] {
+            let hook = host.hooks_dir.join(name);
+            std::fs::write(&hook, text)?;
+            set_executable(&hook)?;
+        }
         Ok(host)
     }
 

@@ -10,12 +10,15 @@
 //! [`browse`] reads repositories for the API: branches, history, trees, files.
 
 pub mod browse;
+mod busy;
 mod cgi;
 mod head;
 mod host;
+mod journal;
 mod service;
 
 pub use cgi::{GitRequest, GitResponse, PushCompletion};
 pub use head::SetHeadError;
 pub use host::{GitError, GitHost};
+pub use journal::InterruptedPush;
 pub use service::Service;

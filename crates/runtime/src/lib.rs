@@ -55,6 +55,8 @@ pub struct Runtime {
     /// Same connection, without a practical timeout (wait, follow logs, build, import).
     long: Docker,
     host: String,
+    /// Where [`Runtime::create_network`] takes subnets from.
+    network_pool: ipnet::Ipv4Net,
 }
 
 impl Runtime {
@@ -82,7 +84,14 @@ impl Runtime {
         docker.set_timeout(REQUEST_TIMEOUT);
         let long = docker.clone().with_timeout(LONG_TIMEOUT);
         tracing::debug!(%host, version = ?docker.client_version(), "connected to Docker Engine");
-        Ok(Runtime { docker, long, host })
+        Ok(Runtime {
+            docker,
+            long,
+            host,
+            network_pool: network::DEFAULT_NETWORK_POOL
+                .parse()
+                .expect("the default network pool is a valid subnet"),
+        })
     }
 
     /// The address this runtime is connected to (for messages and `slipway doctor`).

@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 
+use bollard::models::{Ipam, IpamConfig};
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptions};
+use ipnet::Ipv4Net;
 
 use crate::error::{Result, RuntimeError};
 use crate::labels::{self, LabelFilter};
@@ -23,31 +25,138 @@ pub struct ResourceInfo {
     pub labels: HashMap<String, String>,
 }
 
+/// Where Slipway's networks take their subnets when nothing else is set
+/// ([`Runtime::with_network_pool`]): 512 networks of 126 addresses each.
+///
+/// The engine's own default pools hold about 30 networks (172.17–31/16 and
+/// 192.168/16 in /20s); with one network per pipeline and per app, a server
+/// with a few dozen apps would run out. Slipway therefore picks each
+/// network's subnet itself, from a range of its own.
+pub const DEFAULT_NETWORK_POOL: &str = "10.213.0.0/16";
+/// Prefix length of each network's subnet (126 usable addresses: more than a
+/// pipeline's 60 containers or one app's replicas on one node).
+pub const SUBNET_PREFIX_LEN: u8 = 25;
+
 impl Runtime {
+    /// This runtime with networks allocated from `pool` (e.g. `10.213.0.0/16`).
+    pub fn with_network_pool(mut self, pool: Ipv4Net) -> Self {
+        self.network_pool = pool;
+        self
+    }
+
     /// Create a bridge network named `name` with `io.slipway.managed=true`
     /// plus `labels`; `internal` networks have no route to the outside.
-    /// Returns the network id.
+    /// Its subnet is the first free one of the network pool. Containers on
+    /// different networks cannot reach each other (the engine's isolation
+    /// rules between bridges). Returns the network id.
     pub async fn create_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
         internal: bool,
     ) -> Result<String> {
-        let resp = self
-            .docker
-            .create_network(CreateNetworkOptions {
-                name: name.to_string(),
-                check_duplicate: true,
-                driver: "bridge".to_string(),
-                internal,
-                labels: labels::with_managed(labels),
+        // Engines shared by several servers (and their own other networks)
+        // can take a subnet between the listing and the creation: try the
+        // next free one then.
+        let mut last_error = None;
+        for _ in 0..8 {
+            let subnet = self.free_subnet().await?;
+            let ipam = subnet.map(|net| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(net.to_string()),
+                    ..Default::default()
+                }]),
                 ..Default::default()
-            })
+            });
+            match self
+                .docker
+                .create_network(CreateNetworkOptions {
+                    name: name.to_string(),
+                    check_duplicate: true,
+                    driver: "bridge".to_string(),
+                    internal,
+                    labels: labels::with_managed(labels),
+                    ipam: ipam.unwrap_or_default(),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(resp) => return Ok(resp.id),
+                Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                    if subnet.is_some() && message.contains("overlap") =>
+                {
+                    last_error = Some(message);
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        20 + u64::from(rand_byte()),
+                    ))
+                    .await;
+                }
+                Err(e) => {
+                    return Err(RuntimeError::from_docker(
+                        e,
+                        format!("creating network `{name}`"),
+                        "network",
+                        name,
+                    ))
+                }
+            }
+        }
+        Err(RuntimeError::InvalidSpec(format!(
+            "creating network `{name}`: no free subnet in {} ({})",
+            self.network_pool,
+            last_error.unwrap_or_default()
+        )))
+    }
+
+    /// Create the network `name` unless it exists (by name); its id either way.
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<String> {
+        if let Ok(n) = self.docker.inspect_network::<String>(name, None).await {
+            return Ok(n.id.unwrap_or_default());
+        }
+        match self.create_network(name, labels, false).await {
+            Ok(id) => Ok(id),
+            // Created meanwhile by another task.
+            Err(e) => match self.docker.inspect_network::<String>(name, None).await {
+                Ok(n) => Ok(n.id.unwrap_or_default()),
+                Err(_) => Err(e),
+            },
+        }
+    }
+
+    /// The first subnet of the pool that overlaps no existing network
+    /// (`None`: the pool is full, let the engine choose).
+    async fn free_subnet(&self) -> Result<Option<Ipv4Net>> {
+        let networks = self
+            .docker
+            .list_networks::<String>(None)
             .await
-            .map_err(|e| {
-                RuntimeError::from_docker(e, format!("creating network `{name}`"), "network", name)
+            .map_err(|source| RuntimeError::Docker {
+                action: "listing networks".into(),
+                source,
             })?;
-        Ok(resp.id)
+        let used: Vec<Ipv4Net> = networks
+            .iter()
+            .filter_map(|n| n.ipam.as_ref()?.config.as_ref())
+            .flatten()
+            .filter_map(|c| c.subnet.as_deref()?.parse().ok())
+            .collect();
+        let candidates = self
+            .network_pool
+            .subnets(SUBNET_PREFIX_LEN.max(self.network_pool.prefix_len()))
+            .map_err(|e| RuntimeError::InvalidSpec(format!("network pool: {e}")))?;
+        for candidate in candidates {
+            let overlaps = used
+                .iter()
+                .any(|u| u.contains(&candidate.network()) || candidate.contains(&u.network()));
+            if !overlaps {
+                return Ok(Some(candidate));
+            }
+        }
+        Ok(None)
     }
 
     /// Remove a network (by name or id). A network that is already gone is not an error.
@@ -151,4 +260,12 @@ impl Runtime {
             })
             .collect())
     }
+}
+
+/// A small random number, to spread retries of servers racing for a subnet.
+fn rand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish() as u8
 }

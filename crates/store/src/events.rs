@@ -62,6 +62,22 @@ impl Store {
         Ok(events)
     }
 
+    /// The newest push event of `ref_name` in a repository, if any.
+    pub async fn last_push_event_of_ref(
+        &self,
+        repo_id: i64,
+        ref_name: &str,
+    ) -> Result<Option<PushEvent>, StoreError> {
+        let row = sqlx::query_as::<_, EventRow>(
+            "SELECT * FROM push_events WHERE repo_id = ? AND ref_name = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(repo_id)
+        .bind(ref_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
     /// Push events of a repository with ids above `after`, oldest first.
     pub async fn push_events(
         &self,

@@ -49,6 +49,8 @@ pub struct NewStep {
     pub status: Status,
     /// Why it is skipped, if it is.
     pub error: Option<String>,
+    /// Memory and CPU limits its container gets.
+    pub limits: slipway_domain::Resources,
 }
 
 #[derive(sqlx::FromRow)]
@@ -109,6 +111,8 @@ struct StepRow {
     error: Option<String>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    memory_bytes: Option<i64>,
+    nano_cpus: Option<i64>,
 }
 
 impl From<StepRow> for StepRecord {
@@ -125,11 +129,15 @@ impl From<StepRow> for StepRecord {
             error: r.error,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            limits: slipway_domain::Resources {
+                memory_bytes: r.memory_bytes,
+                nano_cpus: r.nano_cpus,
+            },
         }
     }
 }
 
-const STEP_COLS: &str = "id, pipeline_id, position, name, image, depends_on, status, exit_code, error, started_at, finished_at";
+const STEP_COLS: &str = "id, pipeline_id, position, name, image, depends_on, status, exit_code, error, started_at, finished_at, memory_bytes, nano_cpus";
 
 #[derive(sqlx::FromRow)]
 struct LogRow {
@@ -189,8 +197,8 @@ impl Store {
         };
         for (i, s) in new.steps.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO pipeline_steps (pipeline_id, position, name, image, depends_on, status, error, finished_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO pipeline_steps (pipeline_id, position, name, image, depends_on, status, error, finished_at, memory_bytes, nano_cpus)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(row.id)
             .bind(i as i64)
@@ -200,6 +208,8 @@ impl Store {
             .bind(s.status.as_str())
             .bind(&s.error)
             .bind(s.status.is_finished().then_some(at))
+            .bind(s.limits.memory_bytes)
+            .bind(s.limits.nano_cpus)
             .execute(&mut *tx)
             .await?;
         }

@@ -211,6 +211,10 @@ pub async fn create(
     let (repo, _) = authorize_repo(&state, Some(&caller), owner, repo_name, Access::Write).await?;
     let spec = body.settings.apply(AppSpec::default())?;
     spec.validate().map_err(ApiError::invalid)?;
+    state
+        .deploy()
+        .check_limits(&spec)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     check_domains(&state, name.as_str(), &spec).await?;
     let app = state
         .store()
@@ -274,6 +278,10 @@ pub async fn update(
     }
     let spec = body.apply(app.spec.clone())?;
     spec.validate().map_err(ApiError::invalid)?;
+    state
+        .deploy()
+        .check_limits(&spec)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     check_domains(&state, &app.name, &spec).await?;
     state
         .deploy()

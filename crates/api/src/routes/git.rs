@@ -113,6 +113,41 @@ pub async fn serve(
     Ok(response)
 }
 
+/// Records the pushes a crash cut short (journaled, refs moved, no event:
+/// `slipway_git::InterruptedPush`) as if they had just ended, then clears the
+/// journal and the temporary objects such pushes left. Runs at start-up,
+/// before any request is served.
+pub(crate) async fn recover_interrupted_pushes(state: &AppState) {
+    for push in state.git().interrupted_pushes().await {
+        let repo = match state
+            .store()
+            .repo(push.owner.as_str(), push.name.as_str())
+            .await
+        {
+            Ok(Some(repo)) => repo,
+            _ => continue,
+        };
+        // Recorded already if the server stopped between recording the push
+        // and clearing its journal.
+        let mut updates = Vec::new();
+        for u in push.applied {
+            match state
+                .store()
+                .last_push_event_of_ref(repo.id, &u.ref_name)
+                .await
+            {
+                Ok(Some(last)) if last.new_sha == u.new_sha => {}
+                _ => updates.push(u),
+            }
+        }
+        if !updates.is_empty() {
+            record_push(state, &repo, &push.pusher, updates).await;
+        }
+    }
+    state.git().clear_journal().await;
+    state.git().remove_stale_temporaries().await;
+}
+
 /// Records an accepted push, points `HEAD` at the first branch pushed to an
 /// empty repository, queues the push's pipelines, and returns what the
 /// pusher sees as `remote:` lines.

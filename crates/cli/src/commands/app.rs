@@ -754,6 +754,7 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
                 s(&r["address"]),
                 s(&r["restarts"]),
                 age(&r["started_at"]),
+                limits(&r["limits"]),
             ];
             if clustered {
                 row.insert(1, s(&r["node"]));
@@ -761,7 +762,9 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
             row
         })
         .collect();
-    let mut header = vec!["ID", "RELEASE", "STATE", "ADDRESS", "RESTARTS", "AGE"];
+    let mut header = vec![
+        "ID", "RELEASE", "STATE", "ADDRESS", "RESTARTS", "AGE", "LIMITS",
+    ];
     if clustered {
         header.insert(1, "NODE");
     }
@@ -773,6 +776,14 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
         ),
     );
     Ok(())
+}
+
+/// `512 MiB, 1 CPU` from a `limits` object (`-` when absent).
+pub(crate) fn limits(v: &Value) -> String {
+    match serde_json::from_value::<slipway_domain::Resources>(v.clone()) {
+        Ok(r) if r != slipway_domain::Resources::default() => r.describe(),
+        _ => "-".into(),
+    }
 }
 
 async fn open(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {

@@ -138,12 +138,13 @@ pub async fn run(cmd: PipelineCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                         s(&st["status"]),
                         s(&st["exit_code"]),
                         secs(&st["duration_ms"]),
+                        super::app::limits(&st["limits"]),
                         st["error"].as_str().unwrap_or("").to_owned(),
                     ]
                 })
                 .collect();
             output::table(
-                &["STEP", "STATUS", "EXIT", "TIME", "NOTE"],
+                &["STEP", "STATUS", "EXIT", "TIME", "LIMITS", "NOTE"],
                 rows,
                 "No steps.",
             );

@@ -27,6 +27,10 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// Ignore the layer cache.
     pub no_cache: bool,
+    /// Memory limit of each `RUN` container in bytes (swap included).
+    pub memory_bytes: Option<i64>,
+    /// CPU limit of each `RUN` container, in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
 }
 
 impl BuildOptions {
@@ -88,6 +92,11 @@ pub fn build_image<'a>(
         rm: true,
         forcerm: true,
         pull: false,
+        memory: opts.memory_bytes.map(|m| m as u64),
+        memswap: opts.memory_bytes,
+        // A CFS quota over the default 100 ms period: 1.5 CPUs = 150 ms per period.
+        cpuperiod: opts.nano_cpus.map(|_| 100_000),
+        cpuquota: opts.nano_cpus.map(|n| (n / 10_000).max(1_000) as u64),
         ..Default::default()
     };
     let engine = rt.long_docker().build_image(options, None, Some(context));
