@@ -646,6 +646,7 @@ mod tests {
                 depends_on: vec![],
                 status: Status::Pending,
                 error: None,
+                limits: Default::default(),
             }],
         }
     }
