@@ -701,7 +701,25 @@ async fn start(
     opts: &RunnerOptions,
 ) -> Result<String, String> {
     ensure_image(rt, &t.image, opts.pull_auth.as_ref()).await?;
-    let mut spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address);
+    // Each app on a network of its own, as on a single node: other apps'
+    // replicas cannot reach it; the proxies do, through the published port.
+    let network = format!("slipway-{}-app-{}-net", s.node_id, r.app);
+    rt.ensure_network(
+        &network,
+        &std::collections::HashMap::from([
+            (labels::OWNER.to_string(), OWNER.to_string()),
+            (labels::APP.to_string(), r.app.to_string()),
+            (NODE_LABEL.to_string(), s.node_id.clone()),
+        ]),
+    )
+    .await
+    .map_err(|e| format!("the app's network: {e}"))?;
+    let mut spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address).network(
+        slipway_runtime::NetworkMode::Named {
+            name: network,
+            aliases: vec![r.app.to_string()],
+        },
+    );
     if let Some(source) = &t.secrets {
         for (name, value) in fetch_secrets(&r.app, source, opts.pull_auth.as_ref()).await? {
             spec = spec.env(name, value);
