@@ -36,11 +36,15 @@ struct Inner {
     /// Base URL people reach this server at, for links printed to users
     /// (`public_url`, or the bound address; set once at start-up).
     public_url: std::sync::OnceLock<String>,
+    /// Backoff of password guesses (`POST /auth/login`).
+    login_throttle: slipway_auth::throttle::LoginThrottle,
 }
 
 impl AppState {
-    /// Bundles the parts handlers need.
-    pub fn new(config: Config, store: Store, git: GitHost) -> Self {
+    /// Bundles the parts handlers need. Fails on a bad `webhook_allow_list`.
+    pub fn new(config: Config, store: Store, git: GitHost) -> anyhow::Result<Self> {
+        let egress = slipway_egress::EgressPolicy::parse(&config.webhook_allow_list)
+            .map_err(|e| anyhow::anyhow!("webhook_allow_list: {e}"))?;
         let deploy = slipway_deploy::Deployer::new(
             store.clone(),
             slipway_deploy::DeployOptions {
@@ -59,6 +63,7 @@ impl AppState {
                 data_dir: config.data_dir.clone(),
                 git_bin: config.git_bin.clone(),
                 concurrency: config.ci_concurrency,
+                egress: egress.clone(),
             },
         );
         ci.set_deployer(deploy.clone());
@@ -78,11 +83,12 @@ impl AppState {
             slipway_alerts::AlertOptions {
                 data_dir: config.data_dir.clone(),
                 interval: monitor.interval(),
+                egress,
             },
         );
         let autoscale =
             slipway_autoscale::Autoscaler::new(store.clone(), deploy.clone(), monitor.clone());
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 autoscale,
                 deploy,
@@ -97,8 +103,9 @@ impl AppState {
                 alerts,
                 cluster: std::sync::OnceLock::new(),
                 public_url: std::sync::OnceLock::new(),
+                login_throttle: Default::default(),
             }),
-        }
+        })
     }
     /// Base URL for links shown to users (git's `remote:` lines, notifications),
     /// without a trailing slash.
@@ -114,6 +121,10 @@ impl AppState {
             .inner
             .public_url
             .set(url.trim_end_matches('/').to_owned());
+    }
+    /// The password-guessing throttle of `POST /auth/login`.
+    pub fn login_throttle(&self) -> &slipway_auth::throttle::LoginThrottle {
+        &self.inner.login_throttle
     }
     /// Cluster mode, when this server is part of a cluster.
     pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {

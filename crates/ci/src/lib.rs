@@ -37,6 +37,8 @@ pub struct CiOptions {
     pub git_bin: PathBuf,
     /// Pipelines run at the same time.
     pub concurrency: usize,
+    /// What webhook URLs may reach besides public addresses.
+    pub egress: slipway_egress::EgressPolicy,
 }
 
 /// The CI service: queueing, running, cancelling and retrying pipelines.
