@@ -91,6 +91,14 @@ pub struct Config {
     /// by default: webhooks reach public addresses only.
     #[serde(deserialize_with = "crate::cluster::endpoints_list")]
     pub webhook_allow_list: Vec<String>,
+    /// Image registry storage each user may use, in bytes
+    /// (`SLIPWAY_REGISTRY_QUOTA_BYTES`, 10 GiB; 0 = unlimited): blobs and
+    /// manifests of their repositories plus uploads in progress. Past it a
+    /// push gets 413 (`DENIED`).
+    pub registry_quota_bytes: u64,
+    /// Per-user overrides of `registry_quota_bytes` (TOML table
+    /// `[registry_quotas]`, e.g. `ci-bot = 53687091200`; 0 = unlimited).
+    pub registry_quotas: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for Config {
@@ -129,6 +137,8 @@ impl Default for Config {
             cluster_prefix: "/slipway".into(),
             login_token_ttl_days: 30,
             webhook_allow_list: Vec::new(),
+            registry_quota_bytes: 10 << 30,
+            registry_quotas: Default::default(),
         }
     }
 }

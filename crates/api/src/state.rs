@@ -67,7 +67,14 @@ impl AppState {
             },
         );
         ci.set_deployer(deploy.clone());
-        let registry = slipway_registry::Registry::new(config.data_dir.join("registry"));
+        let registry = slipway_registry::Registry::with_limits(
+            config.data_dir.join("registry"),
+            slipway_registry::Limits {
+                quota_bytes: config.registry_quota_bytes,
+                owner_quotas: config.registry_quotas.clone(),
+                ..Default::default()
+            },
+        );
         let monitor = slipway_metrics::Monitor::new(
             deploy.clone(),
             slipway_metrics::MonitorOptions {
