@@ -181,7 +181,10 @@ impl LoginThrottle {
         for (key, entry) in [
             (ThrottleKey::AccountAddress, st.pairs.get(&pair_key)),
             (ThrottleKey::Address, st.addresses.get(&addr)),
-            (ThrottleKey::Account, st.accounts.get(&account).filter(|_| !known)),
+            (
+                ThrottleKey::Account,
+                st.accounts.get(&account).filter(|_| !known),
+            ),
         ] {
             let wait = entry
                 .filter(|e| now.duration_since(e.last) < p.forget_after)
@@ -288,7 +291,8 @@ impl State {
             self.accounts.retain(|_, e| live(e));
         }
         if self.known.len() > p.max_keys {
-            self.known.retain(|_, t| now.duration_since(*t) < p.known_for);
+            self.known
+                .retain(|_, t| now.duration_since(*t) < p.known_for);
         }
     }
 }

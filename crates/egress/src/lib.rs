@@ -153,10 +153,11 @@ impl EgressPolicy {
             } else if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<IpAddr>() {
                 policy.nets.push(IpNet::from(ip));
             } else if entry.len() <= 253
-                && entry
-                    .trim_end_matches('.')
-                    .split('.')
-                    .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                && entry.trim_end_matches('.').split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
             {
                 policy.hosts.push(normal_host(entry));
             } else {
@@ -360,13 +361,20 @@ mod tests {
             p.check_url("ftp://example.com/"),
             Err(EgressError::BadUrl(_))
         ));
-        let msg = p.check_url("http://169.254.169.254/").unwrap_err().to_string();
-        assert!(msg.contains("link-local") && msg.contains("webhook_allow_list"), "{msg}");
+        let msg = p
+            .check_url("http://169.254.169.254/")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("link-local") && msg.contains("webhook_allow_list"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn the_allow_list_opens_networks_addresses_and_hosts() {
-        let p = EgressPolicy::parse(&["127.0.0.1", "10.0.0.0/8", "[::1]", "Hooks.Internal."]).unwrap();
+        let p =
+            EgressPolicy::parse(&["127.0.0.1", "10.0.0.0/8", "[::1]", "Hooks.Internal."]).unwrap();
         assert!(p.check_url("http://127.0.0.1:9/").is_ok());
         assert!(p.check_url("http://[::ffff:127.0.0.1]:9/").is_ok());
         assert!(p.check_url("http://10.9.8.7/").is_ok());
@@ -385,7 +393,10 @@ mod tests {
         let url = Url::parse("http://localhost:9/hook").unwrap();
         let e = p.resolve(&url).await.unwrap_err().to_string();
         assert!(e.contains("localhost") && e.contains("loopback"), "{e}");
-        assert!(p.post("http://localhost:9/", Duration::from_secs(1)).await.is_err());
+        assert!(p
+            .post("http://localhost:9/", Duration::from_secs(1))
+            .await
+            .is_err());
         let allowed = EgressPolicy::parse(&["localhost"]).unwrap();
         assert!(!allowed.resolve(&url).await.unwrap().is_empty());
         let loopback = EgressPolicy::parse(&["127.0.0.0/8", "::1"]).unwrap();

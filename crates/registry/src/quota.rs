@@ -72,7 +72,9 @@ fn exceeded(owner: &str, used: u64, limit: u64) -> RegistryError {
 }
 
 impl Registry {
-    pub(crate) fn inflight(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+    pub(crate) fn inflight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
         self.inner
             .inflight
             .lock()
@@ -196,7 +198,11 @@ fn collect_links(dir: &Path, out: &mut HashSet<String>) {
             continue;
         }
         if name == "blobs" || name == "manifests" {
-            for link in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+            for link in std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Ok(hex) = link.file_name().into_string() {
                     out.insert(hex);
                 }
@@ -241,7 +247,9 @@ mod tests {
         r.put_blob_stream("alice/two", &da, body(&a)).await.unwrap();
         assert_eq!(r.usage("alice", None).await.unwrap(), 6_000);
         // Monolithic: stopped while writing; nothing kept.
-        assert!(over_quota(r.put_blob_stream("alice/one", &db, body(&b)).await));
+        assert!(over_quota(
+            r.put_blob_stream("alice/one", &db, body(&b)).await
+        ));
         assert_eq!(r.usage("alice", None).await.unwrap(), 6_000);
         // Chunked: the session's bytes count as they arrive.
         let id = r.start_upload("alice/one").await.unwrap();
@@ -250,9 +258,14 @@ mod tests {
             .unwrap();
         assert_eq!(r.usage("alice", None).await.unwrap(), 9_000);
         assert!(over_quota(
-            r.finish_upload("alice/one", &id, &db, body(&b[3_000..])).await
+            r.finish_upload("alice/one", &id, &db, body(&b[3_000..]))
+                .await
         ));
-        assert_eq!(r.usage("alice", None).await.unwrap(), 6_000, "session dropped");
+        assert_eq!(
+            r.usage("alice", None).await.unwrap(),
+            6_000,
+            "session dropped"
+        );
         // Another owner has their own quota; an override lifts it.
         r.put_blob_stream("bob/x", &db, body(&b)).await.unwrap();
         for i in 0..3u8 {

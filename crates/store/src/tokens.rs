@@ -227,7 +227,10 @@ mod tests {
         let (_, seen) = store.authenticate_token("d2").await.unwrap().unwrap();
         let slid = seen.expires_at.unwrap();
         assert!(slid - old > Duration::minutes(119), "{old} → {slid}");
-        assert_eq!(store.list_tokens(user.id).await.unwrap()[0].expires_at, Some(slid));
+        assert_eq!(
+            store.list_tokens(user.id).await.unwrap()[0].expires_at,
+            Some(slid)
+        );
         // A fixed expiry never moves, and a passed one no longer authenticates.
         let (_, seen) = store.authenticate_token("d1").await.unwrap().unwrap();
         assert_eq!(seen.expires_at, fixed.expires_at);

@@ -193,18 +193,30 @@ mod tests {
         let day = Duration::days(1);
         // No limit: as asked.
         assert_eq!(at(minted_expiry(None, None, now).unwrap()), None);
-        assert_eq!(at(minted_expiry(Some(5), None, now).unwrap()), Some(now + day * 5));
+        assert_eq!(
+            at(minted_expiry(Some(5), None, now).unwrap()),
+            Some(now + day * 5)
+        );
         // A 1-day maker: "never" inherits its expiry, longer is refused,
         // 1 day (a moment after it was made) is clamped to it.
         let limit = now + day - Duration::seconds(3);
-        assert_eq!(at(minted_expiry(None, Some(limit), now).unwrap()), Some(limit));
-        assert_eq!(at(minted_expiry(Some(1), Some(limit), now).unwrap()), Some(limit));
+        assert_eq!(
+            at(minted_expiry(None, Some(limit), now).unwrap()),
+            Some(limit)
+        );
+        assert_eq!(
+            at(minted_expiry(Some(1), Some(limit), now).unwrap()),
+            Some(limit)
+        );
         let e = minted_expiry(Some(2), Some(limit), now).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(e.message.contains("at most 1"), "{}", e.message);
         // Shorter than the maker: as asked.
         let limit = now + day * 30;
-        assert_eq!(at(minted_expiry(Some(7), Some(limit), now).unwrap()), Some(now + day * 7));
+        assert_eq!(
+            at(minted_expiry(Some(7), Some(limit), now).unwrap()),
+            Some(now + day * 7)
+        );
         assert!(minted_expiry(Some(0), None, now).is_err());
         assert!(minted_expiry(Some(3651), None, now).is_err());
     }

@@ -58,9 +58,10 @@ pub async fn run(cmd: TokenCommand, g: &GlobalArgs) -> anyhow::Result<()> {
             let expires = issued["info"]["expires_at"]
                 .as_str()
                 .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
-                .map_or_else(|| "never expires".to_owned(), |t| {
-                    format!("expires {}", output::when(&t))
-                });
+                .map_or_else(
+                    || "never expires".to_owned(),
+                    |t| format!("expires {}", output::when(&t)),
+                );
             eprintln!(
                 "Token {name:?} created ({expires}). Copy it now: it will not be shown again."
             );
