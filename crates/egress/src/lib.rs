@@ -184,7 +184,7 @@ impl EgressPolicy {
 
     fn allows_host(&self, host: &str) -> bool {
         let host = normal_host(host);
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 
     fn refusal(ip: IpAddr, host: &str) -> EgressError {

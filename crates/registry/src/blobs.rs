@@ -389,7 +389,7 @@ impl Registry {
         let Some(size) = self.blob_size(from, d).await? else {
             return Ok(false);
         };
-        if !self.owner_holds(owner_of(repo), &d.hex()).await {
+        if !self.owner_holds(owner_of(repo), d.hex()).await {
             drop(self.reserve(repo, None, size, 0).await?);
         }
         touch(&self.blob_path(d)).await;
