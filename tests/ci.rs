@@ -658,6 +658,19 @@ fn webhook_is_signed_and_sent_when_a_pipeline_ends() {
     assert_eq!(v["repo"], "alice/hook");
     assert_eq!(v["pipeline"]["status"], "success");
     assert_eq!(v["pipeline"]["number"], 1);
+    // The outcome is kept with the webhook.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, hooks) = f
+            .server
+            .api("GET", "/repos/alice/hook/hooks", Some(&f.token), None);
+        if hooks[0]["last_status"] == "delivered" {
+            assert_eq!(hooks[0]["last_error"], Value::Null);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{hooks}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -58,6 +58,10 @@ impl TestServer {
             .arg(self.data_dir())
             .env("RUST_LOG", "warn")
             .env("SLIPWAY_PROXY_LISTEN", "127.0.0.1:0")
+            // The tests' webhook receivers listen on 127.0.0.1, which the
+            // server refuses by default; a test may pass its own list
+            // (empty: public addresses only).
+            .env("SLIPWAY_WEBHOOK_ALLOW_LIST", "127.0.0.1")
             .stdout(Stdio::piped())
             .stderr(self.log_file());
         for (k, v) in &self.env {

@@ -145,31 +145,43 @@ impl Alerts {
                 tokio::time::sleep(backoff(attempts + 1)).await;
             }
             attempts += 1;
-            let sent = self
+            let sent = match self
                 .inner
-                .http
-                .post(&hook.url)
-                .header("Content-Type", "application/json")
-                .header("User-Agent", concat!("Slipway/", env!("CARGO_PKG_VERSION")))
-                .header(EVENT_HEADER, event)
-                .header(DELIVERY_HEADER, d.id.to_string())
-                .header(SIGNATURE_HEADER, &sig)
-                .body(d.payload.clone())
-                .send()
-                .await;
-            let (code, error) = match sent {
-                Ok(r) if r.status().is_success() => (Some(i64::from(r.status().as_u16())), None),
+                .options
+                .egress
+                .post(&hook.url, ATTEMPT_TIMEOUT)
+                .await
+            {
+                Ok(request) => request
+                    .header("Content-Type", "application/json")
+                    .header("User-Agent", concat!("Slipway/", env!("CARGO_PKG_VERSION")))
+                    .header(EVENT_HEADER, event)
+                    .header(DELIVERY_HEADER, d.id.to_string())
+                    .header(SIGNATURE_HEADER, &sig)
+                    .body(d.payload.clone())
+                    .send()
+                    .await
+                    .map_err(|e| (false, slipway_egress::describe(e))),
+                // A refused target is policy, not a passing failure: no retry.
+                Err(e @ slipway_egress::EgressError::Refused(_)) => Err((true, e.to_string())),
+                Err(e) => Err((false, e.to_string())),
+            };
+            let (code, error, give_up) = match sent {
+                Ok(r) if r.status().is_success() => {
+                    (Some(i64::from(r.status().as_u16())), None, false)
+                }
                 Ok(r) => (
                     Some(i64::from(r.status().as_u16())),
                     Some(format!(
                         "the receiver answered HTTP {}",
                         r.status().as_u16()
                     )),
+                    false,
                 ),
-                // Without the URL: it may carry a token.
-                Err(e) => (None, Some(e.without_url().to_string())),
+                Err((refused, e)) => (None, Some(e), refused),
             };
-            let status = match (&error, attempts >= max_attempts) {
+            let give_up = give_up || attempts >= max_attempts;
+            let status = match (&error, give_up) {
                 (None, _) => "delivered",
                 (Some(_), true) => "failed",
                 (Some(_), false) => "pending",
@@ -184,7 +196,10 @@ impl Alerts {
             match error {
                 None => return,
                 Some(e) => {
-                    tracing::warn!(hook = hook.id, delivery = d.id, attempt = attempts, error = %e, "alert delivery failed")
+                    tracing::warn!(hook = hook.id, delivery = d.id, attempt = attempts, error = %e, "alert delivery failed");
+                    if give_up {
+                        return;
+                    }
                 }
             }
         }

@@ -51,6 +51,9 @@ pub struct AlertOptions {
     pub data_dir: PathBuf,
     /// Time between evaluations (the monitoring sample interval).
     pub interval: Duration,
+    /// What webhook URLs may reach besides public addresses
+    /// (`slipway_egress`: checked at creation and at every attempt).
+    pub egress: slipway_egress::EgressPolicy,
 }
 
 /// Why an alerting operation was refused.
@@ -93,7 +96,6 @@ struct Inner {
     wake: Notify,
     public_url: Mutex<Option<String>>,
     secret_box: OnceLock<SecretBox>,
-    http: reqwest::Client,
     hook_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// When the evaluator started (for the replica start-up grace).
     started: OnceLock<std::time::Instant>,
@@ -272,11 +274,6 @@ impl Alerts {
     /// Alerting over `deploy`'s apps and `monitor`'s samples; nothing is
     /// evaluated until [`Alerts::start`].
     pub fn new(store: Store, deploy: Deployer, monitor: Monitor, options: AlertOptions) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(deliver::ATTEMPT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Alerts {
             inner: Arc::new(Inner {
                 store,
@@ -287,7 +284,6 @@ impl Alerts {
                 wake: Notify::new(),
                 public_url: Mutex::new(None),
                 secret_box: OnceLock::new(),
-                http,
                 hook_locks: Mutex::new(HashMap::new()),
                 started: OnceLock::new(),
             }),
@@ -449,6 +445,11 @@ impl Alerts {
         secret: &str,
     ) -> Result<WebhookView, AlertError> {
         check_url(url)?;
+        self.inner
+            .options
+            .egress
+            .check_url(url)
+            .map_err(|e| AlertError::Invalid(e.to_string()))?;
         if secret.is_empty() || secret.len() > 1024 {
             return Err(AlertError::Invalid(
                 "the webhook secret must be 1 to 1024 bytes".into(),

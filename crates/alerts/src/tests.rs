@@ -63,6 +63,8 @@ impl Fixture {
             AlertOptions {
                 data_dir: self.data_dir.clone(),
                 interval: Duration::from_secs(1),
+                // The receivers of these tests listen on loopback.
+                egress: slipway_egress::EgressPolicy::parse(&["127.0.0.1"]).unwrap(),
             },
         )
     }

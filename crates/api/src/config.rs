@@ -109,6 +109,24 @@ pub struct Config {
     pub cluster_lease_ttl_ms: u64,
     /// Key prefix of the cluster's state in etcd (`SLIPWAY_CLUSTER_PREFIX`).
     pub cluster_prefix: String,
+    /// Days a login token (`POST /auth/login`, `slipway login`) stays valid
+    /// after its last use (`SLIPWAY_LOGIN_TOKEN_TTL_DAYS`, 30; sliding, the
+    /// new expiry written at most once an hour). 0: login tokens never expire.
+    pub login_token_ttl_days: u32,
+    /// Private, loopback or other special addresses that webhooks (CI and
+    /// alerts) may reach anyway (`SLIPWAY_WEBHOOK_ALLOW_LIST`, comma-separated):
+    /// networks (`10.0.0.0/8`), addresses (`127.0.0.1`) or host names. Empty
+    /// by default: webhooks reach public addresses only.
+    #[serde(deserialize_with = "crate::cluster::endpoints_list")]
+    pub webhook_allow_list: Vec<String>,
+    /// Image registry storage each user may use, in bytes
+    /// (`SLIPWAY_REGISTRY_QUOTA_BYTES`, 10 GiB; 0 = unlimited): blobs and
+    /// manifests of their repositories plus uploads in progress. Past it a
+    /// push gets 413 (`DENIED`).
+    pub registry_quota_bytes: u64,
+    /// Per-user overrides of `registry_quota_bytes` (TOML table
+    /// `[registry_quotas]`, e.g. `ci-bot = 53687091200`; 0 = unlimited).
+    pub registry_quotas: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for Config {
@@ -156,6 +174,10 @@ impl Default for Config {
             cluster_node_id: None,
             cluster_lease_ttl_ms: 3000,
             cluster_prefix: "/slipway".into(),
+            login_token_ttl_days: 30,
+            webhook_allow_list: Vec::new(),
+            registry_quota_bytes: 10 << 30,
+            registry_quotas: Default::default(),
         }
     }
 }

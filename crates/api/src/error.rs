@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// Ask an HTTP client (git) for credentials with `WWW-Authenticate`.
     pub challenge: bool,
+    /// Seconds to send in `Retry-After` (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: false,
+            retry_after: None,
         }
     }
     /// 400: the request is malformed.
@@ -58,6 +61,13 @@ impl ApiError {
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
+    /// 429: try again in `retry_after_secs` (sent as `Retry-After`).
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
+    }
     /// 500: our fault; the detail goes to the log, not the client.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -78,6 +88,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut res = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.challenge {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -17,6 +17,9 @@ pub struct Caller {
     pub user: User,
     /// What their token allows.
     pub scopes: Vec<Scope>,
+    /// When their token stops working, if ever: the latest expiry a token it
+    /// creates may have.
+    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Caller {
@@ -83,6 +86,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         Some((user, info)) => Ok(Caller {
             user,
             scopes: info.scopes,
+            token_expires_at: info.expires_at,
         }),
         None => Err(ApiError::unauthorized(
             "invalid, expired or revoked access token; run `slipway login` to get a new one",
@@ -122,6 +126,24 @@ impl FromRequestParts<AppState> for Caller {
                 "authentication required: send `Authorization: Bearer <token>` (run `slipway login`)",
             )
         })
+    }
+}
+
+/// The client's IP address (the TCP peer; a reverse proxy's address when
+/// Slipway runs behind one). Unspecified when the server was not started
+/// with connection info (in-process tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip()),
+        ))
     }
 }
 

@@ -107,7 +107,10 @@ impl Server {
             })?),
             None => None,
         };
-        let state = AppState::new(config, store, git);
+        // The dummy password hash that unknown user names are checked against
+        // is made now, so the first such login costs no more than any other.
+        tokio::task::spawn_blocking(slipway_auth::dummy_hash).await?;
+        let state = AppState::new(config, store, git)?;
         state
             .deploy()
             .set_proxy_address("http", proxy_listener.local_addr()?.port());

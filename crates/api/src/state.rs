@@ -36,11 +36,15 @@ struct Inner {
     /// Base URL people reach this server at, for links printed to users
     /// (`public_url`, or the bound address; set once at start-up).
     public_url: std::sync::OnceLock<String>,
+    /// Backoff of password guesses (`POST /auth/login`).
+    login_throttle: slipway_auth::throttle::LoginThrottle,
 }
 
 impl AppState {
-    /// Bundles the parts handlers need.
-    pub fn new(config: Config, store: Store, git: GitHost) -> Self {
+    /// Bundles the parts handlers need. Fails on a bad `webhook_allow_list`.
+    pub fn new(config: Config, store: Store, git: GitHost) -> anyhow::Result<Self> {
+        let egress = slipway_egress::EgressPolicy::parse(&config.webhook_allow_list)
+            .map_err(|e| anyhow::anyhow!("webhook_allow_list: {e}"))?;
         let deploy = slipway_deploy::Deployer::new(
             store.clone(),
             slipway_deploy::DeployOptions {
@@ -69,10 +73,18 @@ impl AppState {
                     .unwrap_or(slipway_ci::DEFAULT_STEP_LIMITS),
                 images: slipway_ci::image_policy::ImagePolicy::new(&config.ci_allowed_images)
                     .unwrap_or_default(),
+                egress: egress.clone(),
             },
         );
         ci.set_deployer(deploy.clone());
-        let registry = slipway_registry::Registry::new(config.data_dir.join("registry"));
+        let registry = slipway_registry::Registry::with_limits(
+            config.data_dir.join("registry"),
+            slipway_registry::Limits {
+                quota_bytes: config.registry_quota_bytes,
+                owner_quotas: config.registry_quotas.clone(),
+                ..Default::default()
+            },
+        );
         let monitor = slipway_metrics::Monitor::new(
             deploy.clone(),
             slipway_metrics::MonitorOptions {
@@ -88,11 +100,12 @@ impl AppState {
             slipway_alerts::AlertOptions {
                 data_dir: config.data_dir.clone(),
                 interval: monitor.interval(),
+                egress,
             },
         );
         let autoscale =
             slipway_autoscale::Autoscaler::new(store.clone(), deploy.clone(), monitor.clone());
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 autoscale,
                 deploy,
@@ -107,8 +120,9 @@ impl AppState {
                 alerts,
                 cluster: std::sync::OnceLock::new(),
                 public_url: std::sync::OnceLock::new(),
+                login_throttle: Default::default(),
             }),
-        }
+        })
     }
     /// Base URL for links shown to users (git's `remote:` lines, notifications),
     /// without a trailing slash.
@@ -124,6 +138,10 @@ impl AppState {
             .inner
             .public_url
             .set(url.trim_end_matches('/').to_owned());
+    }
+    /// The password-guessing throttle of `POST /auth/login`.
+    pub fn login_throttle(&self) -> &slipway_auth::throttle::LoginThrottle {
+        &self.inner.login_throttle
     }
     /// Cluster mode, when this server is part of a cluster.
     pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {

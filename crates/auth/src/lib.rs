@@ -6,6 +6,7 @@
 
 pub mod secrets;
 pub mod signing;
+pub mod throttle;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -55,6 +56,25 @@ pub fn verify_password(password: &str, stored_hash: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// A hash of a random password made with the same parameters as
+/// [`hash_password`], computed once: what a login for an unknown account is
+/// checked against, so it costs as much time as one for a real account.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash_password(&random_code(32)).expect("hashing a random 32-character password")
+    })
+}
+
+/// Checks `password` against the account's stored hash, or, when there is
+/// no such account (`None`), against [`dummy_hash`] so that the answer takes
+/// the same time either way (no user enumeration by timing); always false
+/// without an account.
+pub fn verify_password_or_dummy(password: &str, stored_hash: Option<&str>) -> bool {
+    let ok = verify_password(password, stored_hash.unwrap_or_else(|| dummy_hash()));
+    ok && stored_hash.is_some()
 }
 
 /// A freshly minted token: the secret goes to the user once, the digest to the store.
@@ -107,6 +127,18 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse!", &h));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn unknown_accounts_are_checked_against_a_dummy_hash() {
+        assert!(dummy_hash().starts_with("$argon2id$"));
+        let real = hash_password("correct horse").unwrap();
+        // Same algorithm and parameters: only the salt and hash differ.
+        let params = |h: &str| h.rsplitn(3, '$').nth(2).unwrap().to_owned();
+        assert_eq!(params(dummy_hash()), params(&real));
+        assert!(verify_password_or_dummy("correct horse", Some(&real)));
+        assert!(!verify_password_or_dummy("correct horse", None));
+        assert!(!verify_password_or_dummy("", None));
     }
 
     #[test]

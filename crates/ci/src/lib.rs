@@ -43,19 +43,8 @@ pub struct CiOptions {
     pub limits: slipway_domain::LimitPolicy,
     /// Which images steps, services and Dockerfiles may use.
     pub images: image_policy::ImagePolicy,
-}
-
-impl CiOptions {
-    /// Options with the server's default limits and image policy (tests, tools).
-    pub fn new(data_dir: PathBuf, git_bin: PathBuf, concurrency: usize) -> Self {
-        CiOptions {
-            data_dir,
-            git_bin,
-            concurrency,
-            limits: DEFAULT_STEP_LIMITS,
-            images: image_policy::ImagePolicy::default(),
-        }
-    }
+    /// What webhook URLs may reach besides public addresses.
+    pub egress: slipway_egress::EgressPolicy,
 }
 
 /// Limits of CI containers when the server sets none: 2 GiB and 2 CPUs by

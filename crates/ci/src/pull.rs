@@ -37,6 +37,7 @@ pub(crate) async fn ensure_image(ctx: &Context, image: &str) -> Result<(), Strin
                     prefix: &token.prefix,
                     scopes: &[Scope::Read],
                     expires_at: Some(Utc::now() + PULL_TOKEN_LIFETIME),
+                    renew_secs: None,
                 })
                 .await
                 .map_err(|e| e.to_string())?;

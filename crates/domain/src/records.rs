@@ -34,6 +34,9 @@ pub struct TokenInfo {
     pub last_used_at: Option<DateTime<Utc>>,
     /// After this it stops working, if set.
     pub expires_at: Option<DateTime<Utc>>,
+    /// A login token: each use pushes `expires_at` forward (sliding expiry).
+    #[serde(default)]
+    pub renews_on_use: bool,
 }
 
 /// A hosted git repository.

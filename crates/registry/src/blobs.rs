@@ -3,6 +3,7 @@
 
 use crate::error::{RegistryError, Result};
 use crate::names::{validate_name, Digest};
+use crate::quota::{owner_of, Reservation};
 use crate::Registry;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -69,13 +70,15 @@ pub(crate) fn hash_file_sync(path: &Path) -> std::io::Result<(Digest, u64)> {
 }
 
 /// Appends `body` to `file`, hashing into `hasher` when given; fails once
-/// the total (starting at `already`) passes `limit`.
+/// the total (starting at `already`) passes `limit`, or once the bytes
+/// written pass the owner's quota (`quota`).
 async fn write_stream<S, E>(
     file: tokio::fs::File,
     mut body: S,
     mut hasher: Option<&mut Sha256>,
     already: u64,
     limit: u64,
+    mut quota: Option<Reservation>,
 ) -> Result<u64>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -91,6 +94,9 @@ where
             return Err(RegistryError::TooLarge(format!(
                 "blob is larger than the registry's limit of {limit} bytes"
             )));
+        }
+        if let Some(q) = quota.as_mut() {
+            q.add(chunk.len() as u64)?;
         }
         if let Some(h) = hasher.as_deref_mut() {
             h.update(&chunk);
@@ -213,6 +219,11 @@ impl Registry {
         E: std::fmt::Display,
     {
         validate_name(repo)?;
+        let held = match self.quota_of(owner_of(repo)) {
+            Some(_) => self.held_size(owner_of(repo), expected).await.unwrap_or(0),
+            None => 0,
+        };
+        let quota = self.reserve(repo, None, 0, held).await?;
         let (tmp, file) = self.temp_file().await?;
         let mut hasher = Sha256::new();
         let written = write_stream(
@@ -221,6 +232,7 @@ impl Registry {
             Some(&mut hasher),
             0,
             self.limits().max_blob_bytes,
+            quota,
         )
         .await;
         let result = match written {
@@ -250,6 +262,8 @@ impl Registry {
     /// Starts an upload session for `repo`; returns its id.
     pub async fn start_upload(&self, repo: &str) -> Result<String> {
         validate_name(repo)?;
+        // An owner at the quota is told before sending anything.
+        drop(self.reserve(repo, None, 0, 0).await?);
         let uploads = self.uploads_dir();
         let ttl = self.limits().upload_ttl;
         // Opportunistic expiry: sessions abandoned by clients do not pile up.
@@ -301,12 +315,23 @@ impl Registry {
                 "the upload has {current} bytes; continue from there"
             )));
         }
+        // The session's own bytes count: usage without it, plus all of it.
+        let mut quota = match self.reserve(repo, Some(id), current, 0).await {
+            Ok(q) => q,
+            Err(e) => {
+                self.cancel_upload(repo, id).await.ok();
+                return Err(e);
+            }
+        };
+        if let Some(q) = quota.as_mut() {
+            q.add(current)?;
+        }
         let file = tokio::fs::OpenOptions::new()
             .append(true)
             .open(&data)
             .await?;
         let limit = self.limits().max_blob_bytes;
-        match write_stream(file, body, None, current, limit).await {
+        match write_stream(file, body, None, current, limit, quota).await {
             Ok(size) => Ok(size),
             Err(e) => {
                 self.cancel_upload(repo, id).await.ok();
@@ -358,8 +383,14 @@ impl Registry {
     /// caller must have checked that the requester may read `from`.
     pub async fn mount_blob(&self, repo: &str, from: &str, d: &Digest) -> Result<bool> {
         validate_name(repo)?;
-        if validate_name(from).is_err() || self.blob_size(from, d).await?.is_none() {
+        if validate_name(from).is_err() {
             return Ok(false);
+        }
+        let Some(size) = self.blob_size(from, d).await? else {
+            return Ok(false);
+        };
+        if !self.owner_holds(owner_of(repo), d.hex()).await {
+            drop(self.reserve(repo, None, size, 0).await?);
         }
         touch(&self.blob_path(d)).await;
         self.link_blob(repo, d).await?;

@@ -56,6 +56,9 @@ pub enum RegistryError {
     /// Valid credentials without the rights for this operation.
     #[error("denied: {0}")]
     Denied(String),
+    /// The owner's storage quota would be exceeded (413, code `DENIED`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The local Docker Engine failed (imports).
     #[error("docker: {0}")]
     Docker(String),
@@ -85,7 +88,7 @@ impl RegistryError {
             TagInvalid(_) => "TAG_INVALID",
             Unsupported(_) => "UNSUPPORTED",
             Unauthorized(_) => "UNAUTHORIZED",
-            Denied(_) => "DENIED",
+            Denied(_) | QuotaExceeded(_) => "DENIED",
             Docker(_) | Io(_) => "UNKNOWN",
         }
     }
@@ -104,7 +107,7 @@ impl RegistryError {
             | NameInvalid(_)
             | SizeInvalid(_)
             | TagInvalid(_) => StatusCode::BAD_REQUEST,
-            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            TooLarge(_) | QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RangeInvalid(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,

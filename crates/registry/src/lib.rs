@@ -26,6 +26,7 @@ mod http;
 mod import;
 pub mod manifest;
 mod names;
+mod quota;
 mod repos;
 
 pub use error::{oci_error, RegistryError, Result};
@@ -51,6 +52,11 @@ pub struct Limits {
     /// Garbage collection leaves blobs younger than this alone, so pushes in
     /// progress (blobs uploaded, manifest not yet) keep their layers.
     pub gc_grace: Duration,
+    /// Storage each owner (a repository name's first component) may use, in
+    /// bytes; 0 means unlimited. See the `quota` module for the accounting.
+    pub quota_bytes: u64,
+    /// Per-owner overrides of `quota_bytes` (0: unlimited).
+    pub owner_quotas: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for Limits {
@@ -60,6 +66,8 @@ impl Default for Limits {
             max_manifest_bytes: 4 << 20,
             upload_ttl: Duration::from_secs(24 * 3600),
             gc_grace: Duration::from_secs(3600),
+            quota_bytes: 0,
+            owner_quotas: Default::default(),
         }
     }
 }
@@ -77,6 +85,8 @@ struct Inner {
     /// Manifest writes take it shared, garbage collection and retention
     /// exclusively, so a sweep never races a manifest's blob check.
     lock: tokio::sync::RwLock<()>,
+    /// Bytes being written right now, per owner (quota accounting).
+    inflight: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Registry {
@@ -93,6 +103,7 @@ impl Registry {
                 root: dir,
                 limits,
                 lock: tokio::sync::RwLock::new(()),
+                inflight: Default::default(),
             }),
         }
     }

@@ -16,6 +16,12 @@ pub struct WebhookRow {
     pub secret: String,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// Outcome of the last delivery: `delivered` or `failed`.
+    pub last_status: Option<String>,
+    /// Why the last delivery failed.
+    pub last_error: Option<String>,
+    /// When the last delivery ended.
+    pub last_delivery_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -45,6 +51,25 @@ impl Store {
         .bind(repo_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Records how a webhook's delivery ended (`delivered` or `failed`, with why).
+    pub async fn record_webhook_delivery(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE repo_webhooks SET last_status = ?, last_error = ?, last_delivery_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Deletes a webhook of a repository; false when there was none.

@@ -1,14 +1,15 @@
 //! First-run setup, login and "who am I".
 
-use super::tokens::{issue_token, IssuedToken};
+use super::tokens::{issue_token, login_expiry, IssuedToken};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, Json};
+use crate::extract::{Caller, ClientAddr, Json};
 use crate::setup;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use slipway_domain::{Scope, User, Username};
+use std::time::Instant;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +38,7 @@ pub async fn setup(
     }
     let user = create_account(&state, &req.username, &req.password, true).await?;
     setup::finish(store, &state.config().data_dir).await?;
-    let issued = issue_token(&state, &user, "setup", &Scope::ALL, None).await?;
+    let issued = issue_token(&state, &user, "setup", &Scope::ALL, login_expiry(&state)).await?;
     Ok((StatusCode::CREATED, axum::Json(issued)))
 }
 
@@ -74,32 +75,64 @@ pub struct LoginRequest {
 }
 
 /// `POST /api/v1/auth/login`: checks a password and returns a new token with
-/// every scope the user may hold.
+/// every scope the user may hold, expiring `login_token_ttl_days` after its
+/// last use.
+///
+/// Guessing is throttled (`slipway_auth::throttle`): past a few failures a
+/// client gets 429 with `Retry-After` for an exponentially growing, capped
+/// time, without its password being checked. An unknown user name costs the
+/// same argon2 work as a real one and is throttled the same way, so neither
+/// the time nor the answer tells whether an account exists.
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedToken>)> {
     let wrong = || ApiError::unauthorized("wrong user name or password");
     if req.password.len() > slipway_auth::MAX_PASSWORD_LEN || req.username.len() > 64 {
         return Err(wrong());
     }
-    let Some((user, hash)) = state.store().user_credentials(&req.username).await? else {
+    let throttle = state.login_throttle();
+    let lockouts = match throttle.begin(&req.username, addr, Instant::now()) {
+        Ok(lockouts) => lockouts,
+        Err(t) => {
+            let secs = t.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            return Err(ApiError::too_many_requests(
+                format!("too many failed logins; try again in {secs} s"),
+                secs,
+            ));
+        }
+    };
+    let found = state.store().user_credentials(&req.username).await?;
+    let (user, hash) = found.unzip();
+    let password = req.password;
+    let ok = tokio::task::spawn_blocking(move || {
+        slipway_auth::verify_password_or_dummy(&password, hash.as_deref())
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let Some(user) = user.filter(|_| ok) else {
+        for l in lockouts {
+            tracing::warn!(
+                target: "slipway::audit",
+                username = %req.username,
+                address = %addr,
+                key = ?l.key,
+                failures = l.failures,
+                backoff_secs = l.backoff.as_secs(),
+                "login locked out after repeated wrong passwords"
+            );
+        }
         return Err(wrong());
     };
-    let password = req.password;
-    let ok = tokio::task::spawn_blocking(move || slipway_auth::verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
-    if !ok {
-        return Err(wrong());
-    }
+    throttle.succeeded(&req.username, addr, Instant::now());
     let scopes: Vec<Scope> = if user.is_admin {
         Scope::ALL.to_vec()
     } else {
         vec![Scope::Read, Scope::Write]
     };
     let name = req.token_name.unwrap_or_else(|| "login".into());
-    let issued = issue_token(&state, &user, &name, &scopes, None).await?;
+    let issued = issue_token(&state, &user, &name, &scopes, login_expiry(&state)).await?;
     Ok((StatusCode::CREATED, axum::Json(issued)))
 }
 

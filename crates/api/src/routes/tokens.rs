@@ -21,14 +21,40 @@ pub struct IssuedToken {
     pub user: User,
 }
 
+/// How a new token expires.
+#[derive(Debug, Clone, Copy)]
+pub enum Expiry {
+    /// Never (only where the server's `login_token_ttl_days` is 0, or from
+    /// a token that never expires).
+    Never,
+    /// At a fixed time.
+    At(DateTime<Utc>),
+    /// A login token: `ttl` from now, pushed forward by each use.
+    Sliding(Duration),
+}
+
+/// The expiry of a token issued by a password check (login, setup): the
+/// server's `login_token_ttl_days`, sliding; 0 days means no expiry.
+pub fn login_expiry(state: &AppState) -> Expiry {
+    match state.config().login_token_ttl_days {
+        0 => Expiry::Never,
+        days => Expiry::Sliding(Duration::days(days.into())),
+    }
+}
+
 /// Makes and stores a token for `user`.
 pub async fn issue_token(
     state: &AppState,
     user: &User,
     name: &str,
     scopes: &[Scope],
-    expires_at: Option<DateTime<Utc>>,
+    expiry: Expiry,
 ) -> ApiResult<IssuedToken> {
+    let (expires_at, renew_secs) = match expiry {
+        Expiry::Never => (None, None),
+        Expiry::At(at) => (Some(at), None),
+        Expiry::Sliding(ttl) => (Some(Utc::now() + ttl), Some(ttl.num_seconds())),
+    };
     let fresh = slipway_auth::new_token();
     let info = state
         .store()
@@ -39,6 +65,7 @@ pub async fn issue_token(
             prefix: &fresh.prefix,
             scopes,
             expires_at,
+            renew_secs,
         })
         .await?;
     Ok(IssuedToken {
@@ -59,7 +86,11 @@ pub struct CreateToken {
 }
 
 /// `POST /api/v1/user/tokens`: a new token, never with more scopes than the
-/// token used to ask for it.
+/// token used to ask for it, and never outliving it: without
+/// `expires_in_days` the new token expires when the requesting one does (or
+/// never, if that one never does); a longer `expires_in_days` is refused
+/// with 422. A sliding (login) token counts with its current expiry; what
+/// it mints has a fixed one.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,17 +112,47 @@ pub async fn create(
             "cannot grant the {extra} scope: the token making the request does not hold it"
         )));
     }
-    let expires_at = match req.expires_in_days {
+    let expiry = minted_expiry(req.expires_in_days, caller.token_expires_at, Utc::now())?;
+    let issued = issue_token(&state, &caller.user, name, &scopes, expiry).await?;
+    Ok((StatusCode::CREATED, axum::Json(issued)))
+}
+
+/// The expiry of a token asked for with `expires_in_days` by a token that
+/// expires at `limit`: never later than `limit`. A request for as many whole
+/// days as remain (rounded up) is clamped to `limit`; more is refused.
+fn minted_expiry(
+    days: Option<u32>,
+    limit: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ApiResult<Expiry> {
+    let requested = match days {
         Some(0) | Some(3651..) => {
             return Err(ApiError::invalid(
                 "expires_in_days must be between 1 and 3650",
             ))
         }
-        Some(days) => Some(Utc::now() + Duration::days(days.into())),
+        Some(days) => Some(now + Duration::days(days.into())),
         None => None,
     };
-    let issued = issue_token(&state, &caller.user, name, &scopes, expires_at).await?;
-    Ok((StatusCode::CREATED, axum::Json(issued)))
+    Ok(match (requested, limit) {
+        (None, None) => Expiry::Never,
+        (Some(at), None) => Expiry::At(at),
+        (None, Some(limit)) => Expiry::At(limit),
+        (Some(at), Some(limit)) if at <= limit => Expiry::At(at),
+        (Some(_), Some(limit)) => {
+            let left = limit - now;
+            let max_days = (left.num_seconds() + 86_399) / 86_400;
+            if i64::from(days.unwrap_or(0)) > max_days {
+                return Err(ApiError::invalid(format!(
+                    "the token making this request expires at {} ({max_days} day(s) from now); \
+                     a token it creates must expire no later: ask for expires_in_days of at \
+                     most {max_days}, or omit it to expire with this token",
+                    limit.format("%Y-%m-%d %H:%M:%S UTC")
+                )));
+            }
+            Expiry::At(limit)
+        }
+    })
 }
 
 /// `GET /api/v1/user/tokens`: the caller's live tokens (never their secrets).
@@ -112,4 +173,51 @@ pub async fn revoke(
     caller.require(Scope::Write)?;
     state.store().revoke_token(caller.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(e: Expiry) -> Option<DateTime<Utc>> {
+        match e {
+            Expiry::Never => None,
+            Expiry::At(t) => Some(t),
+            Expiry::Sliding(_) => panic!("minted tokens never slide"),
+        }
+    }
+
+    #[test]
+    fn minted_tokens_never_outlive_their_maker() {
+        let now = Utc::now();
+        let day = Duration::days(1);
+        // No limit: as asked.
+        assert_eq!(at(minted_expiry(None, None, now).unwrap()), None);
+        assert_eq!(
+            at(minted_expiry(Some(5), None, now).unwrap()),
+            Some(now + day * 5)
+        );
+        // A 1-day maker: "never" inherits its expiry, longer is refused,
+        // 1 day (a moment after it was made) is clamped to it.
+        let limit = now + day - Duration::seconds(3);
+        assert_eq!(
+            at(minted_expiry(None, Some(limit), now).unwrap()),
+            Some(limit)
+        );
+        assert_eq!(
+            at(minted_expiry(Some(1), Some(limit), now).unwrap()),
+            Some(limit)
+        );
+        let e = minted_expiry(Some(2), Some(limit), now).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.message.contains("at most 1"), "{}", e.message);
+        // Shorter than the maker: as asked.
+        let limit = now + day * 30;
+        assert_eq!(
+            at(minted_expiry(Some(7), Some(limit), now).unwrap()),
+            Some(now + day * 7)
+        );
+        assert!(minted_expiry(Some(0), None, now).is_err());
+        assert!(minted_expiry(Some(3651), None, now).is_err());
+    }
 }

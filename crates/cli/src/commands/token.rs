@@ -15,7 +15,8 @@ pub enum TokenCommand {
         /// Scopes (repeatable): read, write, admin. Default: read and write.
         #[arg(long = "scope", value_parser = parse_scope)]
         scopes: Vec<Scope>,
-        /// Expire after this many days.
+        /// Expire after this many days (at most as long as the token making
+        /// the request lives; by default the new token expires with it).
         #[arg(long)]
         expires_days: Option<u32>,
     },
@@ -54,7 +55,16 @@ pub async fn run(cmd: TokenCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 return output::json(&issued);
             }
             println!("{}", issued["token"].as_str().unwrap_or_default());
-            eprintln!("Token {name:?} created. Copy it now: it will not be shown again.");
+            let expires = issued["info"]["expires_at"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .map_or_else(
+                    || "never expires".to_owned(),
+                    |t| format!("expires {}", output::when(&t)),
+                );
+            eprintln!(
+                "Token {name:?} created ({expires}). Copy it now: it will not be shown again."
+            );
         }
         TokenCommand::List => {
             let tokens: Vec<TokenInfo> = client.get("/user/tokens").await?;
@@ -78,10 +88,11 @@ pub async fn run(cmd: TokenCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                             .as_ref()
                             .map(output::when)
                             .unwrap_or_else(|| "never".into()),
-                        t.expires_at
-                            .as_ref()
-                            .map(output::when)
-                            .unwrap_or_else(|| "never".into()),
+                        match (&t.expires_at, t.renews_on_use) {
+                            (Some(at), true) => format!("{} (renews on use)", output::when(at)),
+                            (Some(at), false) => output::when(at),
+                            (None, _) => "never".into(),
+                        },
                     ]
                 })
                 .collect();
