@@ -61,6 +61,10 @@ pub enum PortCheck {
     Closed,
 }
 
+/// Where Docker's embedded DNS server listens inside containers on
+/// user-defined networks (on a random port).
+const DOCKER_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
+
 /// The listening TCP sockets of a container at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listening {
@@ -83,8 +87,14 @@ impl Listening {
                     return None;
                 }
                 let (addr, port) = local.split_once(':')?;
+                let addr = parse_addr(addr)?;
+                // Docker's embedded DNS server, present in every container
+                // on a user-defined network: not the app's.
+                if addr == IpAddr::V4(DOCKER_DNS) {
+                    return None;
+                }
                 Some(Listener {
-                    addr: parse_addr(addr)?,
+                    addr,
                     port: u16::from_str_radix(port, 16).ok()?,
                 })
             })
@@ -280,6 +290,7 @@ mod tests {
    0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
    1: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
    2: 0200A8C0:1F90 0300A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+   3: 0B00007F:B551 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 6 1 0000000000000000 100 0 0 10 0
 ";
     const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 100 0 0 10 0
@@ -289,7 +300,10 @@ mod tests {
     #[test]
     fn listening_sockets_are_read_from_proc_net_tcp() {
         let l = Listening::parse(&format!("{TCP}{TCP6}"));
-        assert_eq!(l.ports(), vec![80, 3000, 8081, 8082]);
+        // Docker's DNS server on 127.0.0.11 is not the app's (little-endian hosts).
+        if cfg!(target_endian = "little") {
+            assert_eq!(l.ports(), vec![80, 3000, 8081, 8082]);
+        }
         if cfg!(target_endian = "little") {
             assert!(l.sockets.contains(&Listener {
                 addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
