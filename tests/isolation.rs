@@ -308,8 +308,13 @@ fn tenants_cannot_reach_each_others_replicas_and_services() {
     // Positive control: from the host, both answer on their addresses.
     assert!(!alice_ip.is_empty() && !service_ip.is_empty());
 
+    // A port of the host open on every address (as Slipway, etcd or
+    // PostgreSQL may be): containers must not open connections to it.
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port_number = host_port.local_addr().unwrap().port();
+    host_port.set_nonblocking(true).unwrap();
     // Bob's step (a pipeline without services, as most are): Alice's
-    // replica and service are out of reach.
+    // replica and service are out of reach, and so is the host.
     let bob_token = server.create_user(&admin, "bob");
     let bob = Tenant::new(server, &bob_token, "bob", "scan");
     let scan = |yaml: String| {
@@ -341,11 +346,19 @@ fn tenants_cannot_reach_each_others_replicas_and_services() {
                 "echo REACHED alice service; exit 1",
                 "echo service-unreachable",
             ),
+            format!(
+                "gw=$(ip route | awk '/default/ {{print $3}}'); if nc -w 3 $gw {host_port_number} </dev/null; then echo REACHED host; exit 1; else echo host-unreachable $gw; fi"
+            ),
         ])
     ));
     assert_eq!(p["status"], "success", "{p}\n{logs}");
     assert!(logs.contains("replica-unreachable"), "{logs}");
     assert!(logs.contains("service-unreachable"), "{logs}");
+    assert!(logs.contains("host-unreachable"), "{logs}");
+    assert!(
+        host_port.accept().is_err(),
+        "a step opened a connection to the host"
+    );
     // Control: a step does reach its own pipeline's service, by name.
     let (p, logs) = scan(format!(
         "services:\n  - name: own\n    image: slipway/busybox:latest\n    commands: [mkdir -p /w, echo mine > /w/index.html, httpd -f -p 8080 -h /w]\nsteps:\n  - name: scan\n    image: slipway/busybox:latest\n    commands:\n{}",

@@ -134,6 +134,7 @@ impl Server {
             }
         };
         if let Some(rt) = &rt {
+            guard_host().await;
             start_exec(&state, rt.clone()).await;
             start_deploy(&state, rt.clone()).await;
         }
@@ -267,6 +268,22 @@ fn public_url(config: &Config, bound: SocketAddr) -> anyhow::Result<String> {
             "public_url {url:?} must start with http:// or https:// (SLIPWAY_PUBLIC_URL)"
         ),
         None => Ok(format!("http://{bound}")),
+    }
+}
+
+/// Installs the firewall rule that keeps tenant containers from opening
+/// connections to this host (`slipway_runtime::host_guard`); without it
+/// (no iptables, not root) the server still runs, and says what is open.
+pub(crate) async fn guard_host() {
+    match tokio::task::spawn_blocking(slipway_runtime::host_guard::block_host_access).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            error = %e,
+            "containers of pipelines and apps can open connections to this host's ports \
+             through their network's gateway; bind Slipway, etcd and PostgreSQL to \
+             127.0.0.1 or run the server as root with iptables installed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "the host guard task failed"),
     }
 }
 

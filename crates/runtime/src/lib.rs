@@ -17,6 +17,7 @@ use bollard::Docker;
 pub mod cleanup;
 pub mod container;
 pub mod error;
+pub mod host_guard;
 pub mod images;
 pub mod labels;
 pub mod listen;

@@ -77,6 +77,10 @@ impl Runtime {
                     internal,
                     labels: labels::with_managed(labels),
                     ipam: ipam.unwrap_or_default(),
+                    options: HashMap::from([(
+                        "com.docker.network.bridge.name".to_string(),
+                        crate::host_guard::bridge_name(name),
+                    )]),
                     ..Default::default()
                 })
                 .await

@@ -114,6 +114,13 @@ pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
     let docker = slipway_runtime::Runtime::connect()
         .await
         .context("the agent runs replicas through the local Docker Engine")?;
+    // Replicas may not open connections to this node's own ports.
+    if let Err(e) = tokio::task::spawn_blocking(slipway_runtime::host_guard::block_host_access)
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    {
+        tracing::warn!(error = %e, "replicas can open connections to this node's ports through their network's gateway");
+    }
     slipway_cluster::runner::sweep(&docker, &joined.node_id)
         .await
         .context("removing replica containers of an earlier epoch")?;
