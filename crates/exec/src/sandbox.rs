@@ -5,7 +5,8 @@
 //! default seccomp, a pids limit, a memory limit, a CPU limit, a size-capped
 //! tmpfs `/work` (owned by uid 1000) and `/tmp`, a tmpfs of its own for the
 //! wrapper's files and the phases' results (`/work/.slipway`: a program that
-//! fills `/work` cannot take the room its results need), and attaches to its
+//! fills `/work` cannot take the room its results need), no Docker log (the
+//! output comes back over the attach stream only), and attaches to its
 //! standard streams. The
 //! container's entry process just waits (blocked in `tar -x` on stdin, no CPU)
 //! for a job. [`Warm::run`] hands the job over: the files, the wrapper script
@@ -265,6 +266,13 @@ pub async fn prepare(
     config.tty = Some(false);
     let host = config.host_config.get_or_insert_with(Default::default);
     host.auto_remove = Some(true);
+    // The job's output comes back over the attach stream; Docker's log file
+    // would copy it line by line as well (a 16 MiB flood of short lines held
+    // the job ~25 s instead of under one).
+    host.log_config = Some(bollard::models::HostConfigLogConfig {
+        typ: Some("none".into()),
+        config: None,
+    });
     let tmpfs = host.tmpfs.get_or_insert_with(HashMap::new);
     tmpfs.insert(
         "/work".to_string(),
