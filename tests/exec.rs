@@ -905,11 +905,27 @@ fn another_users_job_waits_for_one_job_slot_not_the_whole_queue() {
 fn one_user_gets_at_most_half_the_workers_by_default() {
     // Two workers: one user may run one job at a time; the other worker
     // stays free, so another user's job starts at once.
-    let (server, alice, bob) = server_with_users(&[("SLIPWAY_EXEC_WORKERS", "2")]);
+    require_docker();
+    let server = TestServer::start_with_env(&[("SLIPWAY_EXEC_WORKERS", "2")]);
+    let admin = server.setup_admin("admin");
+    let alice = server.create_user(&admin, "alice");
+    let bob = server.create_user(&admin, "bob");
     let backlog: Vec<String> = (0..4)
         .map(|i| submit_ok(&server, &alice, sh(&format!("sleep 3; echo a{i}"))))
         .collect();
     std::thread::sleep(Duration::from_millis(1000));
+    // The metrics show who waits and whom the cap holds back.
+    let (_, text) = scrape(&server, Some(&admin));
+    assert_eq!(
+        sample(&text, "slipway_exec_queue_users", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "slipway_exec_users_at_running_cap", &[]),
+        Some(1.0),
+        "{text}"
+    );
     let echo = run(&server, &bob, sh("echo bob"));
     assert_eq!(echo["state"], "succeeded", "{echo}");
     let mut alices: Vec<Value> = backlog.iter().map(|id| wait(&server, &alice, id)).collect();
