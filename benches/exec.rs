@@ -38,6 +38,8 @@ fn start(data: &std::path::Path) -> (Reaped, String, String) {
         .arg(data)
         .env("RUST_LOG", "error")
         .env("SLIPWAY_EXEC_WORKERS", "8")
+        // One user measures the service's throughput: every worker is theirs.
+        .env("SLIPWAY_EXEC_MAX_RUNNING_PER_USER", "8")
         .env("SLIPWAY_EXEC_MAX_PENDING", "1000")
         .env("SLIPWAY_EXEC_SUBMISSIONS_PER_MINUTE", "100000")
         .env("SLIPWAY_EXEC_MAX_PENDING_PER_USER", "1000")

@@ -245,7 +245,11 @@ fn basics_hello_stdin_args_compile_error_output_and_privacy() {
 
 #[test]
 fn containment_bombs_limits_network_and_isolation() {
-    let (server, alice, _) = server_with_users(&[("SLIPWAY_EXEC_WORKERS", "4")]);
+    // One user's jobs side by side: the snoop must run while the secret job does.
+    let (server, alice, _) = server_with_users(&[
+        ("SLIPWAY_EXEC_WORKERS", "4"),
+        ("SLIPWAY_EXEC_MAX_RUNNING_PER_USER", "4"),
+    ]);
     let port = server.url.rsplit(':').next().unwrap().to_owned();
 
     // A job holding a secret in its files while the snoop runs.
@@ -294,6 +298,11 @@ fn containment_bombs_limits_network_and_isolation() {
     let job = wait(&server, &alice, &memory_bomb);
     assert_eq!(job["state"], "failed", "memory bomb: {job}");
     assert_eq!(job["run"]["oom_killed"], true, "memory bomb: {job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("out of memory") && error.contains("32 MiB"),
+        "memory bomb: {job}"
+    );
 
     let job = wait(&server, &alice, &infinite);
     assert_eq!(job["state"], "timed_out", "infinite loop: {job}");
@@ -301,6 +310,10 @@ fn containment_bombs_limits_network_and_isolation() {
 
     let job = wait(&server, &alice, &flood);
     assert_eq!(job["run"]["truncated"], true, "flood: {job}");
+    // 16 MiB of short lines come back in a second or two (Docker's log
+    // driver, when it copied them too, took ~25 s and hit the hard deadline).
+    let took = secs_between(&job, "started_at", "finished_at");
+    assert!(took < 15.0, "flood took {took} s: {job}");
     let out = job["run"]["stdout"].as_str().unwrap();
     assert!(
         out.len() <= 64 * 1024 && out.starts_with("y\ny\n"),
@@ -835,4 +848,211 @@ fn a_zip_upload_runs_like_a_file_list() {
             "{err}"
         );
     }
+}
+
+/// A job's timestamp `field` (`created_at`, `started_at`, `finished_at`).
+fn time_of(job: &Value, field: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let text = job[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field}: {job}"));
+    chrono::DateTime::parse_from_rfc3339(text).unwrap()
+}
+
+/// Seconds from `from` to `to` of `job`.
+fn secs_between(job: &Value, from: &str, to: &str) -> f64 {
+    (time_of(job, to) - time_of(job, from)).num_milliseconds() as f64 / 1000.0
+}
+
+#[test]
+fn another_users_job_waits_for_one_job_slot_not_the_whole_queue() {
+    // Two workers that one user may both use: only the queue's order is tested.
+    let (server, alice, bob) = server_with_users(&[
+        ("SLIPWAY_EXEC_WORKERS", "2"),
+        ("SLIPWAY_EXEC_MAX_RUNNING_PER_USER", "2"),
+    ]);
+    let backlog: Vec<String> = (0..10)
+        .map(|i| submit_ok(&server, &alice, sh(&format!("sleep 4; echo a{i}"))))
+        .collect();
+    // Alice's first jobs hold both workers when Bob's one-liner comes in.
+    std::thread::sleep(Duration::from_millis(1000));
+    let echo = run(&server, &bob, sh("echo bob"));
+    assert_eq!(echo["state"], "succeeded", "{echo}");
+    assert_eq!(echo["run"]["stdout"], "bob\n");
+    let alices: Vec<Value> = backlog.iter().map(|id| wait(&server, &alice, id)).collect();
+    let bob_started = time_of(&echo, "started_at");
+    let done_before = alices
+        .iter()
+        .filter(|a| time_of(a, "finished_at") <= bob_started)
+        .count();
+    let started_before = alices
+        .iter()
+        .filter(|a| time_of(a, "started_at") < time_of(&echo, "created_at"))
+        .count();
+    println!(
+        "bob's echo waited {:.1} s; {done_before} of alice's 10 jobs (4 s each) ended before it started",
+        secs_between(&echo, "created_at", "started_at")
+    );
+    // First come, first served would run it after 8 of alice's jobs ended
+    // (~16 s); fairly it takes the first worker that frees up.
+    assert!(
+        done_before <= 2,
+        "bob's job started after {done_before} of alice's jobs ended: {echo}"
+    );
+    assert!(started_before >= 1, "alice's jobs should be running first");
+}
+
+#[test]
+fn one_user_gets_at_most_half_the_workers_by_default() {
+    // Two workers: one user may run one job at a time; the other worker
+    // stays free, so another user's job starts at once.
+    require_docker();
+    let server = TestServer::start_with_env(&[("SLIPWAY_EXEC_WORKERS", "2")]);
+    let admin = server.setup_admin("admin");
+    let alice = server.create_user(&admin, "alice");
+    let bob = server.create_user(&admin, "bob");
+    let backlog: Vec<String> = (0..4)
+        .map(|i| submit_ok(&server, &alice, sh(&format!("sleep 3; echo a{i}"))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    // The metrics show who waits and whom the cap holds back.
+    let (_, text) = scrape(&server, Some(&admin));
+    assert_eq!(
+        sample(&text, "slipway_exec_queue_users", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "slipway_exec_users_at_running_cap", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    let echo = run(&server, &bob, sh("echo bob"));
+    assert_eq!(echo["state"], "succeeded", "{echo}");
+    let mut alices: Vec<Value> = backlog.iter().map(|id| wait(&server, &alice, id)).collect();
+    println!(
+        "bob's echo waited {:.1} s behind alice's 4 jobs",
+        secs_between(&echo, "created_at", "started_at")
+    );
+    let first_end = alices
+        .iter()
+        .map(|a| time_of(a, "finished_at"))
+        .min()
+        .unwrap();
+    assert!(
+        time_of(&echo, "started_at") < first_end,
+        "bob's job waited for one of alice's although a worker was free: {echo}"
+    );
+    // Alice's jobs ran one after another: never two at once.
+    alices.sort_by_key(|a| time_of(a, "started_at"));
+    for pair in alices.windows(2) {
+        assert!(
+            time_of(&pair[1], "started_at") >= time_of(&pair[0], "finished_at"),
+            "two of alice's jobs ran at once: {} and {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+#[test]
+fn a_job_that_fills_its_disk_says_so_and_keeps_its_output() {
+    let (server, alice, _) = server_with_users(&[]);
+    // Files of 15 MiB (one file may hold 16) until the 64 MiB of /work are gone.
+    let fill = |dir: &str| {
+        format!(
+            "i=0; while [ $i -lt 30 ]; do i=$((i+1)); \
+             dd if=/dev/zero of={dir}/big$i bs=1M count=15 || break; done"
+        )
+    };
+    let full = run(
+        &server,
+        &alice,
+        sh(&format!("echo before; {}; echo after", fill("/work"))),
+    );
+    assert_eq!(full["state"], "failed", "{full}");
+    let error = full["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("sandbox disk full"), "{full}");
+    assert_eq!(full["run"]["disk_full"], true, "{full}");
+    assert_eq!(full["run"]["stdout"], "before\nafter\n", "{full}");
+    assert!(
+        full["run"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{full}"
+    );
+    assert!(full["run"]["exit_code"].is_i64(), "{full}");
+
+    // /tmp too (with room in memory for its 256 MiB).
+    let mut tmp = sh(&format!("echo tmp; {} 2>/dev/null; exit 3", fill("/tmp")));
+    tmp["memory_limit"] = json!(1 << 30);
+    let tmp = run(&server, &alice, tmp);
+    assert_eq!(tmp["run"]["disk_full"], true, "{tmp}");
+    assert_eq!(tmp["run"]["exit_code"], 3, "{tmp}");
+    assert_eq!(tmp["run"]["stdout"], "tmp\n", "{tmp}");
+    assert!(tmp["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("sandbox disk full"));
+
+    // A program that fills its disk and makes room again is fine.
+    let tidy = run(
+        &server,
+        &alice,
+        sh(&format!(
+            "{} 2>/dev/null; rm big*; echo tidy",
+            fill("/work")
+        )),
+    );
+    assert_eq!(tidy["state"], "succeeded", "{tidy}");
+    assert_eq!(tidy["run"]["disk_full"], false, "{tidy}");
+    assert!(tidy["error"].is_null(), "{tidy}");
+}
+
+#[test]
+fn every_job_gets_the_servers_cpu_memory_and_pids_limits() {
+    let (server, alice, _) = server_with_users(&[
+        ("SLIPWAY_EXEC_CPUS", "0.5"),
+        ("SLIPWAY_EXEC_PIDS", "40"),
+        ("SLIPWAY_EXEC_MEMORY_BYTES", "104857600"),
+        ("SLIPWAY_EXEC_MAX_MEMORY_BYTES", "209715200"),
+    ]);
+    // The sandbox's own cgroup, v2 or v1, as "cpu=<millicpus> pids=<n> mem=<bytes>".
+    let probe = "C=/sys/fs/cgroup\n\
+        if [ -r $C/cpu.max ]; then read q p < $C/cpu.max; n=$(cat $C/pids.max); m=$(cat $C/memory.max)\n\
+        else q=$(cat $C/cpu/cpu.cfs_quota_us); p=$(cat $C/cpu/cpu.cfs_period_us); \
+        n=$(cat $C/pids/pids.max); m=$(cat $C/memory/memory.limit_in_bytes); fi\n\
+        echo cpu=$((q * 1000 / p)) pids=$n mem=$m";
+    let job = run(&server, &alice, sh(probe));
+    assert_eq!(
+        job["run"]["stdout"], "cpu=500 pids=40 mem=104857600\n",
+        "{job}"
+    );
+    let mut bigger = sh(probe);
+    bigger["memory_limit"] = json!(150 << 20);
+    let job = run(&server, &alice, bigger);
+    assert_eq!(
+        job["run"]["stdout"], "cpu=500 pids=40 mem=157286400\n",
+        "{job}"
+    );
+    let mut too_big = sh(probe);
+    too_big["memory_limit"] = json!(300 << 20);
+    let (status, body, _) = submit(&server, &alice, &too_big);
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "invalid"),
+        "{body}"
+    );
+    // Over the memory limit: failed, and said in words.
+    let mut hog = sh("x=aaaaaaaaaaaaaaaa; while :; do x=\"$x$x\"; done");
+    hog["memory_limit"] = json!(16 << 20);
+    let job = run(&server, &alice, hog);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["run"]["oom_killed"], true, "{job}");
+    assert!(
+        job["error"].as_str().unwrap_or_default().starts_with(
+            "out of memory: the program went over the sandbox's memory limit of 16 MiB"
+        ),
+        "{job}"
+    );
 }

@@ -25,6 +25,11 @@ pub struct Config {
     pub ci_concurrency: usize,
     /// Code execution jobs run at once (`SLIPWAY_EXEC_WORKERS`).
     pub exec_workers: usize,
+    /// Code execution jobs of one user run at once
+    /// (`SLIPWAY_EXEC_MAX_RUNNING_PER_USER`; default half the workers,
+    /// rounded up; at most `exec_workers`). Workers beyond it stay free for
+    /// other users even when only one user has jobs waiting.
+    pub exec_max_running_per_user: Option<usize>,
     /// Pending code execution jobs before submissions get 429 (`SLIPWAY_EXEC_MAX_PENDING`).
     pub exec_max_pending: i64,
     /// Pending jobs of one user before their submissions get 429.
@@ -35,6 +40,13 @@ pub struct Config {
     pub exec_max_run_timeout_ms: u64,
     /// Largest memory limit a job may ask for, in bytes.
     pub exec_max_memory_bytes: i64,
+    /// Memory limit of a job that asks for none, in bytes
+    /// (`SLIPWAY_EXEC_MEMORY_BYTES`, 256 MiB; at most `exec_max_memory_bytes`).
+    pub exec_memory_bytes: i64,
+    /// CPUs of each sandbox (`SLIPWAY_EXEC_CPUS`, 1; fractions allowed).
+    pub exec_cpus: f64,
+    /// Processes and threads of each sandbox (`SLIPWAY_EXEC_PIDS`, 64; at least 16).
+    pub exec_pids: i64,
     /// Warm sandboxes kept per language once used (`SLIPWAY_EXEC_POOL_SIZE`; 0 = no pool).
     pub exec_pool_size: usize,
     /// Per-language overrides of `exec_pool_size` (TOML table `[exec_pool_sizes]`, e.g. `python = 4`).
@@ -139,11 +151,15 @@ impl Default for Config {
             max_api_body_bytes: 1024 * 1024,
             ci_concurrency: 2,
             exec_workers: 4,
+            exec_max_running_per_user: None,
             exec_max_pending: 256,
             exec_max_pending_per_user: 64,
             exec_submissions_per_minute: 600,
             exec_max_run_timeout_ms: 60_000,
             exec_max_memory_bytes: 1 << 30,
+            exec_memory_bytes: 256 << 20,
+            exec_cpus: 1.0,
+            exec_pids: 64,
             exec_pool_size: 2,
             exec_pool_sizes: Default::default(),
             exec_pool_max_total: 8,
@@ -211,8 +227,13 @@ impl Config {
     /// The code execution service's settings.
     pub fn exec_config(&self) -> slipway_exec::ExecConfig {
         let d = slipway_exec::ExecConfig::default();
+        let workers = self.exec_workers.max(1);
         slipway_exec::ExecConfig {
             workers: self.exec_workers,
+            max_running_per_user: self
+                .exec_max_running_per_user
+                .unwrap_or_else(|| slipway_exec::ExecConfig::default_running_cap(workers))
+                .clamp(1, workers),
             max_pending: self.exec_max_pending,
             max_pending_per_user: self.exec_max_pending_per_user,
             submissions_per_minute: self.exec_submissions_per_minute,
@@ -221,9 +242,12 @@ impl Config {
                 self.exec_max_run_timeout_ms,
             ),
             memory_bytes: (
-                d.memory_bytes.0.min(self.exec_max_memory_bytes),
-                self.exec_max_memory_bytes,
+                self.exec_memory_bytes
+                    .clamp(8 << 20, self.exec_max_memory_bytes.max(8 << 20)),
+                self.exec_max_memory_bytes.max(8 << 20),
             ),
+            pids: self.exec_pids.max(16),
+            nano_cpus: ((self.exec_cpus * 1e9) as i64).max(10_000_000),
             pool: slipway_exec::PoolConfig {
                 size: self.exec_pool_size,
                 sizes: self.exec_pool_sizes.clone(),
@@ -302,6 +326,35 @@ fn limit_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_limits_come_from_the_settings() {
+        let c = Config::default().exec_config();
+        assert_eq!((c.workers, c.max_running_per_user), (4, 2));
+        assert_eq!((c.memory_bytes, c.pids), ((256 << 20, 1 << 30), 64));
+        assert_eq!(c.nano_cpus, 1_000_000_000);
+        let c = Config {
+            exec_workers: 3,
+            exec_max_running_per_user: Some(10),
+            exec_memory_bytes: 2 << 30,
+            exec_cpus: 0.5,
+            exec_pids: 1,
+            ..Config::default()
+        }
+        .exec_config();
+        assert_eq!(c.max_running_per_user, 3, "never more than the workers");
+        assert_eq!(
+            c.memory_bytes,
+            (1 << 30, 1 << 30),
+            "default within the maximum"
+        );
+        assert_eq!((c.nano_cpus, c.pids), (500_000_000, 16));
+        let one = Config {
+            exec_workers: 1,
+            ..Config::default()
+        };
+        assert_eq!(one.exec_config().max_running_per_user, 1);
+    }
 
     #[test]
     fn relative_paths_become_absolute_and_program_names_stay() {

@@ -1,12 +1,13 @@
 //! Slipway's code execution service (Piston/Judge0 style): clients submit
 //! programs in one of the [`runtimes`], jobs are persisted in the store, a
-//! pool of workers claims them and runs each in a fresh [`sandbox`]
+//! pool of workers claims them, fairly between users ([`fair_queue`]), and runs each in a fresh [`sandbox`]
 //! container (started ahead of time by a warm pool, used once), and results
 //! (plus an `output.zip`) are stored for the owner. [`metrics`] exports the
 //! queue, job and pool figures to Prometheus.
 
 #![warn(missing_docs)]
 
+pub mod fair_queue;
 pub mod images;
 pub mod metrics;
 pub mod model;

@@ -1,6 +1,6 @@
-//! Prometheus metrics of the execution service: queue, jobs, latencies and the
-//! warm pool. Registered into the server's registry with
-//! [`crate::ExecService::register_metrics`].
+//! Prometheus metrics of the execution service: queue (and how many users
+//! share it), jobs, latencies and the warm pool. Registered into the
+//! server's registry with [`crate::ExecService::register_metrics`].
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +37,10 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     /// Jobs waiting to be claimed.
     pub queue_length: Gauge,
+    /// Users with jobs waiting.
+    pub queue_users: Gauge,
+    /// Users with jobs waiting who are at the per-user running cap.
+    pub users_at_cap: Gauge,
     /// Finished jobs by language and outcome.
     pub jobs: Family<JobLabels, Counter>,
     /// Submissions refused with 429.
@@ -57,6 +61,8 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             queue_length: Gauge::default(),
+            queue_users: Gauge::default(),
+            users_at_cap: Gauge::default(),
             jobs: Family::default(),
             rejected: Counter::default(),
             queue_wait: Family::new_with_constructor(latency_histogram),
@@ -83,6 +89,16 @@ impl Metrics {
             "queue_length",
             "Code execution jobs waiting for a worker",
             self.queue_length.clone(),
+        );
+        r.register(
+            "queue_users",
+            "Users with code execution jobs waiting",
+            self.queue_users.clone(),
+        );
+        r.register(
+            "users_at_running_cap",
+            "Users with jobs waiting who already run as many jobs as one user may",
+            self.users_at_cap.clone(),
         );
         r.register(
             "jobs",

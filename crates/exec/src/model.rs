@@ -66,6 +66,9 @@ pub struct PhaseResult {
     pub oom_killed: bool,
     /// The wall-time or CPU-time limit stopped it.
     pub timed_out: bool,
+    /// `/work` or `/tmp` had no space left when it ended: it filled its disk.
+    #[serde(default)]
+    pub disk_full: bool,
 }
 
 /// Everything a finished job reports (stored as JSON in the job row).
@@ -75,7 +78,11 @@ pub struct JobResult {
     pub compile: Option<PhaseResult>,
     /// The run phase, unless compilation failed.
     pub run: Option<PhaseResult>,
-    /// A problem of the platform (not of the program), e.g. a missing image.
+    /// Why the job failed when the phases' exit codes cannot tell: a problem
+    /// of the platform (e.g. a missing image), or a limit of the sandbox the
+    /// program hit, spelled out: `sandbox disk full: …` (see
+    /// [`PhaseResult::disk_full`]) or `out of memory: …` (see
+    /// [`PhaseResult::oom_killed`]). A job with an error has failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -140,7 +147,7 @@ impl JobResult {
             if phase.timed_out {
                 return JobState::TimedOut;
             }
-            if phase.exit_code != Some(0) || phase.oom_killed {
+            if phase.exit_code != Some(0) || phase.oom_killed || phase.disk_full {
                 return JobState::Failed;
             }
         }

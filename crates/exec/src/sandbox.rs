@@ -2,8 +2,12 @@
 //!
 //! [`prepare`] does the expensive part: it creates and starts a container with
 //! a read-only root, no network, no capabilities, no-new-privileges, Docker's
-//! default seccomp, a pids limit, a memory limit, a size-capped tmpfs `/work`
-//! (owned by uid 1000) and `/tmp`, and attaches to its standard streams. The
+//! default seccomp, a pids limit, a memory limit, a CPU limit, a size-capped
+//! tmpfs `/work` (owned by uid 1000) and `/tmp`, a tmpfs of its own for the
+//! wrapper's files and the phases' results (`/work/.slipway`: a program that
+//! fills `/work` cannot take the room its results need), no Docker log (the
+//! output comes back over the attach stream only), and attaches to its
+//! standard streams. The
 //! container's entry process just waits (blocked in `tar -x` on stdin, no CPU)
 //! for a job. [`Warm::run`] hands the job over: the files, the wrapper script
 //! and the job's settings go in as one tar on stdin; the wrapper compiles and
@@ -38,6 +42,9 @@ pub const POOL_LABEL: &str = "io.slipway.exec.pool";
 const RESULT_MARKER: &[u8] = b"SLIPWAY-EXEC-RESULT\n";
 /// The wrapper script sent with every job.
 const WRAPPER: &str = include_str!("wrapper.sh");
+/// The wrapper's own tmpfs: its script, the job's settings, and the phases'
+/// output and status files.
+const RESULT_MOUNT: &str = "/work/.slipway";
 /// Largest result stream read back from a sandbox.
 const MAX_RESULT: usize = 64 * 1024 * 1024;
 
@@ -52,6 +59,8 @@ pub struct Limits {
     pub memory_bytes: i64,
     /// Maximum number of processes and threads.
     pub pids: i64,
+    /// CPUs of the container, in billionths of a CPU.
+    pub nano_cpus: i64,
     /// Bytes of stdout and of stderr kept per phase.
     pub output_cap: usize,
     /// Size of the `/work` tmpfs.
@@ -60,6 +69,15 @@ pub struct Limits {
     pub tmp_bytes: i64,
     /// Largest file a program may write (stdout included), in bytes.
     pub max_file_bytes: u64,
+}
+
+impl Limits {
+    /// Size of the results tmpfs (`/work/.slipway`): the wrapper, the job's
+    /// settings and stdin, and each phase's stdout and stderr at their
+    /// largest (`max_file_bytes` each), plus room for the status lines.
+    pub fn result_bytes(&self) -> i64 {
+        4 * self.max_file_bytes as i64 + (4 << 20)
+    }
 }
 
 /// What a sandbox container is before it gets a job: the runtime and the
@@ -72,10 +90,14 @@ pub struct Shape {
     pub memory_bytes: i64,
     /// Maximum number of processes and threads.
     pub pids: i64,
+    /// CPUs of the container, in billionths of a CPU.
+    pub nano_cpus: i64,
     /// Size of the `/work` tmpfs.
     pub work_bytes: i64,
     /// Size of `/tmp`.
     pub tmp_bytes: i64,
+    /// Size of the results tmpfs `/work/.slipway`.
+    pub result_bytes: i64,
 }
 
 impl Shape {
@@ -85,19 +107,25 @@ impl Shape {
             def,
             memory_bytes: limits.memory_bytes,
             pids: limits.pids,
+            nano_cpus: limits.nano_cpus,
             work_bytes: limits.work_bytes,
             tmp_bytes: limits.tmp_bytes,
+            result_bytes: limits.result_bytes(),
         }
     }
 
-    fn key(&self) -> (&str, &str, i64, i64, i64, i64) {
+    fn key(&self) -> (&str, &str, [i64; 6]) {
         (
             &self.def.language,
             &self.def.version,
-            self.memory_bytes,
-            self.pids,
-            self.work_bytes,
-            self.tmp_bytes,
+            [
+                self.memory_bytes,
+                self.pids,
+                self.nano_cpus,
+                self.work_bytes,
+                self.tmp_bytes,
+                self.result_bytes,
+            ],
         )
     }
 }
@@ -206,7 +234,7 @@ pub fn container_spec(name: &str, shape: &Shape, self_destruct: Duration) -> Con
         .security(Security::sandbox())
         .memory(shape.memory_bytes)
         .pids_limit(shape.pids)
-        .nano_cpus(1_000_000_000)
+        .nano_cpus(shape.nano_cpus)
         .env("HOME", "/tmp")
         .env("LANG", "C.UTF-8");
     for (k, v) in &shape.def.env {
@@ -238,11 +266,27 @@ pub async fn prepare(
     config.tty = Some(false);
     let host = config.host_config.get_or_insert_with(Default::default);
     host.auto_remove = Some(true);
-    host.tmpfs.get_or_insert_with(HashMap::new).insert(
+    // The job's output comes back over the attach stream; Docker's log file
+    // would copy it line by line as well (a 16 MiB flood of short lines held
+    // the job ~25 s instead of under one).
+    host.log_config = Some(bollard::models::HostConfigLogConfig {
+        typ: Some("none".into()),
+        config: None,
+    });
+    let tmpfs = host.tmpfs.get_or_insert_with(HashMap::new);
+    tmpfs.insert(
         "/work".to_string(),
         format!(
             "rw,exec,nosuid,nodev,size={},uid=1000,gid=1000,mode=0700",
             shape.work_bytes
+        ),
+    );
+    // Mounted over `/work/.slipway` (Docker mounts the parent first).
+    tmpfs.insert(
+        RESULT_MOUNT.to_string(),
+        format!(
+            "rw,noexec,nosuid,nodev,size={},uid=1000,gid=1000,mode=0700",
+            shape.result_bytes
         ),
     );
     let docker = rt.docker();
@@ -391,7 +435,12 @@ fn outcome(input: &Input<'_>, stdout: &[u8], hard_timeout: bool) -> Outcome {
         };
         phase.get_or_insert_with(PhaseResult::default).timed_out = true;
     }
-    if result.run.is_none() && result.compile.is_none() {
+    result.error = limit_error(&result, l);
+    let compiled = result
+        .compile
+        .as_ref()
+        .is_none_or(|c| c.exit_code == Some(0) && !c.timed_out);
+    if result.error.is_none() && result.run.is_none() && compiled {
         result.error = Some(
             "the sandbox stopped before reporting a result (files in /work and /tmp count \
              against the memory limit)"
@@ -406,6 +455,30 @@ fn outcome(input: &Input<'_>, stdout: &[u8], hard_timeout: bool) -> Outcome {
         },
         Err(e) => Outcome::failed(format!("zipping the output failed: {e}")),
     }
+}
+
+/// Spelled-out reason when a phase hit a limit of the sandbox itself rather
+/// than failing on its own: the disk (`/work`, `/tmp`) or the memory.
+fn limit_error(result: &JobResult, l: &Limits) -> Option<String> {
+    let phases = [&result.compile, &result.run];
+    let phases = phases.iter().filter_map(|p| p.as_ref());
+    let mib = |bytes: i64| bytes >> 20;
+    if phases.clone().any(|p| p.disk_full) {
+        return Some(format!(
+            "sandbox disk full: the program filled its writable space \
+             (/work holds {} MiB, /tmp {} MiB)",
+            mib(l.work_bytes),
+            mib(l.tmp_bytes)
+        ));
+    }
+    if phases.clone().any(|p| p.oom_killed) {
+        return Some(format!(
+            "out of memory: the program went over the sandbox's memory limit of {} MiB \
+             (files in /work and /tmp count too)",
+            mib(l.memory_bytes)
+        ));
+    }
+    None
 }
 
 /// Quote `s` for a POSIX shell (single quotes).
@@ -547,6 +620,8 @@ fn phase_result(meta: &Files, name: &str, cap: usize, limit_ms: u64) -> Option<P
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0)
         > 0;
+    // The writable directories left without a free byte (`-` when none).
+    let disk_full = parts.next().is_some_and(|full| full != "-");
     let (stdout, out_cut) = capped(find(meta, &format!("{name}.out")).unwrap_or_default(), cap);
     let (stderr, err_cut) = capped(find(meta, &format!("{name}.err")).unwrap_or_default(), cap);
     let signal = (129..160).contains(&code).then(|| code - 128);
@@ -567,6 +642,7 @@ fn phase_result(meta: &Files, name: &str, cap: usize, limit_ms: u64) -> Option<P
         truncated: out_cut || err_cut || signal == Some(25),
         oom_killed,
         timed_out,
+        disk_full,
     })
 }
 
@@ -618,5 +694,75 @@ mod tests {
         let p = phase_result(&oom, "run", 1024, 2000).unwrap();
         assert!(p.oom_killed && !p.timed_out && p.memory_kb.is_none());
         assert!(phase_result(&meta, "compile", 1024, 2000).is_none());
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            compile_timeout_ms: 10_000,
+            run_timeout_ms: 3_000,
+            memory_bytes: 256 << 20,
+            pids: 64,
+            nano_cpus: 1_000_000_000,
+            output_cap: 1024,
+            work_bytes: 64 << 20,
+            tmp_bytes: 256 << 20,
+            max_file_bytes: 16 << 20,
+        }
+    }
+
+    #[test]
+    fn a_full_disk_keeps_the_output_and_is_spelled_out() {
+        let meta: Files = vec![
+            ("run.status".into(), b"0 390 67868 0 /work\n".to_vec()),
+            ("run.out".into(), b"before\nafter\n".to_vec()),
+        ];
+        let run = phase_result(&meta, "run", 1024, 3000).unwrap();
+        assert!(run.disk_full && !run.oom_killed);
+        assert_eq!(
+            (run.stdout.as_str(), run.exit_code),
+            ("before\nafter\n", Some(0))
+        );
+        let result = JobResult {
+            run: Some(run),
+            ..Default::default()
+        };
+        let error = limit_error(&result, &limits()).unwrap();
+        assert!(error.starts_with("sandbox disk full: "), "{error}");
+        assert!(error.contains("64 MiB"), "{error}");
+        assert_eq!(
+            JobResult {
+                error: Some(error),
+                ..result
+            }
+            .state(),
+            crate::JobState::Failed
+        );
+        // The status line of a wrapper without the disk field, and a free disk.
+        for line in [&b"0 10 100 0\n"[..], b"0 10 100 0 -\n"] {
+            let meta: Files = vec![("run.status".into(), line.to_vec())];
+            assert!(!phase_result(&meta, "run", 1024, 3000).unwrap().disk_full);
+        }
+    }
+
+    #[test]
+    fn running_out_of_memory_is_spelled_out() {
+        let meta: Files = vec![("run.status".into(), b"137 300 32768 1 -\n".to_vec())];
+        let result = JobResult {
+            run: phase_result(&meta, "run", 1024, 3000),
+            ..Default::default()
+        };
+        let error = limit_error(&result, &limits()).unwrap();
+        assert!(error.starts_with("out of memory: "), "{error}");
+        assert!(error.contains("256 MiB"), "{error}");
+        let fine = JobResult {
+            run: Some(PhaseResult::default()),
+            ..Default::default()
+        };
+        assert_eq!(limit_error(&fine, &limits()), None);
+    }
+
+    #[test]
+    fn results_have_room_for_every_phase_at_the_file_size_limit() {
+        assert!(limits().result_bytes() >= 4 * (16 << 20));
     }
 }

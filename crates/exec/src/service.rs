@@ -12,6 +12,7 @@ use slipway_store::{ExecJobRecord, NewExecJob, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::fair_queue::{FairQueue, UserQueue};
 use crate::metrics::{lang, JobLabels, Metrics};
 use crate::model::{JobRequest, JobResult, JobState};
 use crate::pool::{Pool, PoolConfig};
@@ -23,6 +24,10 @@ use crate::sandbox::{self, Limits, Shape, INSTANCE_LABEL};
 pub struct ExecConfig {
     /// Jobs run at the same time.
     pub workers: usize,
+    /// Jobs of one user running at the same time (at least 1, at most
+    /// `workers`); [`ExecConfig::default_running_cap`] unless configured.
+    /// Free workers beyond it stay free for other users' jobs.
+    pub max_running_per_user: usize,
     /// Pending jobs (all users) before submissions get 429.
     pub max_pending: i64,
     /// Pending jobs of one user before their submissions get 429.
@@ -41,8 +46,10 @@ pub struct ExecConfig {
     pub run_timeout_ms: (u64, u64),
     /// Default and maximum memory limit.
     pub memory_bytes: (i64, i64),
-    /// Processes per sandbox.
+    /// Processes and threads per sandbox.
     pub pids: i64,
+    /// CPUs per sandbox, in billionths of a CPU (Docker's `NanoCpus`).
+    pub nano_cpus: i64,
     /// Bytes of stdout/stderr kept per phase.
     pub output_cap: usize,
     /// The warm pool of sandboxes.
@@ -53,6 +60,7 @@ impl Default for ExecConfig {
     fn default() -> Self {
         ExecConfig {
             workers: 4,
+            max_running_per_user: Self::default_running_cap(4),
             max_pending: 256,
             max_pending_per_user: 64,
             submissions_per_minute: 600,
@@ -63,9 +71,20 @@ impl Default for ExecConfig {
             run_timeout_ms: (3_000, 60_000),
             memory_bytes: (256 << 20, 1 << 30),
             pids: 64,
+            nano_cpus: 1_000_000_000,
             output_cap: 64 * 1024,
             pool: PoolConfig::default(),
         }
+    }
+}
+
+impl ExecConfig {
+    /// The per-user running cap when none is configured: half the workers,
+    /// rounded up, at least 1. One user's backlog then leaves the other half
+    /// free, so another user's job starts at once instead of after one of
+    /// theirs ends.
+    pub fn default_running_cap(workers: usize) -> usize {
+        workers.div_ceil(2).max(1)
     }
 }
 
@@ -134,6 +153,8 @@ struct Inner {
     /// Unique per process: claims of a previous process never match.
     process: String,
     wake: Notify,
+    /// Picks whose job runs next; held while a worker claims.
+    fair: tokio::sync::Mutex<FairQueue>,
     /// Woken when the job with this id is finished (for [`ExecService::wait`]).
     finished: Mutex<HashMap<String, Arc<Notify>>>,
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -203,6 +224,7 @@ impl ExecService {
             config.pool.clone(),
             metrics.clone(),
         );
+        let running_cap = config.max_running_per_user.min(config.workers.max(1));
         let service = ExecService {
             inner: Arc::new(Inner {
                 store,
@@ -211,6 +233,7 @@ impl ExecService {
                 instance,
                 process: random_hex(4),
                 wake: Notify::new(),
+                fair: tokio::sync::Mutex::new(FairQueue::new(running_cap)),
                 finished: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 recent: Mutex::new(HashMap::new()),
@@ -415,9 +438,8 @@ impl ExecService {
     async fn work(self, n: usize) {
         let worker = format!("{}-{}/{n}", self.inner.instance, self.inner.process);
         loop {
-            match self.inner.store.claim_exec_job(&worker).await {
+            match self.claim_next(&worker).await {
                 Ok(Some(job)) => {
-                    self.queue_left();
                     let waited = (job.started_at.unwrap_or_else(chrono::Utc::now) - job.created_at)
                         .num_milliseconds()
                         .max(0) as f64
@@ -430,7 +452,6 @@ impl ExecService {
                     self.process(job, &worker).await
                 }
                 Ok(None) => {
-                    self.inner.metrics.queue_length.set(0);
                     tokio::select! {
                         _ = self.inner.wake.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -441,6 +462,42 @@ impl ExecService {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+        }
+    }
+
+    /// Claims for `worker` the job the fair queue picks (see
+    /// [`crate::fair_queue`]); None when nothing waits or every user with
+    /// waiting jobs is at the running cap. Workers claim one at a time, so
+    /// the running counts the choice rests on are never stale.
+    async fn claim_next(&self, worker: &str) -> Result<Option<ExecJobRecord>, StoreError> {
+        let mut fair = self.inner.fair.lock().await;
+        let m = &self.inner.metrics;
+        loop {
+            let users: Vec<UserQueue> = self
+                .inner
+                .store
+                .exec_queue_by_owner()
+                .await?
+                .into_iter()
+                .map(|row| UserQueue {
+                    owner_id: row.owner_id,
+                    pending: row.pending,
+                    running: row.running,
+                    oldest: row.oldest,
+                })
+                .collect();
+            let waiting: i64 = users.iter().map(|u| u.pending).sum();
+            m.queue_length.set(waiting);
+            m.queue_users.set(users.len() as i64);
+            m.users_at_cap.set(fair.capped(&users) as i64);
+            let Some(owner) = fair.pick(&users) else {
+                return Ok(None);
+            };
+            if let Some(job) = self.inner.store.claim_exec_job_of(worker, owner).await? {
+                m.queue_length.set(waiting - 1);
+                return Ok(Some(job));
+            }
+            // Their waiting job was cancelled in between: choose again.
         }
     }
 
@@ -567,6 +624,7 @@ impl ExecService {
                 .unwrap_or(c.memory_bytes.0)
                 .clamp(8 << 20, c.memory_bytes.1),
             pids: c.pids,
+            nano_cpus: c.nano_cpus,
             output_cap: c.output_cap,
             work_bytes: 64 << 20,
             tmp_bytes: 256 << 20,

@@ -1,6 +1,8 @@
 # Slipway exec wrapper (POSIX sh: busybox ash and dash). Runs inside the
 # sandbox as uid 1000 once the job's files are in /work; records each phase in
-# /work/.slipway/result/<phase>.{out,err,status}, then prints the result marker
+# /work/.slipway/result/<phase>.{out,err,status} (/work/.slipway is a tmpfs of
+# its own, so a program that fills /work or /tmp does not take the room of its
+# results), then prints the result marker
 # followed by a tar of the results and output/ on stdout, and exits (the
 # container removes itself). Builtins only after a phase until its leftovers
 # are killed, so a fork bomb cannot stop it.
@@ -34,10 +36,26 @@ peak_kb() {
     fi
 }
 
+# The writable directories that cannot take one more byte ("-" when none):
+# the program ran out of disk space there.
+full_disks() {
+    FULL=
+    for d in /work /tmp; do
+        if ! { printf x > "$d/.slipway-space"; } 2> /dev/null; then
+            FULL=$FULL${FULL:+,}$d
+        fi
+        rm -f "$d/.slipway-space" 2> /dev/null
+    done
+    FULL=${FULL:--}
+}
+
 # phase NAME CPU_SECONDS WALL_SECONDS COMMAND INPUT [ARGS...]
 phase() {
     name=$1 cpu=$2 wall=$3 cmd=$4 input=$5
     shift 5
+    # Room for the status line, taken before the program runs: rewriting the
+    # file reuses it even if the program filled this tmpfs too.
+    printf '%1000s\n' '' > "$R/$name.status"
     oom_kills
     o0=$OOMS
     read up _ < /proc/uptime
@@ -56,7 +74,8 @@ phase() {
     t1=${up%.*}${up#*.}
     peak_kb
     oom_kills
-    echo "$code $(( (t1 - t0) * 10 )) $PEAK $((OOMS - o0))" > "$R/$name.status"
+    full_disks
+    echo "$code $(( (t1 - t0) * 10 )) $PEAK $((OOMS - o0)) $FULL" > "$R/$name.status"
 }
 
 finish() {

@@ -34,6 +34,19 @@ pub struct ExecJobRecord {
     pub has_output: bool,
 }
 
+/// One user's share of the queue (see [`Store::exec_queue_by_owner`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ExecQueueRow {
+    /// The user.
+    pub owner_id: i64,
+    /// Their pending jobs.
+    pub pending: i64,
+    /// Their running jobs.
+    pub running: i64,
+    /// Submission time of their oldest pending job.
+    pub oldest: DateTime<Utc>,
+}
+
 /// What a new job needs.
 pub struct NewExecJob<'a> {
     /// Random id.
@@ -78,13 +91,36 @@ impl Store {
         .await?)
     }
 
-    /// Atomically claims the oldest pending job for `worker`, marking it running.
-    pub async fn claim_exec_job(&self, worker: &str) -> Result<Option<ExecJobRecord>, StoreError> {
+    /// Per user with pending jobs: how many wait, how many run, and when
+    /// the oldest waiting one was submitted (the fair scheduler's input).
+    pub async fn exec_queue_by_owner(&self) -> Result<Vec<ExecQueueRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ExecQueueRow>(
+            "WITH pending AS (
+                 SELECT owner_id, COUNT(*) AS pending, MIN(created_at) AS oldest
+                 FROM exec_jobs WHERE state = 'pending' GROUP BY owner_id),
+             running AS (
+                 SELECT owner_id, COUNT(*) AS running
+                 FROM exec_jobs WHERE state = 'running' GROUP BY owner_id)
+             SELECT p.owner_id, p.pending, COALESCE(r.running, 0) AS running, p.oldest
+             FROM pending p LEFT JOIN running r ON r.owner_id = p.owner_id
+             ORDER BY p.owner_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Atomically claims `owner_id`'s oldest pending job for `worker`,
+    /// marking it running; None when they have none (any more).
+    pub async fn claim_exec_job_of(
+        &self,
+        worker: &str,
+        owner_id: i64,
+    ) -> Result<Option<ExecJobRecord>, StoreError> {
         let t = now();
         Ok(sqlx::query_as::<_, ExecJobRecord>(&format!(
             "UPDATE exec_jobs SET state = 'running', claimed_by = ?, claimed_at = ?, started_at = ?,
                     attempts = attempts + 1
-             WHERE id = (SELECT id FROM exec_jobs WHERE state = 'pending'
+             WHERE id = (SELECT id FROM exec_jobs WHERE state = 'pending' AND owner_id = ?
                          ORDER BY created_at, rowid LIMIT 1)
                AND state = 'pending'
              RETURNING {COLUMNS}"
@@ -92,6 +128,7 @@ impl Store {
         .bind(worker)
         .bind(t)
         .bind(t)
+        .bind(owner_id)
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -209,5 +246,48 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_queue_is_counted_and_claimed_per_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let a = store.create_user("alice", "hash", false).await.unwrap().id;
+        let b = store.create_user("bob", "hash", false).await.unwrap().id;
+        for (id, owner) in [("a1", a), ("a2", a), ("a3", a), ("b1", b)] {
+            store
+                .insert_exec_job(NewExecJob {
+                    id,
+                    owner_id: owner,
+                    language: "busybox-sh",
+                    version: "1",
+                    request: "{}",
+                })
+                .await
+                .unwrap();
+        }
+        let first = store.claim_exec_job_of("w1", a).await.unwrap().unwrap();
+        assert_eq!((first.id.as_str(), first.state.as_str()), ("a1", "running"));
+        let queue = store.exec_queue_by_owner().await.unwrap();
+        assert_eq!(queue.len(), 2);
+        assert_eq!(
+            (queue[0].owner_id, queue[0].pending, queue[0].running),
+            (a, 2, 1)
+        );
+        assert_eq!(
+            (queue[1].owner_id, queue[1].pending, queue[1].running),
+            (b, 1, 0)
+        );
+        let theirs = store.claim_exec_job_of("w2", b).await.unwrap().unwrap();
+        assert_eq!(theirs.id, "b1");
+        assert!(store.claim_exec_job_of("w2", b).await.unwrap().is_none());
+        let queue = store.exec_queue_by_owner().await.unwrap();
+        assert_eq!(queue.len(), 1, "bob has nothing waiting: {queue:?}");
+        assert_eq!(store.count_pending_exec_jobs(a).await.unwrap(), (2, 2));
     }
 }

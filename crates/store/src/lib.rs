@@ -25,7 +25,7 @@ pub use alerts::{
 pub use apps::{AppEvent, NewRelease};
 pub use autoscale::{AutoscaleRow, AutoscaleSettings};
 pub use error::StoreError;
-pub use exec_jobs::{ExecJobRecord, NewExecJob};
+pub use exec_jobs::{ExecJobRecord, ExecQueueRow, NewExecJob};
 pub use pipelines::{NewPipeline, NewStep};
 pub use tokens::NewTokenRecord;
 pub use webhooks::WebhookRow;

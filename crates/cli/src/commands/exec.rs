@@ -117,7 +117,7 @@ pub async fn run(cmd: ExecCommand, g: &GlobalArgs) -> anyhow::Result<()> {
                 if let Some(s) = last["signal"].as_str() {
                     status.push_str(&format!(", signal {s}"));
                 }
-                for flag in ["oom_killed", "timed_out", "truncated"] {
+                for flag in ["oom_killed", "disk_full", "timed_out", "truncated"] {
                     if last[flag] == true {
                         status.push_str(&format!(", {flag}"));
                     }
