@@ -114,15 +114,6 @@ impl Fixture {
     }
 }
 
-fn step<'a>(p: &'a Value, name: &str) -> &'a Value {
-    p["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {p}"))
-}
-
 fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
     v.as_str()
         .unwrap_or_else(|| panic!("not a time: {v}"))

@@ -104,15 +104,6 @@ impl Tenant {
     }
 }
 
-fn step<'a>(p: &'a Value, name: &str) -> &'a Value {
-    p["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name}: {p}"))
-}
-
 fn docker_cli(args: &[&str]) -> String {
     let out = std::process::Command::new("docker")
         .args(args)

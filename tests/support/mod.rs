@@ -225,6 +225,17 @@ impl Drop for TestServer {
     }
 }
 
+/// Step `name` of a pipeline as the API shows it (panics, showing the
+/// pipeline, when there is none).
+pub fn step<'a>(p: &'a Value, name: &str) -> &'a Value {
+    p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {p}"))
+}
+
 /// Asserts an API error body has the documented shape and returns its code.
 pub fn error_code(body: &Value) -> String {
     let code = body["error"]["code"]
