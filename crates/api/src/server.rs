@@ -67,7 +67,7 @@ impl Server {
         config.ci_limits().map_err(anyhow::Error::msg)?;
         let network_pool: ipnet::Ipv4Net = config.network_pool.parse().map_err(|e| {
             anyhow::anyhow!(
-                "setting network_pool {:?}: {e} (an IPv4 range such as 10.213.0.0/16)",
+                "setting network_pool {:?}: {e} (an IPv4 range such as 10.220.0.0/16)",
                 config.network_pool
             )
         })?;

@@ -5,7 +5,7 @@
 //! Slipway's API, etcd, PostgreSQL, SSH. Docker's isolation rules only cover
 //! traffic between bridges (FORWARD), not traffic to the host itself (INPUT).
 //! So every network Slipway makes gets a bridge interface named
-//! `slw<hash>` ([`bridge_name`]), and one firewall rule drops new
+//! `slipbr<hash>` ([`bridge_name`]), and one firewall rule drops new
 //! connections from any such interface to the host. Replies to the host's
 //! own connections (the proxy talking to a replica) still pass; DNS is
 //! answered inside each container by the engine, and traffic to the outside
@@ -14,7 +14,7 @@
 use std::process::Command;
 
 /// Prefix of the bridge interfaces of Slipway's networks.
-pub const BRIDGE_PREFIX: &str = "slw";
+pub const BRIDGE_PREFIX: &str = "slipbr";
 
 /// The bridge interface name of network `network` (at most 15 characters,
 /// the kernel's limit).
@@ -25,7 +25,7 @@ pub fn bridge_name(network: &str) -> String {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{BRIDGE_PREFIX}{:012x}", hash & 0xffff_ffff_ffff)
+    format!("{BRIDGE_PREFIX}{:09x}", hash & 0xf_ffff_ffff)
 }
 
 /// The rule, as `iptables` arguments after the chain operation.

@@ -32,13 +32,13 @@ pub struct ResourceInfo {
 /// 192.168/16 in /20s); with one network per pipeline and per app, a server
 /// with a few dozen apps would run out. Slipway therefore picks each
 /// network's subnet itself, from a range of its own.
-pub const DEFAULT_NETWORK_POOL: &str = "10.213.0.0/16";
+pub const DEFAULT_NETWORK_POOL: &str = "10.220.0.0/16";
 /// Prefix length of each network's subnet (126 usable addresses: more than a
 /// pipeline's 60 containers or one app's replicas on one node).
 pub const SUBNET_PREFIX_LEN: u8 = 25;
 
 impl Runtime {
-    /// This runtime with networks allocated from `pool` (e.g. `10.213.0.0/16`).
+    /// This runtime with networks allocated from `pool` (e.g. `10.220.0.0/16`).
     pub fn with_network_pool(mut self, pool: Ipv4Net) -> Self {
         self.network_pool = pool;
         self
