@@ -452,7 +452,12 @@ fn many_concurrent_jobs_are_bounded_and_none_are_lost_or_mixed() {
 
 #[test]
 fn a_server_restart_loses_no_accepted_job() {
-    let (mut server, alice, _) = server_with_users(&[("SLIPWAY_EXEC_WORKERS", "2")]);
+    // Both workers for alice (the per-user cap would run her jobs one at a
+    // time, and the restart could fall between two of them).
+    let (mut server, alice, _) = server_with_users(&[
+        ("SLIPWAY_EXEC_WORKERS", "2"),
+        ("SLIPWAY_EXEC_MAX_RUNNING_PER_USER", "2"),
+    ]);
     let jobs: Vec<(String, String)> = (0..10)
         .map(|i| {
             let marker = format!("survivor-{i}");
