@@ -41,7 +41,9 @@ impl Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Three browser tests start their drivers at once; on a loaded
+        // 2-core machine one took over 20 s.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if reqwest::blocking::get(format!("{}/status", driver.url))
                 .is_ok_and(|r| r.status().is_success())
@@ -50,7 +52,7 @@ impl Driver {
             }
             assert!(
                 Instant::now() < deadline,
-                "chromedriver did not answer on {} within 20 s",
+                "chromedriver did not answer on {} within 60 s",
                 driver.url
             );
             std::thread::sleep(Duration::from_millis(100));
