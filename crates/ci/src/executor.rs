@@ -205,17 +205,6 @@ async fn checkout(ctx: &Context, container: &str) -> Result<(), String> {
         .clone()
 }
 
-/// `spec` with the memory and CPU limits resolved when the pipeline was queued.
-fn with_limits(mut spec: ContainerSpec, limits: &slipway_domain::Resources) -> ContainerSpec {
-    if let Some(m) = limits.memory_bytes {
-        spec = spec.memory(m);
-    }
-    if let Some(n) = limits.nano_cpus {
-        spec = spec.nano_cpus(n);
-    }
-    spec
-}
-
 async fn start_services(ctx: &Context, config: &Pipeline) -> Result<(), String> {
     for s in &config.services {
         crate::pull::ensure_image(ctx, &s.image)
@@ -228,7 +217,9 @@ async fn start_services(ctx: &Context, config: &Pipeline) -> Result<(), String> 
                 aliases: vec![s.name.clone()],
             });
         spec.init = true;
-        spec = with_limits(spec, &s.resources).pids_limit(ctx.ci.options().limits.pids);
+        spec = spec
+            .limits(s.resources.memory_bytes, s.resources.nano_cpus)
+            .pids_limit(ctx.ci.options().limits.pids);
         if !s.commands.is_empty() {
             spec = spec.shell(s.commands.join("\n"));
         }
@@ -382,7 +373,7 @@ async fn step_container(
         .env("CI_STEP_NAME", &step.name)
         .env("CI_WORKSPACE", WORKSPACE);
     spec.init = true;
-    spec = with_limits(spec, &step.resources);
+    spec = spec.limits(step.resources.memory_bytes, step.resources.nano_cpus);
     for (path, volume) in &ctx.cache {
         spec = spec.volume(volume.clone(), format!("{WORKSPACE}/{path}"));
     }

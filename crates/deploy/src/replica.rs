@@ -146,13 +146,7 @@ pub(crate) fn container_spec(
     for (k, v) in secrets {
         c = c.env(k, v);
     }
-    if let Some(bytes) = limits.memory_bytes {
-        c = c.memory(bytes);
-    }
-    if let Some(nano) = limits.nano_cpus {
-        c = c.nano_cpus(nano);
-    }
-    c
+    c.limits(limits.memory_bytes, limits.nano_cpus)
 }
 
 #[cfg(test)]

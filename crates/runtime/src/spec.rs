@@ -413,6 +413,17 @@ impl ContainerSpec {
         self
     }
 
+    /// Limit memory and CPU where given (`None` leaves that limit unset).
+    pub fn limits(mut self, memory_bytes: Option<i64>, nano_cpus: Option<i64>) -> Self {
+        if memory_bytes.is_some() {
+            self.resources.memory_bytes = memory_bytes;
+        }
+        if nano_cpus.is_some() {
+            self.resources.nano_cpus = nano_cpus;
+        }
+        self
+    }
+
     /// Limit the number of processes.
     pub fn pids_limit(mut self, pids: i64) -> Self {
         self.resources.pids_limit = Some(pids);
