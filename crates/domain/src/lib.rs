@@ -10,6 +10,7 @@ pub mod limits;
 pub mod names;
 pub mod pipeline;
 pub mod records;
+pub mod stack;
 
 pub use access::{effective_access, Access, Scope};
 pub use app::{AppName, AppRecord, AppSpec, HealthSpec, ReleaseRecord, ReleaseStatus};
@@ -17,3 +18,4 @@ pub use limits::{LimitPolicy, Resources};
 pub use names::{NameError, RepoName, Username};
 pub use pipeline::{LogLine, PipelineRecord, Status, StepRecord};
 pub use records::{is_null_sha, Collaborator, PushEvent, RefUpdate, Repo, TokenInfo, User};
+pub use stack::{ServiceSpec, StackSpec};
