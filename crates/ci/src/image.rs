@@ -55,12 +55,13 @@ pub(crate) async fn run(ctx: &Context, build: &ImageBuild, record: &StepRecord) 
 
 /// Runs `docker build`, its lines into the step log. On failure: the
 /// error's last line (for the app event) and the whole message (for the log).
-async fn build_image_logged(
+pub(crate) async fn build_image_logged(
     ctx: &Context,
+    context: bytes::Bytes,
     opts: &BuildOptions,
     log: &mut StepLog,
 ) -> Result<(), (String, String)> {
-    let lines = build_image(&ctx.rt, ctx.archive.clone(), opts);
+    let lines = build_image(&ctx.rt, context, opts);
     tokio::pin!(lines);
     let deadline = tokio::time::sleep(BUILD_TIMEOUT);
     tokio::pin!(deadline);
@@ -91,7 +92,7 @@ async fn build_image_logged(
 /// Refuses a Dockerfile whose `FROM` or `COPY --from=` names an image the
 /// pusher may not use (another tenant's release, a bare image ID…), and pulls
 /// the registry images it names, before anything is built.
-async fn check_base_images(ctx: &Context, dockerfile: &str) -> Result<(), String> {
+pub(crate) async fn check_base_images(ctx: &Context, dockerfile: &str) -> Result<(), String> {
     let out = tokio::process::Command::new(ctx.ci.git_bin())
         .arg("--git-dir")
         .arg(ctx.ci.repo_path(&ctx.repo))
@@ -128,7 +129,7 @@ fn last_line(text: &str) -> String {
 }
 
 /// Records an app event (a failure to record is logged, not fatal).
-async fn record_event(ctx: &Context, app_id: i64, kind: &str, message: &str) {
+pub(crate) async fn record_event(ctx: &Context, app_id: i64, kind: &str, message: &str) {
     tracing::info!(app_id, kind, "{message}");
     if let Err(e) = ctx.ci.store().add_app_event(app_id, kind, message).await {
         tracing::warn!(error = %e, "cannot record an app event");
@@ -152,6 +153,29 @@ async fn build_and_release(
         .ok_or("deployments are not available on this server")?
         .clone();
     let sha = &ctx.pipeline.sha;
+    let release = match crate::stack_build::find_compose(ctx, &app).await? {
+        Some(compose) => {
+            let stack =
+                crate::stack_build::build_stack(ctx, &app, compose, build.resources, log).await?;
+            deployer
+                .release_stack(&app, stack, sha, Some(ctx.pipeline.id), &ctx.pipeline.actor)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => build_single(ctx, build, &app, &deployer, log).await?,
+    };
+    follow_release(ctx, &app, &deployer, release, log).await
+}
+
+/// Builds the app's one image from its Dockerfile and releases it.
+async fn build_single(
+    ctx: &Context,
+    build: &ImageBuild,
+    app: &slipway_domain::AppRecord,
+    deployer: &slipway_deploy::Deployer,
+    log: &mut StepLog,
+) -> Result<slipway_domain::ReleaseRecord, String> {
+    let sha = &ctx.pipeline.sha;
     let tag = image_tag(&app.name, sha);
     check_base_images(ctx, &build.dockerfile).await?;
     log.system(&format!(
@@ -173,7 +197,7 @@ async fn build_and_release(
         ]),
         ..Default::default()
     };
-    let built = build_image_logged(ctx, &opts, log).await;
+    let built = build_image_logged(ctx, ctx.archive.clone(), &opts, log).await;
     let short = &sha[..sha.len().min(12)];
     let pipeline = ctx.pipeline.number;
     match &built {
@@ -192,31 +216,51 @@ async fn build_and_release(
         }
     }
     built.map_err(|(_, full)| full)?;
-    match deployer.publish_image(&app, &ctx.repo.owner, &tag).await {
+    match deployer.publish_image(app, &ctx.repo.owner, &tag).await {
         Ok(reference) => log.system(&format!(
             "stored in the registry as {reference} (GET /v2/{reference})"
         )),
         Err(e) => log.system(&format!("warning: {e}; deploying from the local image")),
     }
     log.flush().await;
-    let release = deployer
-        .release_image(&app, &tag, sha, Some(ctx.pipeline.id), &ctx.pipeline.actor)
+    deployer
+        .release_image(app, &tag, sha, Some(ctx.pipeline.id), &ctx.pipeline.actor)
         .await
-        .map_err(|e| e.to_string())?;
-    log.system(&format!(
-        "release v{} created; rolling out to {} replica(s)",
-        release.number, app.spec.replicas
-    ));
-    log.flush().await;
-    let wait =
+        .map_err(|e| e.to_string())
+}
+
+/// Follows a new release in the step's log until it is live or failed.
+async fn follow_release(
+    ctx: &Context,
+    app: &slipway_domain::AppRecord,
+    deployer: &slipway_deploy::Deployer,
+    release: slipway_domain::ReleaseRecord,
+    log: &mut StepLog,
+) -> Result<(), String> {
+    let mut wait =
         Duration::from_millis(app.spec.health.start_timeout_ms) * 2 + Duration::from_secs(60);
+    match &release.spec.stack {
+        Some(stack) => {
+            log.system(&format!(
+                "release v{} created; rolling out {} service(s) in dependency order",
+                release.number,
+                stack.services.len()
+            ));
+            wait = wait.max(Duration::from_secs(15 * 60));
+        }
+        None => log.system(&format!(
+            "release v{} created; rolling out to {} replica(s)",
+            release.number, app.spec.replicas
+        )),
+    }
+    log.flush().await;
     let ended = tokio::select! {
         r = deployer.wait_release(app.id, release.number, wait) => r.map_err(|e| e.to_string())?,
         _ = ctx.cancel.cancelled() => return Err("cancelled while the release rolled out (the rollout goes on)".into()),
     };
     match ended {
         Some(r) if r.status == ReleaseStatus::Active => {
-            let url = deployer.url(&app).unwrap_or_default();
+            let url = deployer.url(app).unwrap_or_default();
             log.system(&format!("v{} is live {url}", r.number));
             Ok(())
         }

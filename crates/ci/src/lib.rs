@@ -16,6 +16,7 @@ pub mod image_policy;
 mod logs;
 pub mod mask;
 mod pull;
+mod stack_build;
 pub mod queue;
 pub use slipway_auth::secrets;
 pub mod webhooks;

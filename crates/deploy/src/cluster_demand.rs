@@ -177,6 +177,7 @@ fn view(r: &NodeReplica) -> ReplicaView {
         node: Some(r.node.clone()),
         error: (state == ReplicaState::Failed).then(|| report.detail.clone()),
         limits: Default::default(),
+        service: None,
     }
 }
 

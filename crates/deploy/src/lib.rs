@@ -26,6 +26,8 @@ mod reconcile;
 mod replica;
 mod routes;
 mod service;
+mod stack;
+mod volumes;
 
 pub use cluster_demand::{
     cluster_image, registry_host, ClusterSecrets, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB,
@@ -33,6 +35,8 @@ pub use cluster_demand::{
 };
 pub use replica::{ReplicaState, ReplicaView, REPLICA_PIDS_LIMIT};
 pub use service::ConfigChange;
+pub use volumes::VolumeView;
+pub use stack::{SERVICE_HASH_LABEL, SERVICE_LABEL, TASK_LABEL, VOLUME_LABEL};
 pub use slipway_logs::{Direction, LogRecord, LogStore, Query, Retention, Stream as LogStream};
 
 use slipway_auth::secrets::SecretBox;

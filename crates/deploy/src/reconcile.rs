@@ -161,7 +161,7 @@ impl Deployer {
         }
     }
 
-    fn snapshot(&self, app_id: i64) -> Vec<Replica> {
+    pub(crate) fn snapshot(&self, app_id: i64) -> Vec<Replica> {
         self.inner
             .apps
             .lock()
@@ -171,7 +171,7 @@ impl Deployer {
             .unwrap_or_default()
     }
 
-    fn set_state(&self, app_id: i64, container: &str, state: ReplicaState) {
+    pub(crate) fn set_state(&self, app_id: i64, container: &str, state: ReplicaState) {
         if let Some(r) = self
             .inner
             .apps
@@ -184,7 +184,7 @@ impl Deployer {
         }
     }
 
-    fn remember(&self, app_id: i64, replica: Replica) {
+    pub(crate) fn remember(&self, app_id: i64, replica: Replica) {
         self.collect_logs(app_id, &replica.container, replica.release);
         self.inner
             .apps
@@ -229,7 +229,7 @@ impl Deployer {
         });
     }
 
-    fn forget(&self, app_id: i64, container: &str) {
+    pub(crate) fn forget(&self, app_id: i64, container: &str) {
         if let Some(a) = self.inner.apps.lock().unwrap().get_mut(&app_id) {
             a.replicas.retain(|r| r.container != container);
         }
@@ -265,6 +265,15 @@ impl Deployer {
         };
         let release = self.current_release(&app).await?;
         self.refresh_route(&app, release.as_ref());
+        if let Some(rel) = release
+            .as_ref()
+            .filter(|r| r.status != ReleaseStatus::Failed)
+        {
+            if let Some(stack) = &rel.spec.stack {
+                self.refresh_stack_routes(&app, stack);
+                return self.reconcile_stack(&app, rel, stack, &found).await;
+            }
+        }
         if self.handle_deaths(&app, &found).await {
             return Ok(Progress::Changed);
         }
@@ -308,8 +317,12 @@ impl Deployer {
         let changed = {
             let mut apps = self.inner.apps.lock().unwrap();
             let entry = apps.entry(app.id).or_default();
-            let changed = entry.route.as_ref() != Some(&route);
+            let mut changed = entry.route.as_ref() != Some(&route);
             entry.route = Some(route);
+            if release.is_none_or(|r| r.spec.stack.is_none()) && !entry.service_routes.is_empty() {
+                entry.service_routes.clear();
+                changed = true;
+            }
             changed
         };
         if changed {
@@ -319,7 +332,7 @@ impl Deployer {
 
     /// Removes dead containers and replicas whose container vanished;
     /// schedules their restart after a backoff. True when any was found.
-    async fn handle_deaths(&self, app: &AppRecord, found: &[ContainerInfo]) -> bool {
+    pub(crate) async fn handle_deaths(&self, app: &AppRecord, found: &[ContainerInfo]) -> bool {
         let rt = self.runtime().cloned().expect("runtime");
         let live: HashSet<&str> = found
             .iter()
@@ -436,6 +449,8 @@ impl Deployer {
                                 .as_ref()
                                 .map(|r| self.replica_limits(&r.spec))
                                 .unwrap_or_default(),
+                            service: String::new(),
+                            hash: String::new(),
                         },
                     );
                     tracing::info!(app = %app.name, container = %c.id, "replica adopted");
@@ -586,6 +601,8 @@ impl Deployer {
                         restarts,
                         started_at: chrono::Utc::now(),
                         limits,
+                        service: String::new(),
+                        hash: String::new(),
                     },
                 );
                 match probe::wait_ready(&rt, &id, addr, release.spec.port, &release.spec.health)
@@ -673,8 +690,20 @@ impl Deployer {
         release: &ReleaseRecord,
         why: &str,
     ) -> Result<(), String> {
+        self.fail_release_with(app, release, &format!("replica of v{} {why}", release.number))
+            .await
+    }
+
+    /// Marks `release` failed with the message `msg` and points the app
+    /// back at its last active release.
+    pub(crate) async fn fail_release_with(
+        &self,
+        app: &AppRecord,
+        release: &ReleaseRecord,
+        msg: &str,
+    ) -> Result<(), String> {
         let store = self.store();
-        let msg = format!("replica of v{} {why}", release.number);
+        let msg = msg.to_string();
         store
             .set_release_status(app.id, release.number, ReleaseStatus::Failed, Some(&msg))
             .await
@@ -707,7 +736,7 @@ impl Deployer {
 
     /// Drains and stops replicas (all at once): out of the routes, in-flight
     /// requests finished, then SIGTERM.
-    async fn stop_replicas(&self, app: &AppRecord, replicas: Vec<Replica>) {
+    pub(crate) async fn stop_replicas(&self, app: &AppRecord, replicas: Vec<Replica>) {
         for r in &replicas {
             self.set_state(app.id, &r.container, ReplicaState::Draining);
         }
@@ -739,7 +768,7 @@ impl Deployer {
     }
 
     /// The last lines a failed replica printed, for the release's error.
-    async fn log_tail(&self, container: &str) -> String {
+    pub(crate) async fn log_tail(&self, container: &str) -> String {
         let Some(rt) = self.runtime() else {
             return String::new();
         };

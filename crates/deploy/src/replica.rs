@@ -53,6 +53,9 @@ pub struct ReplicaView {
     /// Memory and CPU limits of its container (single-node mode).
     #[serde(skip_serializing_if = "is_unset")]
     pub limits: slipway_domain::Resources,
+    /// The stack service it belongs to (apps deployed from a Compose file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 fn is_unset(r: &slipway_domain::Resources) -> bool {
@@ -69,6 +72,11 @@ pub(crate) struct Replica {
     pub restarts: u32,
     pub started_at: DateTime<Utc>,
     pub limits: slipway_domain::Resources,
+    /// Stack service name ("" for a single-service app's replica).
+    pub service: String,
+    /// Digest of what the replica runs (stack services only): a service
+    /// whose digest is unchanged by a release keeps its replicas.
+    pub hash: String,
 }
 
 /// What the reconcile loop remembers about one app.
@@ -77,6 +85,8 @@ pub(crate) struct AppReplicas {
     pub replicas: Vec<Replica>,
     /// Route settings (hosts, health) of the app, refreshed each run.
     pub route: Option<crate::routes::AppRoute>,
+    /// Stack apps: the routes of each service with ingress (replace `route`).
+    pub service_routes: Vec<crate::routes::ServiceRoute>,
     /// Crashes since the last replica that became healthy: the backoff exponent.
     pub crashes: u32,
     /// Replicas restarted after crashes, in total.
@@ -102,6 +112,7 @@ impl AppReplicas {
                 node: None,
                 error: None,
                 limits: r.limits,
+                service: (!r.service.is_empty()).then(|| r.service.clone()),
             })
             .collect()
     }

@@ -16,6 +16,16 @@ pub(crate) struct AppRoute {
     pub health: HealthSpec,
 }
 
+/// How one service of a stack is reached from outside: host names, path
+/// prefix and the path the proxy checks.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServiceRoute {
+    pub service: String,
+    pub hosts: Vec<String>,
+    pub path: String,
+    pub health: HealthSpec,
+}
+
 impl Deployer {
     /// Replaces the proxy's routes with the healthy replicas of every app:
     /// this server's own, and in cluster mode those agents run on any node
@@ -35,6 +45,23 @@ impl Deployer {
             .collect();
         names.sort_by(|a, b| a.0.app.cmp(&b.0.app));
         for (route, app) in names {
+            if !app.service_routes.is_empty() {
+                // A stack: one pool per service with ingress, all under the
+                // app's name (its metrics and drains are the app's).
+                for sr in &app.service_routes {
+                    let upstreams: Vec<_> = app
+                        .replicas
+                        .iter()
+                        .filter(|r| r.state == ReplicaState::Healthy && r.service == sr.service)
+                        .map(|r| r.addr)
+                        .collect();
+                    let pool = Pool::new(route.app.clone(), upstreams).health(check(&sr.health));
+                    for host in &sr.hosts {
+                        table = table.route(Route::new(host, &sr.path, pool.clone()));
+                    }
+                }
+                continue;
+            }
             let upstreams: Vec<_> = app
                 .replicas
                 .iter()
@@ -50,13 +77,7 @@ impl Deployer {
                 upstreams.dedup();
                 hosts.extend(c.hosts.into_iter().filter(|x| !route.hosts.contains(x)));
             }
-            let pool = Pool::new(route.app.clone(), upstreams).health(HealthCheck {
-                path: h.path.clone(),
-                interval: Duration::from_millis(h.interval_ms),
-                timeout: Duration::from_millis(h.timeout_ms),
-                rise: h.rise,
-                fall: h.fall,
-            });
+            let pool = Pool::new(route.app.clone(), upstreams).health(check(h));
             for host in &hosts {
                 table = table.route(Route::new(host, "/", pool.clone()));
             }
@@ -69,5 +90,16 @@ impl Deployer {
             }
         }
         self.inner.proxy.set_routes(table);
+    }
+}
+
+/// The proxy's active check for a health spec.
+fn check(h: &HealthSpec) -> HealthCheck {
+    HealthCheck {
+        path: h.path.clone(),
+        interval: Duration::from_millis(h.interval_ms),
+        timeout: Duration::from_millis(h.timeout_ms),
+        rise: h.rise,
+        fall: h.fall,
     }
 }

@@ -43,6 +43,40 @@ impl Deployer {
         .await
     }
 
+    /// Records a release of a whole stack (every service's image set) built
+    /// from `sha` and makes it the one that should run.
+    pub async fn release_stack(
+        &self,
+        app: &AppRecord,
+        stack: slipway_domain::StackSpec,
+        sha: &str,
+        pipeline_id: Option<i64>,
+        actor: &str,
+    ) -> Result<ReleaseRecord, DeployError> {
+        let short: String = sha.chars().take(7).collect();
+        // The release's image (shown in lists) is the routed service's.
+        let image = stack
+            .services
+            .iter()
+            .filter(|s| s.ingress.is_some())
+            .chain(stack.services.iter())
+            .find_map(|s| s.image.clone())
+            .unwrap_or_default();
+        let services = stack.services.len();
+        let mut spec = app.spec.clone();
+        spec.stack = Some(stack);
+        self.new_release(
+            app,
+            &image,
+            sha,
+            pipeline_id,
+            spec,
+            format!("deploy {short} ({services} services)"),
+            actor,
+        )
+        .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn new_release(
         &self,
@@ -141,7 +175,12 @@ impl Deployer {
         let mut spec = target.spec.clone();
         spec.replicas = app.spec.replicas;
         spec.domains = app.spec.domains.clone();
-        self.store().update_app_spec(app.id, &spec).await?;
+        // An app's own settings never carry a stack; the release does.
+        let settings = AppSpec {
+            stack: None,
+            ..spec.clone()
+        };
+        self.store().update_app_spec(app.id, &settings).await?;
         self.new_release(
             app,
             &target.image,
@@ -276,6 +315,8 @@ impl Deployer {
             self.wake(app.id);
             return Ok(None);
         };
+        let mut spec = spec;
+        spec.stack = current.spec.stack.clone();
         let release = self
             .new_release(
                 app,
@@ -379,7 +420,20 @@ impl Deployer {
 
     /// Deletes an app; its replicas drain and stop in the background.
     pub async fn delete_app(&self, app: &AppRecord) -> Result<(), DeployError> {
+        self.delete_app_with(app, false).await
+    }
+
+    /// Deletes an app; with `purge_volumes` its stack's named volumes go
+    /// too, once its containers are gone (they are kept otherwise).
+    pub async fn delete_app_with(
+        &self,
+        app: &AppRecord,
+        purge_volumes: bool,
+    ) -> Result<(), DeployError> {
         self.store().delete_app(app.id).await?;
+        if purge_volumes {
+            self.purge_volumes_later(app.id);
+        }
         self.remove_app_logs(app.id).await;
         // Cluster mode: its demand goes, so agents stop its replicas.
         self.forget_cluster_app(app).await;

@@ -154,6 +154,15 @@ pub struct AppSpec {
     pub max_surge: u32,
     /// Replicas a rolling update may take away below `replicas`.
     pub max_unavailable: u32,
+    /// Compose file path in the repository (`None`: the first of
+    /// `compose.yaml`, `compose.yml`, `docker-compose.yaml`,
+    /// `docker-compose.yml` found, else the Dockerfile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
+    /// The stack a release runs (set on releases built from a Compose file
+    /// only; an app's own settings never carry one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<crate::stack::StackSpec>,
 }
 
 impl Default for AppSpec {
@@ -170,8 +179,20 @@ impl Default for AppSpec {
             cpus: None,
             max_surge: 1,
             max_unavailable: 0,
+            compose: None,
+            stack: None,
         }
     }
+}
+
+/// Whether `path` is a relative path inside a repository (no `..`, no
+/// empty or absolute parts, no control characters).
+pub fn valid_repo_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 255
+        && !path.starts_with('/')
+        && !path.split('/').any(|s| s == ".." || s.is_empty())
+        && !path.chars().any(|c| c.is_control())
 }
 
 /// Whether `key` is a usable environment variable name.
@@ -220,6 +241,13 @@ impl AppSpec {
                 .any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(format!("invalid branch {:?}", self.branch));
+        }
+        if let Some(path) = &self.compose {
+            if !valid_repo_path(path) {
+                return Err(format!(
+                    "invalid compose path {path:?}: give a relative path inside the repository"
+                ));
+            }
         }
         let df = &self.dockerfile;
         if df.is_empty()

@@ -38,6 +38,10 @@ pub struct ServiceSpec {
     /// The image to run: as written in `image:`, or (after the release's
     /// build) the image built from `build:`.
     pub image: Option<String>,
+    /// The image's content id (`sha256:…`), set by the release: a rebuild
+    /// that changed nothing has the same id, so the service is not restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     /// How to build its image from the repository, if it has `build:`.
     pub build: Option<BuildSpec>,
     /// Overrides the image's `CMD` (exec form; a string is split like a shell would).

@@ -157,6 +157,9 @@ pub struct ContainerState {
     /// Host process id of the main process while it runs (to read its
     /// network namespace's sockets, see [`Runtime::listening`]).
     pub pid: Option<u32>,
+    /// `starting`, `healthy` or `unhealthy` when the container has a health
+    /// check.
+    pub health: Option<String>,
 }
 
 /// Longest [`Runtime::remove`] waits for a removal that was already in progress.
@@ -211,6 +214,25 @@ impl Runtime {
                 &shown,
             )),
         }
+    }
+
+    /// Unpacks the tar archive `tar` into directory `path` of a (created,
+    /// not yet started) container: files a container must find at start,
+    /// such as a stack service's secrets under `/run/secrets`.
+    pub async fn upload(&self, id: &str, path: &str, tar: Bytes) -> Result<()> {
+        self.docker
+            .upload_to_container(
+                id,
+                Some(bollard::container::UploadToContainerOptions {
+                    path: path.to_string(),
+                    ..Default::default()
+                }),
+                tar,
+            )
+            .await
+            .map_err(|e| {
+                RuntimeError::from_docker(e, format!("copying files into `{id}`"), "container", id)
+            })
     }
 
     /// Start a created container.
@@ -466,6 +488,11 @@ impl Runtime {
                 .pid
                 .and_then(|p| u32::try_from(p).ok())
                 .filter(|p| *p > 0),
+            health: state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
         })
     }
 

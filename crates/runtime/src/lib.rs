@@ -34,7 +34,9 @@ pub use images::{ImageInfo, ProgressEvent, BUSYBOX_IMAGE, DEBIAN_IMAGE};
 pub use labels::LabelFilter;
 pub use listen::{Listening, PortCheck, PortWatch};
 pub use network::ResourceInfo;
-pub use spec::{ContainerSpec, Mount, NetworkMode, PortPublish, Protocol, Resources, Security};
+pub use spec::{
+    ContainerSpec, HealthCheck, Mount, NetworkMode, PortPublish, Protocol, Resources, Security,
+};
 
 /// Timeout for the initial ping: a dead daemon should be reported quickly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -267,6 +267,25 @@ pub struct ContainerSpec {
     pub security: Security,
     /// Run a tiny init (docker-init) as PID 1 so zombies are reaped and signals forwarded.
     pub init: bool,
+    /// A health check the engine runs inside the container (its state is
+    /// [`crate::ContainerState::health`]).
+    pub healthcheck: Option<HealthCheck>,
+}
+
+/// A command the engine runs inside a container to tell whether it is
+/// healthy (Compose's `healthcheck`, Docker's `HEALTHCHECK`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `["CMD", prog, args…]` or `["CMD-SHELL", "command line"]`.
+    pub test: Vec<String>,
+    /// Time between checks.
+    pub interval: std::time::Duration,
+    /// Time allowed for one check.
+    pub timeout: std::time::Duration,
+    /// Consecutive failures before the container is unhealthy.
+    pub retries: u32,
+    /// Time after start during which failures do not count.
+    pub start_period: std::time::Duration,
 }
 
 impl ContainerSpec {
@@ -430,6 +449,12 @@ impl ContainerSpec {
         self
     }
 
+    /// Set the health check the engine runs.
+    pub fn healthcheck(mut self, check: HealthCheck) -> Self {
+        self.healthcheck = Some(check);
+        self
+    }
+
     /// Replace the security settings.
     pub fn security(mut self, security: Security) -> Self {
         self.security = security;
@@ -561,6 +586,18 @@ impl ContainerSpec {
             network_disabled: sec.network_disabled.then_some(true),
             host_config: Some(host_config),
             networking_config,
+            healthcheck: self.healthcheck.as_ref().map(|h| {
+                let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+                bollard::models::HealthConfig {
+                    test: Some(h.test.clone()),
+                    // The engine refuses intervals under 1 ms; 0 means its default.
+                    interval: Some(ns(h.interval)),
+                    timeout: Some(ns(h.timeout)),
+                    retries: Some(i64::from(h.retries)),
+                    start_period: Some(ns(h.start_period)),
+                    start_interval: None,
+                }
+            }),
             ..Default::default()
         })
     }

@@ -80,6 +80,7 @@ async fn view(state: &AppState, app: &AppRecord, repo: &Repo) -> ApiResult<Value
         "replicas": s.replicas,
         "port": s.port,
         "dockerfile": s.dockerfile,
+        "compose": s.compose,
         "health": s.health,
         "domains": deploy.hosts(app),
         "env": s.env,
@@ -105,6 +106,9 @@ pub struct Settings {
     port: Option<u16>,
     replicas: Option<u32>,
     dockerfile: Option<String>,
+    /// Compose file path; `null` goes back to finding Compose's default names.
+    #[serde(default, deserialize_with = "present")]
+    compose: Option<Option<String>>,
     /// Partial: given fields replace the current ones.
     health: Option<serde_json::Map<String, Value>>,
     domains: Option<Vec<String>>,
@@ -128,6 +132,9 @@ impl Settings {
         }
         if let Some(v) = self.dockerfile {
             spec.dockerfile = v;
+        }
+        if let Some(v) = self.compose {
+            spec.compose = v.filter(|p| !p.is_empty());
         }
         if let Some(fields) = self.health {
             let mut merged = serde_json::to_value(&spec.health).map_err(ApiError::internal)?;
@@ -160,6 +167,15 @@ impl Settings {
         }
         Ok(spec)
     }
+}
+
+/// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Refuses host names another app already answers.
@@ -304,10 +320,33 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let (app, _) = authorize_app(&state, &caller, &name, Access::Admin).await?;
-    state.deploy().delete_app(&app).await?;
+    state
+        .deploy()
+        .delete_app_with(&app, q.purge_volumes)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `DELETE /apps/{app}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Also remove the stack's named volumes (kept by default).
+    #[serde(default)]
+    purge_volumes: bool,
+}
+
+/// `GET /apps/{app}/volumes`: the named volumes of an app's stack.
+pub async fn volumes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Vec<slipway_deploy::VolumeView>>> {
+    let (app, _) = authorize_app(&state, &caller, &name, Access::Read).await?;
+    Ok(axum::Json(state.deploy().volumes(&app).await?))
 }
 
 /// Body of `PUT /apps/{app}/scale`.

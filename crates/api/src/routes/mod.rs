@@ -107,6 +107,7 @@ pub fn api_routes() -> Router<AppState> {
                 .delete(autoscale::delete),
         )
         .route("/apps/{app}/replicas", get(apps::replicas))
+        .route("/apps/{app}/volumes", get(apps::volumes))
         .route("/apps/{app}/releases", get(apps::releases))
         .route("/apps/{app}/rollback", post(apps::rollback))
         .route(

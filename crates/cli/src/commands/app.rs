@@ -37,6 +37,10 @@ pub enum AppCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Also remove the named volumes of its stack (their data is lost;
+        /// they are kept otherwise).
+        #[arg(long)]
+        purge_volumes: bool,
     },
     /// App secrets (environment variables whose values are never shown).
     #[command(subcommand)]
@@ -89,6 +93,11 @@ struct Settings {
     /// Dockerfile path in the repository (default: Dockerfile).
     #[arg(long)]
     dockerfile: Option<String>,
+    /// Compose file path in the repository: the app deploys as a stack of
+    /// services (default: compose.yaml, compose.yml, docker-compose.yaml or
+    /// docker-compose.yml when one exists; "" goes back to that default).
+    #[arg(long, value_name = "PATH")]
+    compose: Option<String>,
     /// Path the health check requests, e.g. /healthz (default: /).
     #[arg(long)]
     health_path: Option<String>,
@@ -118,6 +127,12 @@ impl Settings {
         }
         if let Some(v) = &self.dockerfile {
             b.insert("dockerfile".into(), json!(v));
+        }
+        if let Some(v) = &self.compose {
+            b.insert(
+                "compose".into(),
+                if v.is_empty() { Value::Null } else { json!(v) },
+            );
         }
         if let Some(v) = &self.health_path {
             if !v.starts_with('/') {
@@ -167,6 +182,16 @@ pub enum AppSecretCommand {
     },
 }
 
+/// `slipway volume …`.
+#[derive(clap::Subcommand)]
+pub enum VolumeCommand {
+    /// List an app's named volumes.
+    Ls {
+        /// App name.
+        app: String,
+    },
+}
+
 /// The everyday top-level verbs (`slipway scale web=3`…), flattened into the
 /// main command list.
 #[derive(clap::Subcommand)]
@@ -196,6 +221,10 @@ pub enum DeployCommand {
         /// App name.
         app: String,
     },
+    /// Named volumes of an app's stack (kept across releases and, unless
+    /// `app delete --purge-volumes`, its deletion).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Print an app's logs, also of replicas gone since, searched by
     /// replica, release, time and text (`-f` follows new lines; Ctrl-C stops).
     Logs(logs::LogsArgs),
@@ -291,9 +320,11 @@ pub async fn run(cmd: AppCommand, g: &GlobalArgs) -> anyhow::Result<()> {
         AppCommand::List => list(&client, g.json).await,
         AppCommand::Show { app } => show(&client, parse::app_name(&app)?, g.json).await,
         AppCommand::Set(args) => set(&client, args, g.json).await,
-        AppCommand::Delete { app, yes } => {
-            delete(&client, parse::app_name(&app)?, yes, g.json).await
-        }
+        AppCommand::Delete {
+            app,
+            yes,
+            purge_volumes,
+        } => delete(&client, parse::app_name(&app)?, yes, purge_volumes, g.json).await,
         AppCommand::Secret(cmd) => secret(&client, cmd, g.json).await,
     }
 }
@@ -316,6 +347,9 @@ pub async fn run_verb(cmd: DeployCommand, g: &GlobalArgs) -> anyhow::Result<()> 
             scale(&client, &app, n, &wait, g.json).await
         }
         DeployCommand::Ps { app } => ps(&client, parse::app_name(&app)?, g.json).await,
+        DeployCommand::Volume(VolumeCommand::Ls { app }) => {
+            volumes(&client, parse::app_name(&app)?, g.json).await
+        }
         DeployCommand::Logs(args) => {
             let path = logs::path(&args)?;
             watch::stream_logs(&client, &path, g.json).await
@@ -474,6 +508,9 @@ async fn show(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
     );
     println!("  port:       {}", s(&a["port"]));
     println!("  dockerfile: {}", s(&a["dockerfile"]));
+    if let Some(c) = a["compose"].as_str() {
+        println!("  compose:    {c}");
+    }
     println!("  health:     GET {}", s(&a["health"]["path"]));
     println!("  domains:    {}", list(&a["domains"]));
     println!(
@@ -520,7 +557,13 @@ async fn set(client: &Client, args: SetArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn delete(client: &Client, app: &str, yes: bool, json: bool) -> anyhow::Result<()> {
+async fn delete(
+    client: &Client,
+    app: &str,
+    yes: bool,
+    purge_volumes: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     if !yes {
         if !std::io::stdin().is_terminal() {
             bail!(
@@ -538,10 +581,21 @@ async fn delete(client: &Client, app: &str, yes: bool, json: bool) -> anyhow::Re
     }
     client.require_token()?;
     client
-        .call::<(), Value>(Method::DELETE, &format!("/apps/{app}"), None)
+        .call::<(), Value>(
+            Method::DELETE,
+            &format!(
+                "/apps/{app}{}",
+                if purge_volumes {
+                    "?purge_volumes=true"
+                } else {
+                    ""
+                }
+            ),
+            None,
+        )
         .await?;
     if json {
-        return output::json(&json!({ "deleted": app }));
+        return output::json(&json!({ "deleted": app, "purged_volumes": purge_volumes }));
     }
     println!("Deleted app {app}.");
     Ok(())
@@ -740,6 +794,8 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
     }
     // Cluster mode: replicas run on agents' nodes.
     let clustered = replicas.iter().any(|r| r["node"].is_string());
+    // Stacks: each replica belongs to a service.
+    let stack = replicas.iter().any(|r| r["service"].is_string());
     let rows = replicas
         .iter()
         .map(|r| {
@@ -759,6 +815,9 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
             if clustered {
                 row.insert(1, s(&r["node"]));
             }
+            if stack {
+                row.insert(0, s(&r["service"]));
+            }
             row
         })
         .collect();
@@ -768,12 +827,36 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
     if clustered {
         header.insert(1, "NODE");
     }
+    if stack {
+        header.insert(0, "SERVICE");
+    }
     output::table(
         &header,
         rows,
         &format!(
             "No replicas of {app} running: deploy it (`slipway deploy {app}`) or scale it up."
         ),
+    );
+    Ok(())
+}
+
+async fn volumes(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
+    let list: Value = client.get(&format!("/apps/{app}/volumes")).await?;
+    if json {
+        return output::json(&list);
+    }
+    let rows = list
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|v| vec![s(&v["name"]), s(&v["docker_name"])])
+                .collect()
+        })
+        .unwrap_or_default();
+    output::table(
+        &["VOLUME", "DOCKER VOLUME"],
+        rows,
+        &format!("App {app} has no named volumes (they come from the `volumes:` of its Compose file)."),
     );
     Ok(())
 }

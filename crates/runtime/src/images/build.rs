@@ -31,6 +31,8 @@ pub struct BuildOptions {
     pub memory_bytes: Option<i64>,
     /// CPU limit of each `RUN` container, in billionths of a CPU.
     pub nano_cpus: Option<i64>,
+    /// The stage of a multi-stage Dockerfile to build (`--target`).
+    pub target: Option<String>,
 }
 
 impl BuildOptions {
@@ -97,6 +99,7 @@ pub fn build_image<'a>(
         // A CFS quota over the default 100 ms period: 1.5 CPUs = 150 ms per period.
         cpuperiod: opts.nano_cpus.map(|_| 100_000),
         cpuquota: opts.nano_cpus.map(|n| (n / 10_000).max(1_000) as u64),
+        target: opts.target.clone().unwrap_or_default(),
         ..Default::default()
     };
     let engine = rt.long_docker().build_image(options, None, Some(context));

@@ -1,0 +1,386 @@
+//! End to end: multi-service apps from a Compose file. Real `git push`es of
+//! a three-service stack (a web front, a "database" keeping its data in a
+//! named volume behind a health check, a migration task), real containers,
+//! real HTTP through Slipway's proxy, real `docker kill` and a real server
+//! restart. The images are built `FROM slipway/busybox`: the front's CGI
+//! scripts call the database service by its name on the stack's network.
+//! Docker must be reachable: these tests panic otherwise.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::*;
+
+const COMPOSE: &str = r#"# The stack under test: web needs a healthy db and a finished migration.
+services:
+  web:
+    build: ./web
+    ports:
+      - "8080:8080"
+    environment:
+      GREETING: ${GREETING:-hello}
+    depends_on:
+      db:
+        condition: service_healthy
+      migrate:
+        condition: service_completed_successfully
+  migrate:
+    build: ./db
+    command: ["sh", "-c", "echo schema-MIGRATION > /data/schema && echo migrated"]
+    volumes:
+      - db-data:/data
+    restart: "no"
+    depends_on:
+      db:
+        condition: service_healthy
+  db:
+    build: ./db
+    volumes:
+      - db-data:/data
+    healthcheck:
+      test: ["CMD-SHELL", "wget -qO- http://127.0.0.1:7000/cgi-bin/count"]
+      interval: 1s
+      timeout: 2s
+      retries: 30
+volumes:
+  db-data:
+"#;
+
+const DB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY srv /srv\nRUN chmod +x /srv/cgi-bin/*\nCMD [\"sh\", \"-c\", \"mkdir -p /data && touch /data/votes && exec httpd -f -p 7000 -h /srv\"]\n";
+const WEB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nRUN chmod +x /www/cgi-bin/*\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+
+fn cgi(body: &str) -> String {
+    format!("#!/bin/sh\necho 'Content-Type: text/plain'\necho\n{body}\n")
+}
+
+fn write_exec(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A server, an admin, repository `shop` holding the stack, app `shop`.
+struct Stack {
+    server: TestServer,
+    token: String,
+    dir: std::path::PathBuf,
+    _work: tempfile::TempDir,
+    instance: std::cell::RefCell<Option<String>>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let instance = self.instance.borrow().clone();
+        self.server.stop();
+        if let Some(instance) = instance {
+            remove_deploy_instance(&instance);
+        }
+    }
+}
+
+impl Stack {
+    fn new() -> Self {
+        docker_ready();
+        let server = TestServer::start();
+        let token = server.setup_admin("alice");
+        let (s, b) = server.api("POST", "/repos", Some(&token), Some(json!({"name": "shop"})));
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = server.api(
+            "POST",
+            "/apps",
+            Some(&token),
+            Some(json!({"name": "shop", "repo": "alice/shop", "port": 8080})),
+        );
+        assert_eq!(s, 201, "{b}");
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("shop");
+        std::fs::create_dir_all(&dir).unwrap();
+        git_ok(&dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
+        std::fs::create_dir_all(dir.join("db/srv/cgi-bin")).unwrap();
+        std::fs::write(dir.join("db/Dockerfile"), DB_DOCKERFILE).unwrap();
+        write_exec(
+            &dir.join("db/srv/cgi-bin/add"),
+            &cgi("echo vote >> /data/votes\nwc -l < /data/votes"),
+        );
+        write_exec(&dir.join("db/srv/cgi-bin/count"), &cgi("wc -l < /data/votes"));
+        write_exec(&dir.join("db/srv/cgi-bin/schema"), &cgi("cat /data/schema"));
+        std::fs::create_dir_all(dir.join("web/www/cgi-bin")).unwrap();
+        std::fs::write(dir.join("web/Dockerfile"), WEB_DOCKERFILE).unwrap();
+        for (name, path) in [("vote", "add"), ("count", "count"), ("schema", "schema")] {
+            write_exec(
+                &dir.join(format!("web/www/cgi-bin/{name}")),
+                &cgi(&format!("wget -qO- http://db:7000/cgi-bin/{path}")),
+            );
+        }
+        write_exec(&dir.join("web/www/cgi-bin/greeting"), &cgi("echo $GREETING"));
+        git_ok(
+            &dir,
+            &[
+                "remote",
+                "add",
+                "origin",
+                &server.git_url("alice", "shop", Some(("alice", &token))),
+            ],
+        );
+        Stack {
+            server,
+            token,
+            dir,
+            _work: work,
+            instance: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Commits the front page `version` (and a compose file) and pushes.
+    fn push(&self, version: &str, compose: Option<&str>) {
+        std::fs::write(self.dir.join("web/www/index.html"), format!("{version}\n")).unwrap();
+        if let Some(c) = compose {
+            std::fs::write(self.dir.join("compose.yaml"), c).unwrap();
+        }
+        git_ok(&self.dir, &["add", "-A"]);
+        git_ok(&self.dir, &["commit", "-q", "-m", version]);
+        git_ok(&self.dir, &["push", "-q", "origin", "main"]);
+    }
+
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.server.api(method, path, Some(&self.token), body)
+    }
+
+    fn release(&self, number: i64) -> Value {
+        let (_, releases) = self.api("GET", "/apps/shop/releases", None);
+        releases
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["number"] == number).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until release `number` is active or failed; returns it.
+    fn wait_release(&self, number: i64) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = self.release(number);
+            self.learn_instance();
+            if r["status"] == "active" || r["status"] == "failed" {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "v{number} did not settle: {r}\npipelines {}\n{}",
+                self.api("GET", "/repos/alice/shop/pipelines", None).1,
+                self.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        proxy_get(&self.server.proxy_url, "shop.localhost", path)
+    }
+
+    /// Waits until `path` answers 200 with `want`.
+    fn wait_body(&self, path: &str, want: &str) {
+        let start = Instant::now();
+        loop {
+            let got = self.get(path);
+            if got == (200, want.to_string()) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{path} answered {got:?}, not {want:?}\n{}",
+                self.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn replicas(&self) -> Vec<Value> {
+        let (s, r) = self.api("GET", "/apps/shop/replicas", None);
+        assert_eq!(s, 200, "{r}");
+        r.as_array().unwrap().clone()
+    }
+
+    /// The container of `service` (exactly one expected).
+    fn container_of(&self, service: &str) -> String {
+        let found: Vec<String> = self
+            .replicas()
+            .iter()
+            .filter(|r| r["service"] == service)
+            .map(|r| r["container"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(found.len(), 1, "{service}: {:?}", self.replicas());
+        found[0].clone()
+    }
+
+    fn learn_instance(&self) {
+        if self.instance.borrow().is_some() {
+            return;
+        }
+        if let Some(id) = self
+            .replicas()
+            .first()
+            .and_then(|r| r["container"].as_str().map(String::from))
+        {
+            *self.instance.borrow_mut() = deploy_instance_of(&id);
+        }
+    }
+}
+
+fn docker_ready() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let rt = slipway_runtime::Runtime::connect().await.unwrap_or_else(|e| {
+            panic!("the stack tests need a reachable Docker Engine (run scripts/deps.sh): {e}")
+        });
+        slipway_runtime::images::ensure_busybox(&rt)
+            .await
+            .expect("bootstrap slipway/busybox");
+    });
+}
+
+/// `docker inspect` of one field.
+fn inspect(container: &str, format: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", format, container])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Task containers of the app (`docker ps -a` by label).
+fn task_containers(instance: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=io.slipway.deploy-instance={instance}"),
+            "--filter",
+            "label=io.slipway.task=1",
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_compose_stack_deploys_in_dependency_order_keeps_its_data_and_survives_failures() {
+    let s = Stack::new();
+    s.push("v1", None);
+    let r1 = s.wait_release(1);
+    assert_eq!(r1["status"], "active", "{r1}\n{}", s.server.log());
+
+    // Every service runs; the front reaches the database by its name.
+    s.wait_body("/", "v1");
+    s.wait_body("/cgi-bin/greeting", "hello");
+    s.wait_body("/cgi-bin/schema", "schema-MIGRATION");
+    assert_eq!(s.get("/cgi-bin/vote"), (200, "1".into()));
+    assert_eq!(s.get("/cgi-bin/vote"), (200, "2".into()));
+    let services: Vec<String> = s
+        .replicas()
+        .iter()
+        .map(|r| r["service"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        services.contains(&"web".into()) && services.contains(&"db".into()),
+        "{services:?}"
+    );
+
+    // depends_on was honoured: db healthy, then the migration ran to its
+    // end, then web started.
+    let instance = s.instance.borrow().clone().expect("instance");
+    let tasks = task_containers(&instance);
+    assert_eq!(tasks.len(), 1, "one migration task for v1: {tasks:?}");
+    let db = s.container_of("db");
+    let web = s.container_of("web");
+    let db_started = inspect(&db, "{{.State.StartedAt}}");
+    let task_started = inspect(&tasks[0], "{{.State.StartedAt}}");
+    let task_finished = inspect(&tasks[0], "{{.State.FinishedAt}}");
+    let web_started = inspect(&web, "{{.State.StartedAt}}");
+    assert!(db_started < task_started, "{db_started} < {task_started}");
+    assert!(task_finished < web_started, "{task_finished} < {web_started}");
+    assert_eq!(inspect(&tasks[0], "{{.State.ExitCode}}"), "0");
+
+    // A push that changes only the front rolls the front alone: the
+    // database keeps its container and its data.
+    s.push("v2", None);
+    let r2 = s.wait_release(2);
+    assert_eq!(r2["status"], "active", "{r2}\n{}", s.server.log());
+    s.wait_body("/", "v2");
+    assert_eq!(s.container_of("db"), db, "db was not restarted");
+    assert_eq!(s.get("/cgi-bin/count"), (200, "2".into()));
+
+    // A migration that fails fails the release; v2 keeps serving.
+    let failing = COMPOSE.replace(
+        "echo schema-MIGRATION > /data/schema && echo migrated",
+        "echo broken migration >&2; exit 3",
+    );
+    s.push("v3", Some(&failing));
+    let r3 = s.wait_release(3);
+    assert_eq!(r3["status"], "failed", "{r3}");
+    let why = r3["error"].as_str().unwrap_or("");
+    assert!(
+        why.contains("migrate") && why.contains("code 3") && why.contains("broken migration"),
+        "{why}"
+    );
+    assert_eq!(s.get("/"), (200, "v2".into()));
+    assert_eq!(s.get("/cgi-bin/count"), (200, "2".into()));
+
+    // The database crashes: it is restarted, its volume intact.
+    let out = std::process::Command::new("docker")
+        .args(["kill", &db])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    s.wait_body("/cgi-bin/count", "2");
+    assert_ne!(s.container_of("db"), db, "a new db container");
+
+    // A server restart adopts the running stack: nothing restarts.
+    let db = s.container_of("db");
+    let web = s.container_of("web");
+    let mut server = s;
+    server.server.restart();
+    server.wait_body("/", "v2");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.container_of("db"), db);
+    assert_eq!(server.container_of("web"), web);
+    assert_eq!(server.get("/cgi-bin/vote"), (200, "3".into()));
+}
+
+#[test]
+fn a_refused_compose_file_deploys_nothing_and_says_where() {
+    let s = Stack::new();
+    s.push("v1", None);
+    assert_eq!(s.wait_release(1)["status"], "active");
+    s.wait_body("/", "v1");
+    let web = s.container_of("web");
+    let bad = COMPOSE.replace("    build: ./web\n", "    build: ./web\n    privileged: true\n");
+    s.push("v2", Some(&bad));
+    let start = Instant::now();
+    let pipeline = loop {
+        let (_, p) = s.api("GET", "/repos/alice/shop/pipelines/2", None);
+        if p["status"] == "failure" || p["status"] == "success" {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{p}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(pipeline["status"], "failure", "{pipeline}");
+    let step = step(&pipeline, "image:shop");
+    let error = step["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("compose.yaml:5") && error.contains("privileged"),
+        "{error}"
+    );
+    assert!(s.release(2).is_null(), "no release was made");
+    assert_eq!(s.container_of("web"), web);
+    assert_eq!(s.get("/"), (200, "v1".into()));
+}
