@@ -216,6 +216,14 @@ impl Stack {
         found[0].clone()
     }
 
+    fn cli(&self) -> Cli {
+        Cli {
+            config: self._work.path().join("cli.toml"),
+            server: self.server.url.clone(),
+            token: Some(self.token.clone()),
+        }
+    }
+
     fn learn_instance(&self) {
         if self.instance.borrow().is_some() {
             return;
@@ -293,6 +301,33 @@ fn a_compose_stack_deploys_in_dependency_order_keeps_its_data_and_survives_failu
         services.contains(&"web".into()) && services.contains(&"db".into()),
         "{services:?}"
     );
+
+    // A one-off command in a new container of a service: its volume, its
+    // network, its exit code.
+    let cli = s.cli();
+    let out = cli.run(
+        &[
+            "run",
+            "shop",
+            "db",
+            "--",
+            "sh",
+            "-c",
+            "cat /data/schema; wget -qO- http://db:7000/cgi-bin/count; echo oops >&2; exit 4",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "schema-MIGRATION\n2\n",
+        "{out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
+    let volumes = cli.json(&["volume", "ls", "shop"]);
+    assert_eq!(volumes[0]["name"], "db-data", "{volumes}");
+    let ps = cli.ok(&["ps", "shop"], None);
+    assert!(ps.contains("SERVICE") && ps.contains("db"), "{ps}");
 
     // depends_on was honoured: db healthy, then the migration ran to its
     // end, then web started.

@@ -304,9 +304,15 @@ impl slipway_stack::RepoFiles for GitFiles {
     }
 
     fn is_dir(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        let object = if path.is_empty() || path == "." {
+            format!("{}^{{tree}}", self.sha)
+        } else {
+            format!("{}:{path}", self.sha)
+        };
         self.command()
             .args(["cat-file", "-t"])
-            .arg(format!("{}:{}", self.sha, path.trim_end_matches('/')))
+            .arg(object)
             .output()
             .map(|o| o.status.success() && o.stdout.starts_with(b"tree"))
             .unwrap_or(false)

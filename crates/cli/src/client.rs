@@ -72,6 +72,16 @@ impl Client {
         self.send::<()>(Method::GET, path, None).await
     }
 
+    /// Sends a POST with a JSON body and returns the successful response
+    /// unread (streamed answers such as `slipway run`'s output).
+    pub async fn post_raw<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<reqwest::Response> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
     /// Sends a request with the token; a non-2xx answer becomes a readable error.
     async fn send<B: Serialize>(
         &self,

@@ -315,6 +315,23 @@ impl Deployer {
             .insert(app.id, app.name.clone());
         self.stop_local_replicas(&app).await;
         let release = self.current_release(&app).await?;
+        if let Some(r) = release.as_ref().filter(|r| {
+            r.spec.stack.is_some()
+                && matches!(r.status, ReleaseStatus::Pending | ReleaseStatus::Deploying)
+        }) {
+            // Stacks run on single-node servers for now: say so rather
+            // than run one service of it.
+            self.fail_release_with(
+                &app,
+                r,
+                &format!(
+                    "v{}: stacks (Compose files) are not deployed in cluster mode yet; deploy it on a single-node server",
+                    r.number
+                ),
+            )
+            .await?;
+            return Ok(Progress::Changed);
+        }
         let Some(release) = release.filter(|r| r.status != ReleaseStatus::Failed) else {
             if store
                 .demand(&app.name)

@@ -25,6 +25,7 @@ mod probe;
 mod reconcile;
 mod replica;
 mod routes;
+mod run;
 mod service;
 mod stack;
 mod volumes;
@@ -34,6 +35,7 @@ pub use cluster_demand::{
     PULL_ALLOWANCE,
 };
 pub use replica::{ReplicaState, ReplicaView, REPLICA_PIDS_LIMIT};
+pub use run::{OneOff, RUN_LABEL};
 pub use service::ConfigChange;
 pub use volumes::VolumeView;
 pub use stack::{SERVICE_HASH_LABEL, SERVICE_LABEL, TASK_LABEL, VOLUME_LABEL};

@@ -249,10 +249,12 @@ impl Deployer {
             .app_by_id(app_id)
             .await
             .map_err(|e| e.to_string())?;
-        let found = rt
+        let mut found = rt
             .list_containers(&self.app_filter(app_id))
             .await
             .map_err(|e| e.to_string())?;
+        // One-off commands (`slipway run`) are not replicas.
+        found.retain(|c| !c.labels.contains_key(crate::RUN_LABEL));
         let Some(app) = app else {
             for c in &found {
                 self.drain_and_stop(app_id, "", c.id.clone(), None).await;

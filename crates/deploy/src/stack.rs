@@ -372,7 +372,7 @@ impl Deployer {
     }
 
     /// The container of a service (or task) replica.
-    fn service_container(
+    pub(crate) fn service_spec(
         &self,
         app: &AppRecord,
         release: &ReleaseRecord,
@@ -484,7 +484,7 @@ impl Deployer {
     }
 
     /// Creates a container, copies the service's secrets in, starts it.
-    async fn create_and_start(
+    pub(crate) async fn create_and_start(
         &self,
         rt: &Runtime,
         spec: &ContainerSpec,
@@ -514,7 +514,7 @@ impl Deployer {
         secrets: &HashMap<String, String>,
     ) -> Result<(), String> {
         let spec = self
-            .service_container(app, release, svc, secrets, "task")?
+            .service_spec(app, release, svc, secrets, "task")?
             .label(TASK_LABEL, "1");
         let id = match self.create_and_start(rt, &spec, svc, secrets).await {
             Ok(id) => id,
@@ -551,7 +551,7 @@ impl Deployer {
     ) -> Result<(), String> {
         let _ = stack;
         let hash = service_hash(svc, app, release, secrets);
-        let spec = self.service_container(app, release, svc, secrets, &hash)?;
+        let spec = self.service_spec(app, release, svc, secrets, &hash)?;
         let starts = (0..n).map(|_| {
             let mut spec = spec.clone();
             spec.name = spec

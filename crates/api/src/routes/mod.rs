@@ -3,6 +3,7 @@
 mod account;
 mod alerts;
 mod app_logs;
+mod app_run;
 mod app_metrics;
 mod apps;
 mod autoscale;
@@ -108,6 +109,7 @@ pub fn api_routes() -> Router<AppState> {
         )
         .route("/apps/{app}/replicas", get(apps::replicas))
         .route("/apps/{app}/volumes", get(apps::volumes))
+        .route("/apps/{app}/run", post(app_run::run))
         .route("/apps/{app}/releases", get(apps::releases))
         .route("/apps/{app}/rollback", post(apps::rollback))
         .route(

@@ -221,6 +221,19 @@ pub enum DeployCommand {
         /// App name.
         app: String,
     },
+    /// Run a one-off command in a new container of an app's current release
+    /// (a stack's SERVICE: its image, environment, secrets, network and
+    /// volumes), streaming its output; exits with the command's exit code.
+    /// `slipway run shop web -- python manage.py migrate`.
+    Run {
+        /// App name.
+        app: String,
+        /// The stack service to run it in (stacks only).
+        service: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Named volumes of an app's stack (kept across releases and, unless
     /// `app delete --purge-volumes`, its deletion).
     #[command(subcommand)]
@@ -347,6 +360,11 @@ pub async fn run_verb(cmd: DeployCommand, g: &GlobalArgs) -> anyhow::Result<()> 
             scale(&client, &app, n, &wait, g.json).await
         }
         DeployCommand::Ps { app } => ps(&client, parse::app_name(&app)?, g.json).await,
+        DeployCommand::Run {
+            app,
+            service,
+            command,
+        } => run_one_off(&client, parse::app_name(&app)?, service, command, g.json).await,
         DeployCommand::Volume(VolumeCommand::Ls { app }) => {
             volumes(&client, parse::app_name(&app)?, g.json).await
         }
@@ -838,6 +856,59 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
         ),
     );
     Ok(())
+}
+
+async fn run_one_off(
+    client: &Client,
+    app: &str,
+    service: Option<String>,
+    command: Vec<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use futures::StreamExt;
+    use std::io::Write;
+    client.require_token()?;
+    let res = client
+        .post_raw(
+            &format!("/apps/{app}/run"),
+            &json!({"service": service, "command": command}),
+        )
+        .await?;
+    let mut body = res.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut code: Option<i64> = None;
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk.context("reading the command's output")?);
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            if json {
+                println!("{v}");
+            }
+            if let Some(e) = v["error"].as_str() {
+                bail!("{e}");
+            }
+            if let Some(c) = v["exit_code"].as_i64() {
+                code = Some(c);
+            } else if !json {
+                let data = v["data"].as_str().unwrap_or_default();
+                if v["stream"] == "stderr" {
+                    let _ = std::io::stderr().write_all(data.as_bytes());
+                } else {
+                    let _ = std::io::stdout().write_all(data.as_bytes());
+                }
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+    match code {
+        Some(0) => Ok(()),
+        Some(c) => std::process::exit(i32::try_from(c).unwrap_or(1).clamp(1, 255)),
+        None => bail!("the server ended the stream before the command's exit code"),
+    }
 }
 
 async fn volumes(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
