@@ -11,7 +11,7 @@ use crate::{
 use slipway_domain::app::valid_domain;
 use slipway_domain::limits::{parse_cpus, parse_memory, MIN_MEMORY_BYTES, MIN_NANO_CPUS};
 use slipway_domain::stack::{
-    BuildSpec, Constraint, DependsCondition, Dependency, DeployMode, Healthcheck, Ingress, Mount,
+    BuildSpec, Constraint, Dependency, DependsCondition, DeployMode, Healthcheck, Ingress, Mount,
     MountSource, PublishSpec, RestartPolicy, ServiceDeploy, ServiceSpec, StackSpec, UpdateOrder,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -62,11 +62,26 @@ const FORBIDDEN_SERVICE_KEYS: &[(&str, &str)] = &[
 /// Keys of a service that are accepted and ignored, with what to know.
 const IGNORED_SERVICE_KEYS: &[(&str, &str)] = &[
     ("tty", "is ignored (services run without a terminal)"),
-    ("stdin_open", "is ignored (services run without standard input)"),
-    ("stop_signal", "is ignored (containers are stopped with SIGTERM, then SIGKILL)"),
-    ("pull_policy", "is ignored (images are pulled or built by the release)"),
-    ("platform", "is ignored (images run on the servers' platform)"),
-    ("cap_drop", "is ignored (containers already run with a reduced set of capabilities)"),
+    (
+        "stdin_open",
+        "is ignored (services run without standard input)",
+    ),
+    (
+        "stop_signal",
+        "is ignored (containers are stopped with SIGTERM, then SIGKILL)",
+    ),
+    (
+        "pull_policy",
+        "is ignored (images are pulled or built by the release)",
+    ),
+    (
+        "platform",
+        "is ignored (images run on the servers' platform)",
+    ),
+    (
+        "cap_drop",
+        "is ignored (containers already run with a reduced set of capabilities)",
+    ),
 ];
 
 /// A `depends_on` entry as written.
@@ -233,7 +248,11 @@ impl<'a> Cx<'a> {
         match &n.kind {
             Kind::Map(m) => Some(m),
             _ => {
-                self.err(n.line, path, format!("expected a mapping, found {}", n.what()));
+                self.err(
+                    n.line,
+                    path,
+                    format!("expected a mapping, found {}", n.what()),
+                );
                 None
             }
         }
@@ -291,7 +310,11 @@ impl<'a> Cx<'a> {
             }
             Kind::Scalar { text, .. } => self.interp(text, n.line, path),
             _ => {
-                self.err(n.line, path, format!("expected a string, found {}", n.what()));
+                self.err(
+                    n.line,
+                    path,
+                    format!("expected a string, found {}", n.what()),
+                );
                 None
             }
         }
@@ -352,7 +375,11 @@ impl<'a> Cx<'a> {
                 .iter()
                 .filter_map(|i| self.text(i, path).map(|t| (i.line, t)))
                 .collect(),
-            _ => self.text(n, path).map(|t| (n.line, t)).into_iter().collect(),
+            _ => self
+                .text(n, path)
+                .map(|t| (n.line, t))
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -397,7 +424,10 @@ impl<'a> Cx<'a> {
             _ => self.err(
                 n.line,
                 path,
-                format!("expected a mapping or a list of KEY=VALUE, found {}", n.what()),
+                format!(
+                    "expected a mapping or a list of KEY=VALUE, found {}",
+                    n.what()
+                ),
             ),
         }
         for (line, k, _) in &out {
@@ -489,7 +519,11 @@ impl<'a> Cx<'a> {
         for (k, v) in entries {
             let path = join("volumes", &k.name);
             if !valid_object_name(&k.name) {
-                self.err(k.line, &path, "invalid volume name (letters, digits, _ . -)");
+                self.err(
+                    k.line,
+                    &path,
+                    "invalid volume name (letters, digits, _ . -)",
+                );
             }
             names.push(k.name.clone());
             let Some(opts) = self.map_or_null(v, &path) else {
@@ -501,7 +535,11 @@ impl<'a> Cx<'a> {
                     "driver" => {
                         if let Some(d) = self.text(ov, &p) {
                             if d != "local" {
-                                self.err(ov.line, &p, format!("volume driver {d:?} is not supported (only local)"));
+                                self.err(
+                                    ov.line,
+                                    &p,
+                                    format!("volume driver {d:?} is not supported (only local)"),
+                                );
                             }
                         }
                     }
@@ -588,7 +626,11 @@ impl<'a> Cx<'a> {
         for (k, v) in entries {
             let path = join("secrets", &k.name);
             if !valid_object_name(&k.name) {
-                self.err(k.line, &path, "invalid secret name (letters, digits, _ . -)");
+                self.err(
+                    k.line,
+                    &path,
+                    "invalid secret name (letters, digits, _ . -)",
+                );
             }
             names.push(k.name.clone());
             let Some(opts) = self.map_or_null(v, &path) else {
@@ -708,7 +750,11 @@ impl<'a> Cx<'a> {
                     for (line, t) in self.strings(v, p) {
                         let target = t.split(':').next().unwrap_or_default().trim().to_string();
                         if !target.starts_with('/') {
-                            self.err(line, p, format!("{t:?}: the target must be an absolute path"));
+                            self.err(
+                                line,
+                                p,
+                                format!("{t:?}: the target must be an absolute path"),
+                            );
                             continue;
                         }
                         self.add_mount(
@@ -734,11 +780,7 @@ impl<'a> Cx<'a> {
                 "user" => svc.spec.user = self.nonempty(v, p),
                 "labels" => self.labels(v, p, &mut labels),
                 "profiles" => {
-                    svc.profiles = self
-                        .string_list(v, p)
-                        .into_iter()
-                        .map(|(_, s)| s)
-                        .collect()
+                    svc.profiles = self.string_list(v, p).into_iter().map(|(_, s)| s).collect()
                 }
                 "secrets" => svc.spec.secrets = self.service_secrets(v, p, decl),
                 "networks" => self.service_networks(v, p, decl),
@@ -848,7 +890,11 @@ impl<'a> Cx<'a> {
     fn cpus(&mut self, t: &str, line: usize, path: &str) -> Option<i64> {
         match parse_cpus(t) {
             Ok(n) if n < MIN_NANO_CPUS => {
-                self.err(line, path, format!("{t:?} is below the smallest limit, 0.01"));
+                self.err(
+                    line,
+                    path,
+                    format!("{t:?} is below the smallest limit, 0.01"),
+                );
                 None
             }
             Ok(n) => Some(n),
@@ -901,8 +947,15 @@ impl<'a> Cx<'a> {
                             p,
                             "not allowed (builds run on Slipway's build network)",
                         ),
-                        "privileged" | "entitlements" | "extra_hosts" | "ssh" | "secrets"
-                        | "shm_size" | "isolation" | "ulimits" | "additional_contexts" => {
+                        "privileged"
+                        | "entitlements"
+                        | "extra_hosts"
+                        | "ssh"
+                        | "secrets"
+                        | "shm_size"
+                        | "isolation"
+                        | "ulimits"
+                        | "additional_contexts" => {
                             self.err(k.line, p, "not supported in Slipway's builds")
                         }
                         "dockerfile_inline" => self.err(
@@ -1051,9 +1104,7 @@ impl<'a> Cx<'a> {
                 Ok(lines) => {
                     for (key, value) in lines {
                         let value = match value {
-                            Some((v, true)) => {
-                                self.interp(&v, item.line, path).unwrap_or_default()
-                            }
+                            Some((v, true)) => self.interp(&v, item.line, path).unwrap_or_default(),
                             Some((v, false)) => v,
                             None => match self.vars.get(&key) {
                                 Some(v) => v.clone(),
@@ -1228,7 +1279,10 @@ impl<'a> Cx<'a> {
             _ => self.err(
                 v.line,
                 path,
-                format!("expected a list or a mapping of services, found {}", v.what()),
+                format!(
+                    "expected a list or a mapping of services, found {}",
+                    v.what()
+                ),
             ),
         }
         deps
@@ -1339,7 +1393,11 @@ impl<'a> Cx<'a> {
             s if s.starts_with("on-failure:") => {
                 let n = &s["on-failure:".len()..];
                 if n.parse::<u32>().is_err() {
-                    self.err(v.line, path, format!("{s:?}: expected on-failure:N with a number N"));
+                    self.err(
+                        v.line,
+                        path,
+                        format!("{s:?}: expected on-failure:N with a number N"),
+                    );
                     return None;
                 }
                 self.notice(
@@ -1362,11 +1420,7 @@ impl<'a> Cx<'a> {
 
     fn add_mount(&mut self, mounts: &mut Vec<Mount>, mount: Mount, line: usize, path: &str) {
         if mounts.iter().any(|m| m.target == mount.target) {
-            self.err(
-                line,
-                path,
-                format!("two mounts at {:?}", mount.target),
-            );
+            self.err(line, path, format!("two mounts at {:?}", mount.target));
             return;
         }
         mounts.push(mount);
@@ -1450,7 +1504,11 @@ impl<'a> Cx<'a> {
             }
         };
         if !target.starts_with('/') {
-            self.err(line, path, format!("{t:?}: the target must be an absolute path"));
+            self.err(
+                line,
+                path,
+                format!("{t:?}: the target must be an absolute path"),
+            );
             return None;
         }
         let mut read_only = false;
@@ -1527,7 +1585,11 @@ impl<'a> Cx<'a> {
             return None;
         };
         if !target.starts_with('/') {
-            self.err(item.line, path, format!("{target:?}: the target must be an absolute path"));
+            self.err(
+                item.line,
+                path,
+                format!("{target:?}: the target must be an absolute path"),
+            );
             return None;
         }
         match kind.as_deref() {
@@ -1589,7 +1651,11 @@ impl<'a> Cx<'a> {
             }
             None => {
                 if !entries.iter().any(|(k, _)| k.name == "type") {
-                    self.err(item.line, path, "`type` is required (volume, bind or tmpfs)");
+                    self.err(
+                        item.line,
+                        path,
+                        "`type` is required (volume, bind or tmpfs)",
+                    );
                 }
                 None
             }
@@ -1664,7 +1730,7 @@ impl<'a> Cx<'a> {
                     None => continue,
                 },
             };
-            if !decl.secrets.iter().any(|s| *s == name) {
+            if !decl.secrets.contains(&name) {
                 self.err(
                     line,
                     &ip,
@@ -1695,7 +1761,10 @@ impl<'a> Cx<'a> {
                         }
                     }
                 }
-                entries.iter().map(|(k, _)| (k.line, k.name.clone())).collect()
+                entries
+                    .iter()
+                    .map(|(k, _)| (k.line, k.name.clone()))
+                    .collect()
             }
             _ => self.string_list(v, path),
         };
@@ -1718,7 +1787,11 @@ impl<'a> Cx<'a> {
         v: &Node,
         path: &str,
         labels: &mut BTreeMap<String, String>,
-    ) -> (ServiceDeploy, Option<RestartPolicy>, (Option<i64>, Option<i64>)) {
+    ) -> (
+        ServiceDeploy,
+        Option<RestartPolicy>,
+        (Option<i64>, Option<i64>),
+    ) {
         let mut d = ServiceDeploy::default();
         let mut restart = None;
         let mut limits = (None, None);
@@ -1748,7 +1821,9 @@ impl<'a> Cx<'a> {
                 }
                 "resources" => limits = self.resources(v, p),
                 "placement" => {
-                    let Some(entries) = self.map(v, p) else { continue };
+                    let Some(entries) = self.map(v, p) else {
+                        continue;
+                    };
                     for (pk, pv) in entries {
                         let pp = join(p, &pk.name);
                         match pk.name.as_str() {
@@ -1772,7 +1847,9 @@ impl<'a> Cx<'a> {
                     }
                 }
                 "update_config" => {
-                    let Some(entries) = self.map(v, p) else { continue };
+                    let Some(entries) = self.map(v, p) else {
+                        continue;
+                    };
                     for (uk, uv) in entries {
                         let up = join(p, &uk.name);
                         match uk.name.as_str() {
@@ -1814,7 +1891,9 @@ impl<'a> Cx<'a> {
                     }
                 }
                 "restart_policy" => {
-                    let Some(entries) = self.map(v, p) else { continue };
+                    let Some(entries) = self.map(v, p) else {
+                        continue;
+                    };
                     for (rk, rv) in entries {
                         let rp = join(p, &rk.name);
                         match rk.name.as_str() {
@@ -1843,7 +1922,11 @@ impl<'a> Cx<'a> {
                 }
                 "rollback_config" => {
                     self.map(v, p);
-                    self.notice(k.line, p, "is ignored: a failed update goes back to the previous release as a whole");
+                    self.notice(
+                        k.line,
+                        p,
+                        "is ignored: a failed update goes back to the previous release as a whole",
+                    );
                 }
                 "labels" => self.labels(v, p, labels),
                 "endpoint_mode" => {
@@ -1854,7 +1937,11 @@ impl<'a> Cx<'a> {
             }
         }
         if let (DeployMode::Global, Some(line)) = (d.mode, replicas_line) {
-            self.err(line, &join(path, "replicas"), "cannot be set with mode: global");
+            self.err(
+                line,
+                &join(path, "replicas"),
+                "cannot be set with mode: global",
+            );
         }
         (d, restart, limits)
     }
@@ -1868,15 +1955,20 @@ impl<'a> Cx<'a> {
             let p = join(path, &k.name);
             match k.name.as_str() {
                 "limits" => {
-                    let Some(entries) = self.map(v, &p) else { continue };
+                    let Some(entries) = self.map(v, &p) else {
+                        continue;
+                    };
                     for (lk, lv) in entries {
                         let lp = join(&p, &lk.name);
                         match lk.name.as_str() {
                             "memory" => {
-                                limits.0 = self.text(lv, &lp).and_then(|t| self.memory(&t, lv.line, &lp))
+                                limits.0 = self
+                                    .text(lv, &lp)
+                                    .and_then(|t| self.memory(&t, lv.line, &lp))
                             }
                             "cpus" => {
-                                limits.1 = self.text(lv, &lp).and_then(|t| self.cpus(&t, lv.line, &lp))
+                                limits.1 =
+                                    self.text(lv, &lp).and_then(|t| self.cpus(&t, lv.line, &lp))
                             }
                             "pids" => {
                                 self.uint(lv, &lp, 1, u32::MAX as u64);
@@ -1971,8 +2063,16 @@ impl<'a> Cx<'a> {
                     for (line, t) in self.string_list(v, p) {
                         match parse_publish(&t) {
                             Ok(ps) => {
-                                if spec.publish.iter().any(|q| q.host == ps.host && q.protocol == ps.protocol) {
-                                    self.err(line, p, format!("host port {} is published twice", ps.host));
+                                if spec
+                                    .publish
+                                    .iter()
+                                    .any(|q| q.host == ps.host && q.protocol == ps.protocol)
+                                {
+                                    self.err(
+                                        line,
+                                        p,
+                                        format!("host port {} is published twice", ps.host),
+                                    );
                                 } else {
                                     spec.publish.push(ps);
                                 }
@@ -2032,10 +2132,17 @@ impl<'a> Cx<'a> {
                     self.err(
                         dep.line,
                         &path,
-                        format!("depends on {:?}, which is not a service of this file", dep.service),
+                        format!(
+                            "depends on {:?}, which is not a service of this file",
+                            dep.service
+                        ),
                     );
                 } else if kept.iter().any(|d: &Dep| d.service == dep.service) {
-                    self.err(dep.line, &path, format!("{:?} is listed twice", dep.service));
+                    self.err(
+                        dep.line,
+                        &path,
+                        format!("{:?} is listed twice", dep.service),
+                    );
                 } else {
                     kept.push(dep);
                 }
@@ -2074,7 +2181,10 @@ impl<'a> Cx<'a> {
                         self.err(
                             dep.line,
                             &dpath,
-                            format!("depends on {:?}, which is not deployed (it has profiles)", dep.service),
+                            format!(
+                                "depends on {:?}, which is not deployed (it has profiles)",
+                                dep.service
+                            ),
                         );
                     } else {
                         self.notice(
@@ -2114,7 +2224,12 @@ impl<'a> Cx<'a> {
             .collect();
         let deps: Vec<Vec<usize>> = svcs
             .iter()
-            .map(|s| s.deps.iter().filter_map(|d| index.get(&d.service).copied()).collect())
+            .map(|s| {
+                s.deps
+                    .iter()
+                    .filter_map(|d| index.get(&d.service).copied())
+                    .collect()
+            })
             .collect();
         let mut placed = vec![false; svcs.len()];
         let mut order = Vec::with_capacity(svcs.len());
@@ -2143,7 +2258,8 @@ impl<'a> Cx<'a> {
                         at = n;
                     };
                     let first = cycle[0];
-                    let names: Vec<&str> = cycle.iter().map(|&i| svcs[i].spec.name.as_str()).collect();
+                    let names: Vec<&str> =
+                        cycle.iter().map(|&i| svcs[i].spec.name.as_str()).collect();
                     let svc = &svcs[first];
                     self.err(
                         svc.deps_line,
@@ -2208,7 +2324,10 @@ impl<'a> Cx<'a> {
                     self.err(
                         s.publish_line,
                         &format!("services.{}.x-slipway.publish", s.spec.name),
-                        format!("host port {}/{} is also published by services.{other}", p.host, p.protocol),
+                        format!(
+                            "host port {}/{} is also published by services.{other}",
+                            p.host, p.protocol
+                        ),
                     );
                 } else {
                     seen.push((p.host, &p.protocol, &s.spec.name));
@@ -2225,7 +2344,9 @@ fn parse_constraint(text: &str) -> Result<Constraint, String> {
     } else if let Some((a, v)) = text.split_once("!=") {
         (a, false, v)
     } else {
-        return Err(format!("{text:?}: expected ATTRIBUTE == VALUE or ATTRIBUTE != VALUE"));
+        return Err(format!(
+            "{text:?}: expected ATTRIBUTE == VALUE or ATTRIBUTE != VALUE"
+        ));
     };
     let attribute = attr.trim();
     let value = value.trim();
