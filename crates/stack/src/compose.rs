@@ -162,7 +162,9 @@ pub(crate) fn parse(input: &ParseInput) -> Result<StackSpec, StackErrors> {
             StackSpec::default()
         }
         Err(e) => {
-            cx.err(e.line, "", e.message);
+            // An unexpected end is reported past the last line: show the last.
+            let last = input.text.lines().count().max(1);
+            cx.err(e.line.min(last), "", e.message);
             StackSpec::default()
         }
     };
@@ -1055,8 +1057,12 @@ impl<'a> Cx<'a> {
                             "required" => required = self.boolean(v, &p).unwrap_or(true),
                             "format" => {
                                 if let Some(f) = self.text(v, &p) {
-                                    if f != "raw" && f != "dotenv" {
-                                        self.err(v.line, &p, "expected dotenv or raw");
+                                    if f != "dotenv" {
+                                        self.err(
+                                            v.line,
+                                            &p,
+                                            format!("{f:?}: only dotenv files are supported"),
+                                        );
                                     }
                                 }
                             }
@@ -1329,11 +1335,11 @@ impl<'a> Cx<'a> {
                                 ),
                             }
                         }
-                        _ => {
-                            if let Some(line) = self.nonempty(v, p) {
-                                check.test = vec!["CMD-SHELL".into(), line];
-                            }
-                        }
+                        _ => match self.nonempty(v, p) {
+                            Some(none) if none == "NONE" => disabled = true,
+                            Some(line) => check.test = vec!["CMD-SHELL".into(), line],
+                            None => {}
+                        },
                     }
                 }
                 "interval" => {
@@ -2128,7 +2134,16 @@ impl<'a> Cx<'a> {
             let path = format!("services.{}.depends_on", svc.spec.name);
             let mut kept = Vec::new();
             for dep in std::mem::take(&mut svc.deps) {
-                if !names.contains(&dep.service) {
+                if !names.contains(&dep.service) && !dep.required {
+                    self.notice(
+                        dep.line,
+                        &path,
+                        format!(
+                            "{:?} is not a service of this file; not waited for (required: false)",
+                            dep.service
+                        ),
+                    );
+                } else if !names.contains(&dep.service) {
                     self.err(
                         dep.line,
                         &path,

@@ -911,6 +911,8 @@ fn healthchecks_restart_and_long_ports() {
     ));
     assert!(has_notice(&spec, "compose.yaml:8: services.a.ports: host port 80 is not published; Slipway's proxy routes to container port 8080"));
     assert_eq!(spec.service("b").unwrap().healthcheck, None);
+    let d = ok("services:\n  d:\n    image: d\n    healthcheck:\n      test: NONE\n");
+    assert_eq!(d.services[0].healthcheck, None);
     let c = spec.service("c").unwrap().healthcheck.clone().unwrap();
     assert_eq!(c.test, ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]);
     assert_eq!((c.interval_ms, c.timeout_ms, c.retries), (90_000, 500, 10));
@@ -1045,6 +1047,9 @@ fn unknown_dependencies_are_refused() {
         "services:\n  web:\n    image: w\n    depends_on:\n      - db\n",
         "compose.yaml:5: services.web.depends_on: depends on \"db\", which is not a service of this file",
     );
+    let spec = ok("services:\n  web:\n    image: w\n    depends_on:\n      cache:\n        condition: service_started\n        required: false\n");
+    assert!(spec.services[0].depends_on.is_empty());
+    assert!(has_notice(&spec, "compose.yaml:5: services.web.depends_on: \"cache\" is not a service of this file; not waited for"));
     refused(
         "services:\n  web:\n    image: w\n    depends_on:\n      db:\n        condition: service_ready\n  db:\n    image: d\n",
         "compose.yaml:6: services.web.depends_on.db.condition: \"service_ready\": expected service_started",
@@ -1313,7 +1318,7 @@ fn builds_are_checked() {
 fn yaml_problems_have_lines() {
     refused(
         "services:\n  web:\n    image: w\n    ports: [80\n",
-        "compose.yaml:5: invalid YAML",
+        "compose.yaml:4: invalid YAML",
     );
     refused(
         "services:\n  web:\n    image: w\n    image: v\n",
