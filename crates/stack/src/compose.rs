@@ -332,11 +332,13 @@ impl<'a> Cx<'a> {
         Some(t)
     }
 
+    /// `true`/`false`, and YAML 1.1's `yes`/`no`/`on`/`off` that older
+    /// Compose files use.
     fn boolean(&mut self, n: &Node, path: &str) -> Option<bool> {
         let t = self.text(n, path)?;
         match t.to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
+            "true" | "yes" | "on" => Some(true),
+            "false" | "no" | "off" => Some(false),
             _ => {
                 self.err(n.line, path, format!("expected true or false, found {t:?}"));
                 None

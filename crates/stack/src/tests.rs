@@ -936,6 +936,18 @@ fn privileged_is_refused() {
         "services:\n  web:\n    image: nginx\n  db:\n    image: postgres\n    privileged: true\n",
         "compose.yaml:6: services.db.privileged: not allowed (containers run unprivileged)",
     );
+    refused(
+        "services:\n  db:\n    image: postgres\n    privileged: yes\n",
+        "compose.yaml:4: services.db.privileged: not allowed",
+    );
+    refused(
+        "services:\n  db:\n    image: postgres\n    privileged: ${PRIV:-true}\n",
+        "compose.yaml:4: services.db.privileged: not allowed",
+    );
+    refused(
+        "services:\n  db:\n    image: postgres\n    privileged: maybe\n",
+        "compose.yaml:4: services.db.privileged: expected true or false, found \"maybe\"",
+    );
     ok("services:\n  db:\n    image: postgres\n    privileged: false\n");
 }
 
