@@ -1305,6 +1305,13 @@ fn builds_are_checked() {
         "services:\n  web:\n    build: ./missing\n",
         "compose.yaml:3: services.web.build: \"./missing\": no directory \"missing\" in the repository",
     );
+    assert_eq!(
+        errors("services:\n  web:\n    build: ./missing\n")
+            .lines()
+            .count(),
+        1,
+        "one error, not also \"needs image or build\""
+    );
     refused(
         "services:\n  web:\n    build:\n      context: ./vote\n      dockerfile: Dockerfile.prod\n",
         "compose.yaml:5: services.web.build: no Dockerfile \"vote/Dockerfile.prod\" in the repository",
@@ -1316,6 +1323,22 @@ fn builds_are_checked() {
     refused(
         "services:\n  web:\n    build:\n      context: .\n      network: host\n",
         "compose.yaml:5: services.web.build.network: not allowed",
+    );
+    refused(
+        "services:\n  web:\n    build:\n      context: ./vote\n      dockerfile: ../result/Dockerfile\n",
+        "compose.yaml:5: services.web.build: the Dockerfile \"result/Dockerfile\" is outside the build context \"vote\"",
+    );
+    let spec = parse_in(
+        "deploy/compose.yaml",
+        "services:\n  web:\n    build:\n      context: ..\n      dockerfile: ./docker/web.Dockerfile\n",
+        &BTreeMap::new(),
+        &Repo::default().file("docker/web.Dockerfile", "FROM scratch\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let build = spec.services[0].build.as_ref().unwrap();
+    assert_eq!(
+        (build.context.as_str(), build.dockerfile.as_str()),
+        (".", "docker/web.Dockerfile")
     );
     let spec = ok("services:\n  web:\n    image: acme/web\n    build:\n      context: vote\n      args:\n        - VERSION=1.2\n        - UNSET_ARG\n");
     let web = &spec.services[0];

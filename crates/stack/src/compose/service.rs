@@ -271,10 +271,12 @@ impl Cx<'_> {
                 }
             }
         }
-        if svc.spec.image.is_none() && svc.spec.build.is_none() && !entries.is_empty() {
-            self.err(key.line, &path, "needs `image` or `build`");
-        } else if entries.is_empty() {
+        let has = |name: &str| entries.iter().any(|(k, _)| k.name == name);
+        if entries.is_empty() {
             self.err(key.line, &path, "is empty: it needs `image` or `build`");
+        } else if !has("image") && !has("build") {
+            // (When one is there but wrong, its own error says so.)
+            self.err(key.line, &path, "needs `image` or `build`");
         }
         file_env.extend(env);
         svc.spec.environment = file_env;
@@ -415,17 +417,38 @@ impl Cx<'_> {
             );
             return None;
         }
-        match repo_path(&spec.context, &spec.dockerfile) {
-            Ok(df) => {
-                if self.files.read(&df).is_none() {
-                    self.err(
-                        dockerfile_line,
-                        path,
-                        format!("no Dockerfile {df:?} in the repository"),
-                    );
-                }
+        // The Dockerfile, normalized and relative to the context (the build
+        // sends only the context's files).
+        let df = match repo_path(&spec.context, &spec.dockerfile) {
+            Ok(df) => df,
+            Err(e) => {
+                self.err(dockerfile_line, path, format!("dockerfile: {e}"));
+                return None;
             }
-            Err(e) => self.err(dockerfile_line, path, format!("dockerfile: {e}")),
+        };
+        let relative = if spec.context == "." {
+            Some(df.as_str())
+        } else {
+            df.strip_prefix(&format!("{}/", spec.context))
+        };
+        let Some(relative) = relative else {
+            self.err(
+                dockerfile_line,
+                path,
+                format!(
+                    "the Dockerfile {df:?} is outside the build context {:?}",
+                    spec.context
+                ),
+            );
+            return None;
+        };
+        spec.dockerfile = relative.to_string();
+        if self.files.read(&df).is_none() {
+            self.err(
+                dockerfile_line,
+                path,
+                format!("no Dockerfile {df:?} in the repository"),
+            );
         }
         Some(spec)
     }
