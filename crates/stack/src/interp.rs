@@ -228,7 +228,9 @@ mod tests {
         assert!(interpolate("${EMPTY:?}", &vars()).is_err());
         assert!(interpolate("${EMPTY?}", &vars()).is_ok());
         assert!(interpolate("${MISSING?}", &vars()).is_err());
-        assert!(interpolate("${A", &vars()).unwrap_err().contains("unterminated"));
+        assert!(interpolate("${A", &vars())
+            .unwrap_err()
+            .contains("unterminated"));
         assert!(interpolate("${1A}", &vars()).is_err());
         assert!(interpolate("${A%x}", &vars()).is_err());
         assert!(interpolate("price $5", &vars()).is_err());

@@ -348,15 +348,22 @@ mod tests {
         let p = parse_port_entry("8080:80").unwrap();
         assert_eq!((p.container, p.published), (80, Some(8080)));
         let p = parse_port_entry("127.0.0.1:8080:80/tcp").unwrap();
-        assert_eq!((p.container, p.published, p.protocol.as_str()), (80, Some(8080), "tcp"));
+        assert_eq!(
+            (p.container, p.published, p.protocol.as_str()),
+            (80, Some(8080), "tcp")
+        );
         let p = parse_port_entry("127.0.0.1::80").unwrap();
         assert_eq!((p.container, p.published), (80, None));
         assert_eq!(p.host.as_deref(), Some("127.0.0.1:"));
         let p = parse_port_entry("[::1]:8080:80").unwrap();
         assert_eq!((p.container, p.published), (80, Some(8080)));
         assert_eq!(parse_port_entry("53/udp").unwrap().protocol, "udp");
-        assert!(parse_port_entry("3000-3005").unwrap_err().contains("ranges"));
-        assert!(parse_port_entry("8000-8001:80").unwrap_err().contains("ranges"));
+        assert!(parse_port_entry("3000-3005")
+            .unwrap_err()
+            .contains("ranges"));
+        assert!(parse_port_entry("8000-8001:80")
+            .unwrap_err()
+            .contains("ranges"));
         assert!(parse_port_entry("70000").is_err());
         assert!(parse_port_entry("web").is_err());
         assert!(parse_port_entry("0").is_err());
@@ -364,7 +371,8 @@ mod tests {
 
     #[test]
     fn env_files() {
-        let text = "# comment\n\nA=1\nexport B = two \nC=\"x y\\n\" \nD='$lit'\nE=val # note\nF\nG=\n";
+        let text =
+            "# comment\n\nA=1\nexport B = two \nC=\"x y\\n\" \nD='$lit'\nE=val # note\nF\nG=\n";
         let got = parse_env_file(text).unwrap();
         assert_eq!(
             got,
