@@ -177,8 +177,24 @@ impl Stack {
         }
     }
 
+    /// `GET path` through the proxy with `Host: shop.localhost` (CGI
+    /// answers come chunked, so a real HTTP client reads them).
     fn get(&self, path: &str) -> (u16, String) {
-        proxy_get(&self.server.proxy_url, "shop.localhost", path)
+        let res = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(format!("{}{path}", self.server.proxy_url))
+            .header("Host", "shop.localhost")
+            .send();
+        match res {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().unwrap_or_default().trim().to_string())
+            }
+            Err(_) => (0, String::new()),
+        }
     }
 
     /// Waits until `path` answers 200 with `want`.

@@ -108,6 +108,11 @@ impl Deployer {
             .label(RELEASE_LABEL, release.number.to_string());
         spec.ports.clear();
         spec.healthcheck = None;
+        // On the stack's network, but not answering for the service's name.
+        spec.network = NetworkMode::Named {
+            name: self.app_network(app.id),
+            aliases: Vec::new(),
+        };
         spec.cmd = Some(command);
         spec.name = spec.name.map(|n| format!("{n}-run"));
         let started = match &svc {
