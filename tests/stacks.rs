@@ -86,7 +86,12 @@ impl Stack {
         docker_ready();
         let server = TestServer::start();
         let token = server.setup_admin("alice");
-        let (s, b) = server.api("POST", "/repos", Some(&token), Some(json!({"name": "shop"})));
+        let (s, b) = server.api(
+            "POST",
+            "/repos",
+            Some(&token),
+            Some(json!({"name": "shop"})),
+        );
         assert_eq!(s, 201, "{b}");
         let (s, b) = server.api(
             "POST",
@@ -106,7 +111,10 @@ impl Stack {
             &dir.join("db/srv/cgi-bin/add"),
             &cgi("echo vote >> /data/votes\nwc -l < /data/votes"),
         );
-        write_exec(&dir.join("db/srv/cgi-bin/count"), &cgi("wc -l < /data/votes"));
+        write_exec(
+            &dir.join("db/srv/cgi-bin/count"),
+            &cgi("wc -l < /data/votes"),
+        );
         write_exec(&dir.join("db/srv/cgi-bin/schema"), &cgi("cat /data/schema"));
         std::fs::create_dir_all(dir.join("web/www/cgi-bin")).unwrap();
         std::fs::write(dir.join("web/Dockerfile"), WEB_DOCKERFILE).unwrap();
@@ -116,7 +124,10 @@ impl Stack {
                 &cgi(&format!("wget -qO- http://db:7000/cgi-bin/{path}")),
             );
         }
-        write_exec(&dir.join("web/www/cgi-bin/greeting"), &cgi("echo $GREETING"));
+        write_exec(
+            &dir.join("web/www/cgi-bin/greeting"),
+            &cgi("echo $GREETING"),
+        );
         git_ok(
             &dir,
             &[
@@ -257,9 +268,11 @@ impl Stack {
 fn docker_ready() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
-        let rt = slipway_runtime::Runtime::connect().await.unwrap_or_else(|e| {
-            panic!("the stack tests need a reachable Docker Engine (run scripts/deps.sh): {e}")
-        });
+        let rt = slipway_runtime::Runtime::connect()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("the stack tests need a reachable Docker Engine (run scripts/deps.sh): {e}")
+            });
         slipway_runtime::images::ensure_busybox(&rt)
             .await
             .expect("bootstrap slipway/busybox");
@@ -357,7 +370,10 @@ fn a_compose_stack_deploys_in_dependency_order_keeps_its_data_and_survives_failu
     let task_finished = inspect(&tasks[0], "{{.State.FinishedAt}}");
     let web_started = inspect(&web, "{{.State.StartedAt}}");
     assert!(db_started < task_started, "{db_started} < {task_started}");
-    assert!(task_finished < web_started, "{task_finished} < {web_started}");
+    assert!(
+        task_finished < web_started,
+        "{task_finished} < {web_started}"
+    );
     assert_eq!(inspect(&tasks[0], "{{.State.ExitCode}}"), "0");
 
     // A push that changes only the front rolls the front alone: the
@@ -413,7 +429,10 @@ fn a_refused_compose_file_deploys_nothing_and_says_where() {
     assert_eq!(s.wait_release(1)["status"], "active");
     s.wait_body("/", "v1");
     let web = s.container_of("web");
-    let bad = COMPOSE.replace("    build: ./web\n", "    build: ./web\n    privileged: true\n");
+    let bad = COMPOSE.replace(
+        "    build: ./web\n",
+        "    build: ./web\n    privileged: true\n",
+    );
     s.push("v2", Some(&bad));
     let start = Instant::now();
     let pipeline = loop {

@@ -81,7 +81,12 @@ pub(crate) async fn build_stack(
         Ok(stack) => stack,
         Err(errors) => {
             let what = format!("{path} was refused, nothing was deployed:\n{errors}");
-            let first = errors.to_string().lines().next().unwrap_or_default().to_string();
+            let first = errors
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
             record_event(
                 ctx,
                 app.id,
@@ -116,7 +121,9 @@ pub(crate) async fn build_stack(
             crate::pull::ensure_image(ctx, &image)
                 .await
                 .map_err(|e| format!("service {}: {e}", svc.name))?;
-            svc.image_id = slipway_runtime::images::image_id(&ctx.rt, &image).await.ok();
+            svc.image_id = slipway_runtime::images::image_id(&ctx.rt, &image)
+                .await
+                .ok();
             continue;
         };
         let tag = service_image_tag(&app.name, &svc.name, &sha);

@@ -37,9 +37,9 @@ pub use cluster_demand::{
 pub use replica::{ReplicaState, ReplicaView, REPLICA_PIDS_LIMIT};
 pub use run::{OneOff, RUN_LABEL};
 pub use service::ConfigChange;
-pub use volumes::VolumeView;
-pub use stack::{SERVICE_HASH_LABEL, SERVICE_LABEL, TASK_LABEL, VOLUME_LABEL};
 pub use slipway_logs::{Direction, LogRecord, LogStore, Query, Retention, Stream as LogStream};
+pub use stack::{SERVICE_HASH_LABEL, SERVICE_LABEL, TASK_LABEL, VOLUME_LABEL};
+pub use volumes::VolumeView;
 
 use slipway_auth::secrets::SecretBox;
 use slipway_domain::AppRecord;

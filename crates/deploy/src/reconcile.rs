@@ -44,6 +44,15 @@ pub(crate) enum Progress {
     Gone,
 }
 
+/// The images a release runs: its own, and every service's of a stack.
+fn release_images(r: &ReleaseRecord) -> Vec<&str> {
+    let mut images = vec![r.image.as_str()];
+    if let Some(stack) = &r.spec.stack {
+        images.extend(stack.services.iter().filter_map(|s| s.image.as_deref()));
+    }
+    images
+}
+
 /// Starts the periodic resync and the container-death watcher.
 pub(crate) fn start(d: Deployer) {
     let resync = d.clone();
@@ -692,8 +701,12 @@ impl Deployer {
         release: &ReleaseRecord,
         why: &str,
     ) -> Result<(), String> {
-        self.fail_release_with(app, release, &format!("replica of v{} {why}", release.number))
-            .await
+        self.fail_release_with(
+            app,
+            release,
+            &format!("replica of v{} {why}", release.number),
+        )
+        .await
     }
 
     /// Marks `release` failed with the message `msg` and points the app
@@ -792,13 +805,16 @@ impl Deployer {
         let kept: HashSet<&str> = all
             .iter()
             .take(keep as usize)
-            .map(|r| r.image.as_str())
+            .flat_map(release_images)
             .collect();
         let mut gone: HashSet<&str> = HashSet::new();
-        for r in all.iter().skip(keep as usize) {
-            if !kept.contains(r.image.as_str()) && gone.insert(r.image.as_str()) {
-                if let Err(e) = slipway_runtime::images::remove_image(rt, &r.image, false).await {
-                    tracing::debug!(image = %r.image, error = %e, "old release image not removed");
+        for image in all.iter().skip(keep as usize).flat_map(release_images) {
+            // Images named in a Compose file (`image: slipway/debian…`) are
+            // not the release's own: only the built ones go.
+            let built = image.starts_with("slipway/app-");
+            if built && !kept.contains(image) && gone.insert(image) {
+                if let Err(e) = slipway_runtime::images::remove_image(rt, image, false).await {
+                    tracing::debug!(%image, error = %e, "old release image not removed");
                 }
             }
         }

@@ -131,7 +131,10 @@ impl Deployer {
         stack: &StackSpec,
         found: &[ContainerInfo],
     ) -> Result<Progress, String> {
-        let rt = self.runtime().cloned().ok_or("the Docker Engine is not connected")?;
+        let rt = self
+            .runtime()
+            .cloned()
+            .ok_or("the Docker Engine is not connected")?;
         let (tasks, services): (Vec<ContainerInfo>, Vec<ContainerInfo>) = found
             .iter()
             .cloned()
@@ -189,8 +192,12 @@ impl Deployer {
                         } else {
                             format!("task {} {why}; last output: {tail}", svc.name)
                         };
-                        self.fail_release_with(app, release, &format!("v{}: {why}", release.number))
-                            .await?;
+                        self.fail_release_with(
+                            app,
+                            release,
+                            &format!("v{}: {why}", release.number),
+                        )
+                        .await?;
                         return Ok(Progress::Changed);
                     }
                     TaskState::Running => waiting = true,
@@ -203,7 +210,7 @@ impl Deployer {
             let mine: Vec<&Replica> = replicas.iter().filter(|r| r.service == svc.name).collect();
             let (cur, old): (Vec<&Replica>, Vec<&Replica>) =
                 mine.into_iter().partition(|r| r.hash == hash);
-            let target = svc.deploy.replicas as usize;
+            let target = desired_replicas(svc);
             let step = svc.deploy.parallelism.max(1) as usize;
             let stop_first = svc.deploy.order.unwrap_or(if svc.has_volume() {
                 UpdateOrder::StopFirst
@@ -272,7 +279,7 @@ impl Deployer {
                             .map(|s| if s.is_task(stack) {
                                 format!("{} (task done)", s.name)
                             } else {
-                                format!("{}×{}", s.name, s.deploy.replicas)
+                                format!("{}×{}", s.name, desired_replicas(s))
                             })
                             .collect::<Vec<_>>()
                             .join(", ")
@@ -322,7 +329,6 @@ impl Deployer {
             .await?;
         Ok(Progress::Changed)
     }
-
 
     /// The crash backoff's end, if it is still ahead.
     fn hold(&self, app_id: i64) -> Option<Instant> {
@@ -690,8 +696,6 @@ impl Deployer {
         }
     }
 
-
-
     /// Takes over running service containers this process does not know
     /// (after a restart): running and not unhealthy ones are kept, with
     /// their digest, so an unchanged service is not restarted.
@@ -777,6 +781,15 @@ impl Deployer {
     }
 }
 
+/// Replicas a service should run on this (single) node: `global` is one
+/// per node.
+fn desired_replicas(svc: &ServiceSpec) -> usize {
+    match svc.deploy.mode {
+        slipway_domain::stack::DeployMode::Global => 1,
+        slipway_domain::stack::DeployMode::Replicated => svc.deploy.replicas as usize,
+    }
+}
+
 /// Label carrying the stack volume name of a Docker volume.
 pub const VOLUME_LABEL: &str = "io.slipway.volume";
 
@@ -799,7 +812,12 @@ fn task_container(tasks: &[ContainerInfo], release: i64, service: &str) -> Optio
         .next()
 }
 
-async fn task_state(rt: &Runtime, tasks: &[ContainerInfo], release: i64, service: &str) -> TaskState {
+async fn task_state(
+    rt: &Runtime,
+    tasks: &[ContainerInfo],
+    release: i64,
+    service: &str,
+) -> TaskState {
     let Some(id) = task_container(tasks, release, service) else {
         return TaskState::NotRun;
     };
@@ -853,7 +871,7 @@ fn secrets_tar(svc: &ServiceSpec, secrets: &HashMap<String, String>) -> Result<V
     let mut b = tar::Builder::new(Vec::new());
     for name in &svc.secrets {
         let value = secrets.get(name).ok_or_else(|| {
-            format!("secret {name} is not set: `slipway secret set APP {name}` sets it")
+            format!("secret {name} is not set: `slipway app secret set APP {name}` sets it")
         })?;
         let mut header = tar::Header::new_gnu();
         header.set_size(value.len() as u64);
@@ -863,4 +881,108 @@ fn secrets_tar(svc: &ServiceSpec, secrets: &HashMap<String, String>) -> Result<V
             .map_err(|e| e.to_string())?;
     }
     b.into_inner().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_domain::AppSpec;
+
+    fn app() -> AppRecord {
+        AppRecord {
+            id: 1,
+            name: "shop".into(),
+            repo_id: 1,
+            owner_id: 1,
+            spec: AppSpec::default(),
+            release: Some(1),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    fn release(sha: &str) -> ReleaseRecord {
+        ReleaseRecord {
+            id: 1,
+            app_id: 1,
+            number: 1,
+            image: String::new(),
+            sha: sha.into(),
+            pipeline_id: None,
+            spec: AppSpec::default(),
+            description: String::new(),
+            created_by: "alice".into(),
+            status: ReleaseStatus::Active,
+            error: None,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn svc(tag: &str, id: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: "db".into(),
+            image: Some(tag.into()),
+            image_id: Some(id.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_tag_of_the_same_image_keeps_the_service_but_changes_do_not() {
+        let none = HashMap::new();
+        let (a, r1, r2) = (app(), release("aaa"), release("bbb"));
+        let base = service_hash(&svc("app-db:aaa", "sha256:1"), &a, &r1, &none);
+        // Rebuilt at another commit to the same content: unchanged.
+        assert_eq!(
+            base,
+            service_hash(&svc("app-db:bbb", "sha256:1"), &a, &r2, &none)
+        );
+        // Another image, environment, secret or app config: changed.
+        assert_ne!(
+            base,
+            service_hash(&svc("app-db:bbb", "sha256:2"), &a, &r2, &none)
+        );
+        let mut env = svc("app-db:aaa", "sha256:1");
+        env.environment.insert("X".into(), "1".into());
+        assert_ne!(base, service_hash(&env, &a, &r1, &none));
+        let secret = HashMap::from([("TOKEN".to_string(), "s".to_string())]);
+        assert_ne!(
+            base,
+            service_hash(&svc("app-db:aaa", "sha256:1"), &a, &r1, &secret)
+        );
+        let mut configured = app();
+        configured.spec.env.insert("GREETING".into(), "hi".into());
+        assert_ne!(
+            base,
+            service_hash(&svc("app-db:aaa", "sha256:1"), &configured, &r1, &none)
+        );
+        // Repository files mounted: the commit counts.
+        let mut mounted = svc("app-db:aaa", "sha256:1");
+        mounted.mounts.push(slipway_domain::stack::Mount {
+            source: MountSource::Repo("conf".into()),
+            target: "/conf".into(),
+            read_only: true,
+        });
+        assert_ne!(
+            service_hash(&mounted, &a, &r1, &none),
+            service_hash(&mounted, &a, &r2, &none)
+        );
+    }
+
+    #[test]
+    fn secrets_become_readable_files_under_run_secrets() {
+        let mut s = svc("x", "y");
+        s.secrets = vec!["db_password".into()];
+        let values = HashMap::from([("db_password".to_string(), "pw".to_string())]);
+        let tar = secrets_tar(&s, &values).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entry = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(
+            entry.path().unwrap().to_str(),
+            Some("run/secrets/db_password")
+        );
+        assert_eq!(entry.header().mode().unwrap(), 0o444);
+        let err = secrets_tar(&s, &HashMap::new()).unwrap_err();
+        assert!(err.contains("slipway app secret set"), "{err}");
+    }
 }

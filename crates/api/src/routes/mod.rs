@@ -3,8 +3,8 @@
 mod account;
 mod alerts;
 mod app_logs;
-mod app_run;
 mod app_metrics;
+mod app_run;
 mod apps;
 mod autoscale;
 mod browse;

@@ -927,7 +927,9 @@ async fn volumes(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
     output::table(
         &["VOLUME", "DOCKER VOLUME"],
         rows,
-        &format!("App {app} has no named volumes (they come from the `volumes:` of its Compose file)."),
+        &format!(
+            "App {app} has no named volumes (they come from the `volumes:` of its Compose file)."
+        ),
     );
     Ok(())
 }
