@@ -640,30 +640,18 @@ impl Deployer {
             let budget = Duration::from_millis(
                 h.start_period_ms + (h.interval_ms + h.timeout_ms) * (u64::from(h.retries) + 1),
             ) + Duration::from_secs(30);
-            let deadline = Instant::now() + budget.min(MAX_HEALTH_WAIT);
-            loop {
-                let state = rt.inspect(id).await.map_err(|e| e.to_string())?;
-                if !state.running {
-                    return Err(format!(
-                        "exited with code {} before it became healthy",
-                        state.exit_code.unwrap_or(-1)
-                    ));
-                }
-                match state.health.as_deref() {
-                    Some("healthy") => return Ok(()),
-                    Some("unhealthy") => {
-                        return Err(format!("failed its health check {:?}", h.test.join(" ")))
-                    }
-                    _ => {}
-                }
-                if Instant::now() >= deadline {
-                    return Err(format!(
-                        "did not pass its health check within {} s",
-                        budget.as_secs()
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            return wait_engine_health(rt, id, budget.min(MAX_HEALTH_WAIT), &h.test.join(" "))
+                .await;
+        }
+        // No health check in the file, but the image has a HEALTHCHECK: the
+        // engine runs it, and dependants wait for it like `docker compose`.
+        if rt
+            .inspect(id)
+            .await
+            .map(|s| s.health.is_some())
+            .unwrap_or(false)
+        {
+            return wait_engine_health(rt, id, MAX_HEALTH_WAIT, "the image's HEALTHCHECK").await;
         }
         if let Some(ing) = &svc.ingress {
             let health = HealthSpec {
@@ -792,6 +780,38 @@ fn desired_replicas(svc: &ServiceSpec) -> usize {
 
 /// Label carrying the stack volume name of a Docker volume.
 pub const VOLUME_LABEL: &str = "io.slipway.volume";
+
+/// Waits until the engine reports the container healthy (its health
+/// check passed), at most `budget`.
+async fn wait_engine_health(
+    rt: &Runtime,
+    id: &str,
+    budget: Duration,
+    what: &str,
+) -> Result<(), String> {
+    let deadline = Instant::now() + budget;
+    loop {
+        let state = rt.inspect(id).await.map_err(|e| e.to_string())?;
+        if !state.running {
+            return Err(format!(
+                "exited with code {} before it became healthy",
+                state.exit_code.unwrap_or(-1)
+            ));
+        }
+        match state.health.as_deref() {
+            Some("healthy") => return Ok(()),
+            Some("unhealthy") => return Err(format!("failed its health check {what:?}")),
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "did not pass its health check {what:?} within {} s",
+                budget.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 /// Where a one-off task of a release is.
 enum TaskState {
