@@ -429,27 +429,67 @@ fn a_refused_compose_file_deploys_nothing_and_says_where() {
     assert_eq!(s.wait_release(1)["status"], "active");
     s.wait_body("/", "v1");
     let web = s.container_of("web");
-    let bad = COMPOSE.replace(
-        "    build: ./web\n",
-        "    build: ./web\n    privileged: true\n",
-    );
-    s.push("v2", Some(&bad));
-    let start = Instant::now();
-    let pipeline = loop {
-        let (_, p) = s.api("GET", "/repos/alice/shop/pipelines/2", None);
-        if p["status"] == "failure" || p["status"] == "success" {
-            break p;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "{p}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(pipeline["status"], "failure", "{pipeline}");
-    let step = step(&pipeline, "image:shop");
-    let error = step["error"].as_str().unwrap_or("");
-    assert!(
-        error.contains("compose.yaml:5") && error.contains("privileged"),
-        "{error}"
-    );
+    // Forbidden or malformed files, each refused with its line and key;
+    // nothing is released and v1 keeps serving.
+    let cases: Vec<(String, &str)> = vec![
+        (
+            COMPOSE.replace(
+                "    build: ./web\n",
+                "    build: ./web\n    privileged: true\n",
+            ),
+            "compose.yaml:5: services.web.privileged",
+        ),
+        (
+            COMPOSE.replace(
+                "    build: ./web\n",
+                "    build: ./web\n    network_mode: host\n",
+            ),
+            "compose.yaml:5: services.web.network_mode",
+        ),
+        (
+            COMPOSE.replace(
+                "      - db-data:/data\n    restart",
+                "      - /var/run/docker.sock:/data\n    restart",
+            ),
+            "compose.yaml:18: services.migrate.volumes",
+        ),
+        (
+            COMPOSE.replace(
+                "    build: ./db\n    volumes:",
+                "    build: ./db\n    depends_on: [web]\n    volumes:",
+            ),
+            "cycle",
+        ),
+        (
+            COMPOSE.replace("    build: ./web\n", "    build: ./web\n    colour: blue\n"),
+            "compose.yaml:5: services.web.colour",
+        ),
+        (
+            COMPOSE.replace("interval: 1s", "interval: soon"),
+            "services.db.healthcheck.interval",
+        ),
+    ];
+    for (i, (bad, want)) in cases.iter().enumerate() {
+        let number = i as i64 + 2;
+        s.push(&format!("bad{number}"), Some(bad));
+        let start = Instant::now();
+        let pipeline = loop {
+            let (_, p) = s.api(
+                "GET",
+                &format!("/repos/alice/shop/pipelines/{number}"),
+                None,
+            );
+            if p["status"] == "failure" || p["status"] == "success" {
+                break p;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "{p}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(pipeline["status"], "failure", "{pipeline}");
+        let step = step(&pipeline, "image:shop");
+        let error = step["error"].as_str().unwrap_or("");
+        assert!(error.contains(want), "case {i}: want {want:?} in {error}");
+    }
     assert!(s.release(2).is_null(), "no release was made");
     assert_eq!(s.container_of("web"), web);
     assert_eq!(s.get("/"), (200, "v1".into()));
