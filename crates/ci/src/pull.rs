@@ -20,7 +20,20 @@ const PULL_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
 pub(crate) async fn ensure_image(ctx: &Context, image: &str) -> Result<(), String> {
     let actor = &ctx.pipeline.actor;
     match ctx.ci.may_use_image(image, actor).await? {
-        ImageSource::Local => Ok(()),
+        ImageSource::Local => {
+            // An admin-allowed image (`ci_allowed_images`, e.g. `postgres:16*`)
+            // that this engine does not have yet is pulled from its registry,
+            // as `docker compose` would; base images are made locally.
+            let present = slipway_runtime::images::image_exists(&ctx.rt, image)
+                .await
+                .unwrap_or(true);
+            if present || image.starts_with("slipway/") {
+                return Ok(());
+            }
+            pull_image(&ctx.rt, image, None).await.map_err(|e| {
+                format!("image {image} is allowed but not on this machine, and pulling it failed: {e}")
+            })
+        }
         ImageSource::Registry { .. } => {
             let store = ctx.ci.store();
             let user = store
