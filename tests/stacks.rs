@@ -20,6 +20,8 @@ services:
     build: ./web
     ports:
       - "8080:8080"
+    x-slipway:
+      sticky: true
     environment:
       GREETING: ${GREETING:-hello}
     depends_on:
@@ -318,6 +320,21 @@ fn a_compose_stack_deploys_in_dependency_order_keeps_its_data_and_survives_failu
     // Every service runs; the front reaches the database by its name.
     s.wait_body("/", "v1");
     s.wait_body("/cgi-bin/greeting", "hello");
+    // x-slipway.sticky: the proxy sets its affinity cookie.
+    let res = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/", s.server.proxy_url))
+        .header("Host", "shop.localhost")
+        .send()
+        .unwrap();
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert!(cookie.starts_with("slipway_"), "{cookie:?}");
     s.wait_body("/cgi-bin/schema", "schema-MIGRATION");
     assert_eq!(s.get("/cgi-bin/vote"), (200, "1".into()));
     assert_eq!(s.get("/cgi-bin/vote"), (200, "2".into()));
@@ -451,7 +468,7 @@ fn a_refused_compose_file_deploys_nothing_and_says_where() {
                 "      - db-data:/data\n    restart",
                 "      - /var/run/docker.sock:/data\n    restart",
             ),
-            "compose.yaml:18: services.migrate.volumes",
+            "compose.yaml:20: services.migrate.volumes",
         ),
         (
             COMPOSE.replace(

@@ -31,7 +31,9 @@ pub(crate) async fn ensure_image(ctx: &Context, image: &str) -> Result<(), Strin
                 return Ok(());
             }
             pull_image(&ctx.rt, image, None).await.map_err(|e| {
-                format!("image {image} is allowed but not on this machine, and pulling it failed: {e}")
+                format!(
+                    "image {image} is allowed but not on this machine, and pulling it failed: {e}"
+                )
             })
         }
         ImageSource::Registry { .. } => {

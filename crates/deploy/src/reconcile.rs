@@ -324,6 +324,7 @@ impl Deployer {
             app: app.name.clone(),
             hosts: self.hosts(app),
             health: release.map_or_else(|| app.spec.health.clone(), |r| r.spec.health.clone()),
+            sticky: app.spec.sticky,
         };
         let changed = {
             let mut apps = self.inner.apps.lock().unwrap();

@@ -14,6 +14,7 @@ pub(crate) struct AppRoute {
     pub app: String,
     pub hosts: Vec<String>,
     pub health: HealthSpec,
+    pub sticky: bool,
 }
 
 /// How one service of a stack is reached from outside: host names, path
@@ -24,6 +25,7 @@ pub(crate) struct ServiceRoute {
     pub hosts: Vec<String>,
     pub path: String,
     pub health: HealthSpec,
+    pub sticky: bool,
 }
 
 impl Deployer {
@@ -55,7 +57,9 @@ impl Deployer {
                         .filter(|r| r.state == ReplicaState::Healthy && r.service == sr.service)
                         .map(|r| r.addr)
                         .collect();
-                    let pool = Pool::new(route.app.clone(), upstreams).health(check(&sr.health));
+                    let pool = Pool::new(route.app.clone(), upstreams)
+                        .health(check(&sr.health))
+                        .sticky(sr.sticky);
                     for host in &sr.hosts {
                         table = table.route(Route::new(host, &sr.path, pool.clone()));
                     }
@@ -77,7 +81,9 @@ impl Deployer {
                 upstreams.dedup();
                 hosts.extend(c.hosts.into_iter().filter(|x| !route.hosts.contains(x)));
             }
-            let pool = Pool::new(route.app.clone(), upstreams).health(check(h));
+            let pool = Pool::new(route.app.clone(), upstreams)
+                .health(check(h))
+                .sticky(route.sticky);
             for host in &hosts {
                 table = table.route(Route::new(host, "/", pool.clone()));
             }

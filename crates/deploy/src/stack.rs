@@ -109,6 +109,7 @@ impl Deployer {
                     path: ing.health_path.clone(),
                     ..HealthSpec::default()
                 },
+                sticky: ing.sticky,
             });
         }
         let changed = {

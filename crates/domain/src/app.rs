@@ -154,6 +154,10 @@ pub struct AppSpec {
     pub max_surge: u32,
     /// Replicas a rolling update may take away below `replicas`.
     pub max_unavailable: u32,
+    /// Sticky sessions: the proxy sends a client back to the replica that
+    /// served it first (a cookie), while that replica is healthy.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sticky: bool,
     /// Compose file path in the repository (`None`: the first of
     /// `compose.yaml`, `compose.yml`, `docker-compose.yaml`,
     /// `docker-compose.yml` found, else the Dockerfile).
@@ -179,6 +183,7 @@ impl Default for AppSpec {
             cpus: None,
             max_surge: 1,
             max_unavailable: 0,
+            sticky: false,
             compose: None,
             stack: None,
         }

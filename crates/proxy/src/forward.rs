@@ -187,6 +187,11 @@ impl Inner {
             pool: &pool,
         };
         let mut headers = parts.headers;
+        // Sticky sessions: the replica the client's cookie names, if any.
+        let affinity = pool
+            .sticky_cookie
+            .as_deref()
+            .and_then(|name| cookie_value(&headers, name));
         strip_hop_by_hop(&mut headers, upgrade);
         set_forwarded(
             &mut headers,
@@ -222,7 +227,14 @@ impl Inner {
 
         for attempt in 0..2 {
             let tried = guard.as_ref().map(|g| &g.upstream);
-            let Some(up) = pool.pick(tried).or_else(|| pool.pick(None)) else {
+            let affine = match (&affinity, tried) {
+                (Some(token), None) => pool.pick_affine(token),
+                _ => None,
+            };
+            let Some(up) = affine
+                .or_else(|| pool.pick(tried))
+                .or_else(|| pool.pick(None))
+            else {
                 return ex.fail(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no_healthy_upstream",
@@ -312,8 +324,22 @@ impl Inner {
                 self.config.eject_cooldown,
             );
             ex.finish(status, Some(up.addr));
+            let stick = match &pool.sticky_cookie {
+                Some(name) if affinity.as_deref() != Some(up.affinity.as_str()) => {
+                    HeaderValue::from_str(&format!(
+                        "{name}={}; Path=/; HttpOnly; SameSite=Lax",
+                        up.affinity
+                    ))
+                    .ok()
+                }
+                _ => None,
+            };
             let guard = guard.take().expect("guard set for each attempt");
-            return respond(resp, client_upgrade, guard, sender);
+            let mut resp = respond(resp, client_upgrade, guard, sender);
+            if let Some(cookie) = stick {
+                resp.headers_mut().append(hyper::header::SET_COOKIE, cookie);
+            }
+            return resp;
         }
         unreachable!("the loop returns on its second attempt")
     }
@@ -342,6 +368,18 @@ fn respond(
         guard,
     };
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie_value(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_string())
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection.

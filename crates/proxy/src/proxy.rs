@@ -144,7 +144,11 @@ impl Proxy {
                 *up.health.lock().expect("health lock") = pool.health.clone();
                 list.push(up);
             }
-            let pool = LivePool::new(pool.app.clone(), pool.balance, list, metrics);
+            let sticky = pool.sticky;
+            let mut pool = LivePool::new(pool.app.clone(), pool.balance, list, metrics);
+            if sticky {
+                pool = pool.with_sticky(&route.path_prefix);
+            }
             live.push(
                 route.host.clone(),
                 route.path_prefix.clone(),

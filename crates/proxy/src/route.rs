@@ -61,6 +61,10 @@ pub struct Pool {
     /// Active health check; `None` relies on passive ejection only.
     #[serde(default)]
     pub health: Option<HealthCheck>,
+    /// Sticky sessions: a cookie sends a client back to the replica that
+    /// served it first, while that replica is healthy.
+    #[serde(default)]
+    pub sticky: bool,
 }
 
 impl Pool {
@@ -71,7 +75,14 @@ impl Pool {
             upstreams,
             balance: Balance::RoundRobin,
             health: None,
+            sticky: false,
         }
+    }
+
+    /// Turns sticky sessions on or off.
+    pub fn sticky(mut self, sticky: bool) -> Self {
+        self.sticky = sticky;
+        self
     }
 
     /// Sets the balancing strategy.

@@ -15,6 +15,10 @@ pub(crate) struct LivePool {
     pub balance: Balance,
     pub upstreams: Vec<Arc<Upstream>>,
     pub metrics: Arc<AppMetrics>,
+    /// Sticky sessions: the cookie naming the replica a client sticks to
+    /// (one name per app and path prefix, so two routes of one host do not
+    /// overwrite each other's).
+    pub sticky_cookie: Option<String>,
     /// Round-robin positions, one per thread: a single shared counter would
     /// move its cache line between cores on every request.
     next: Box<[Padded<AtomicUsize>]>,
@@ -32,8 +36,26 @@ impl LivePool {
             balance,
             upstreams,
             metrics,
+            sticky_cookie: None,
             next: (0..shard::SHARDS).map(|_| Padded::default()).collect(),
         }
+    }
+
+    /// Makes the pool sticky with a cookie named after its app and prefix.
+    pub fn with_sticky(mut self, prefix: &str) -> Self {
+        self.sticky_cookie = Some(format!(
+            "slipway_{:08x}",
+            crate::upstream::stable_hash(&format!("{}|{prefix}", self.app)) as u32
+        ));
+        self
+    }
+
+    /// The healthy upstream a sticky-session token names, if any.
+    pub fn pick_affine(&self, token: &str) -> Option<Arc<Upstream>> {
+        self.upstreams
+            .iter()
+            .find(|u| u.affinity == token && u.is_healthy())
+            .cloned()
     }
 
     /// Picks a healthy upstream other than `exclude`.

@@ -18,6 +18,10 @@ use crate::table::LivePool;
 /// requests in flight to it (which keep it alive after it left the table).
 #[derive(Debug)]
 pub(crate) struct Upstream {
+    /// The sticky-session token naming this upstream: a hash of its
+    /// address, the same on every server, so a cookie set by one server's
+    /// proxy is honoured by the others.
+    pub affinity: String,
     pub app: String,
     pub addr: SocketAddr,
     clock: Instant,
@@ -47,6 +51,7 @@ impl Upstream {
     ) -> Self {
         Upstream {
             app: app.to_string(),
+            affinity: format!("{:016x}", stable_hash(&addr.to_string())),
             addr,
             clock,
             in_flight: AtomicUsize::new(0),
@@ -198,4 +203,12 @@ impl Drop for InFlight {
         self.pool.metrics.end();
         Self::leave(&self.upstream);
     }
+}
+
+/// FNV-1a: a hash that is the same in every process and version (sticky
+/// session tokens and cookie names must not change between servers).
+pub(crate) fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -152,3 +152,74 @@ async fn swapping_the_table_under_load_fails_no_request() {
     assert_eq!(proxy.metrics().apps["web"].status_2xx, 200);
     assert_eq!(proxy.routes(), table(&[1, 2]));
 }
+
+/// GET with an optional `Cookie` header: (body, the `Set-Cookie` answered).
+async fn get_with_cookie(
+    c: &Client,
+    proxy: std::net::SocketAddr,
+    cookie: Option<&str>,
+) -> (String, Option<String>) {
+    let mut req = hyper::Request::get(format!("http://{proxy}/")).header("host", "x.test");
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    let resp = c
+        .request(
+            req.body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (String::from_utf8_lossy(&body).to_string(), set)
+}
+
+#[tokio::test]
+async fn sticky_sessions_send_a_client_back_to_its_replica_until_it_goes() {
+    let mut backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let pool = Pool::new("web", backends.iter().map(|b| b.addr).collect()).sticky(true);
+    let (_proxy, addr) = start_proxy(
+        ProxyConfig::default(),
+        RouteTable::new().route(Route::new("*", "/", pool)),
+    )
+    .await;
+    let cl = client();
+    // The first answer sets the cookie naming the replica that served it.
+    let (first, set) = get_with_cookie(&cl, addr, None).await;
+    let set = set.expect("a sticky pool sets its cookie");
+    assert!(set.contains("HttpOnly") && set.contains("Path=/"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    // With it, every request goes back there (no new cookie); round robin
+    // would have spread them.
+    for _ in 0..12 {
+        let (body, again) = get_with_cookie(&cl, addr, Some(&format!("other=1; {cookie}"))).await;
+        assert_eq!(body, first);
+        assert_eq!(again, None);
+    }
+    // Its replica dies: the client moves to another one, with a new cookie.
+    let gone = backends.iter().position(|b| b.id == first).unwrap();
+    backends[gone].kill();
+    let (moved, set) = get_with_cookie(&cl, addr, Some(&cookie)).await;
+    assert_ne!(moved, first);
+    let new_cookie = set.expect("a new cookie for the new replica");
+    assert_ne!(new_cookie.split(';').next().unwrap(), cookie);
+    // Without stickiness nothing is set.
+    let plain = Pool::new("web", vec![backends[(gone + 1) % 3].addr]);
+    let (_p2, addr2) = start_proxy(
+        ProxyConfig::default(),
+        RouteTable::new().route(Route::new("*", "/", plain)),
+    )
+    .await;
+    assert_eq!(get_with_cookie(&cl, addr2, None).await.1, None);
+}

@@ -81,6 +81,7 @@ async fn view(state: &AppState, app: &AppRecord, repo: &Repo) -> ApiResult<Value
         "port": s.port,
         "dockerfile": s.dockerfile,
         "compose": s.compose,
+        "sticky": s.sticky,
         "health": s.health,
         "domains": deploy.hosts(app),
         "env": s.env,
@@ -117,6 +118,7 @@ pub struct Settings {
     cpus: Option<Option<f64>>,
     max_surge: Option<u32>,
     max_unavailable: Option<u32>,
+    sticky: Option<bool>,
 }
 
 impl Settings {
@@ -164,6 +166,9 @@ impl Settings {
         }
         if let Some(v) = self.max_unavailable {
             spec.max_unavailable = v;
+        }
+        if let Some(v) = self.sticky {
+            spec.sticky = v;
         }
         Ok(spec)
     }

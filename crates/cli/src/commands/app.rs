@@ -104,6 +104,10 @@ struct Settings {
     /// Host name the proxy routes to the app (repeatable; replaces the list).
     #[arg(long = "domain", value_name = "HOST")]
     domains: Vec<String>,
+    /// Sticky sessions: the proxy sends each client back to the replica that
+    /// served it first (a cookie), while that replica is healthy.
+    #[arg(long, value_name = "true|false")]
+    sticky: Option<bool>,
     /// Memory limit per replica, e.g. 256M or 1G.
     #[arg(long)]
     memory: Option<String>,
@@ -127,6 +131,9 @@ impl Settings {
         }
         if let Some(v) = &self.dockerfile {
             b.insert("dockerfile".into(), json!(v));
+        }
+        if let Some(v) = self.sticky {
+            b.insert("sticky".into(), json!(v));
         }
         if let Some(v) = &self.compose {
             b.insert(
