@@ -319,6 +319,10 @@ fn five_minute_tour_runs_as_written() {
             "<h1>hello from web</h1>",
         ),
         ("config list shows the variable", "GREETING"),
+        ("the stack's front answers", "<h1>hello from the shop</h1>"),
+        ("services reach each other by name", "kept-in-a-volume"),
+        ("ps names the services", "SERVICE"),
+        ("volume ls lists the named volume", "store-data"),
         ("node list shows the replicas", "REPLICAS"),
         ("metrics are served", "# HELP"),
     ] {

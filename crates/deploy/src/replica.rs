@@ -106,7 +106,12 @@ impl AppReplicas {
                 container: r.container.clone(),
                 release: r.release,
                 state: r.state,
-                address: r.addr.to_string(),
+                // Stack services without ingress publish nothing.
+                address: if r.addr.port() == 0 {
+                    String::new()
+                } else {
+                    r.addr.to_string()
+                },
                 restarts: r.restarts,
                 started_at: r.started_at,
                 node: None,

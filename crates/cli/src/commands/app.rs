@@ -454,7 +454,7 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> anyhow::Result
     );
     println!("  URL: {}", s(&app["url"]));
     println!(
-        "Push a Dockerfile to {} of {} to deploy it, or run `slipway deploy {name}`.",
+        "Push a Dockerfile (or a compose.yaml) to {} of {} to deploy it, or run `slipway deploy {name}`.",
         s(&app["branch"]),
         s(&app["repo"])
     );
@@ -832,7 +832,10 @@ async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
                 s(&r["id"]),
                 vnum(&r["release"]),
                 state,
-                s(&r["address"]),
+                match s(&r["address"]) {
+                    a if a.is_empty() => "-".to_string(),
+                    a => a,
+                },
                 s(&r["restarts"]),
                 age(&r["started_at"]),
                 limits(&r["limits"]),
