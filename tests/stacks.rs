@@ -446,6 +446,17 @@ fn a_refused_compose_file_deploys_nothing_and_says_where() {
     assert_eq!(s.wait_release(1)["status"], "active");
     s.wait_body("/", "v1");
     let web = s.container_of("web");
+    // Autoscaling is for single-service apps (for now): said, not ignored.
+    let (status, body) = s.api(
+        "PUT",
+        "/apps/shop/autoscale",
+        Some(json!({"min": 1, "max": 3, "rps_per_replica": 50.0})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("stack"),
+        "{body}"
+    );
     // Forbidden or malformed files, each refused with its line and key;
     // nothing is released and v1 keeps serving.
     let cases: Vec<(String, &str)> = vec![

@@ -37,6 +37,19 @@ pub async fn put(
     Json(body): Json<PolicyInput>,
 ) -> ApiResult<axum::Json<PolicyView>> {
     let (app, _) = authorize_app(&state, &caller, &name, Access::Write).await?;
+    if let Some(n) = app.release {
+        let stack = state
+            .store()
+            .release(app.id, n)
+            .await?
+            .and_then(|r| r.spec.stack);
+        if stack.is_some() {
+            return Err(crate::error::ApiError::conflict(format!(
+                "app {} is a stack: autoscaling is not available for stacks yet; set each service's replicas in its Compose file (deploy.replicas)",
+                app.name
+            )));
+        }
+    }
     state
         .autoscale()
         .set(&app, &body, &caller.user.username)
