@@ -167,7 +167,6 @@ impl Deployer {
         let replicas = self.snapshot(app.id);
         let mut converged: HashSet<&str> = HashSet::new();
         let mut actions = Vec::new();
-        let mut waiting = false;
         for svc in &stack.services {
             let deps_ready = svc
                 .depends_on
@@ -201,9 +200,10 @@ impl Deployer {
                         .await?;
                         return Ok(Progress::Changed);
                     }
-                    TaskState::Running => waiting = true,
+                    // Running (its end wakes the app), or waiting for its
+                    // dependencies.
                     TaskState::NotRun if deps_ready => actions.push(Action::RunTask(svc)),
-                    TaskState::NotRun => {}
+                    TaskState::Running | TaskState::NotRun => {}
                 }
                 continue;
             }
@@ -239,10 +239,8 @@ impl Deployer {
                 actions.push(Action::Stop(
                     cur.into_iter().rev().take(surplus).cloned().collect(),
                 ));
-            } else {
-                // Replicas still starting (another run's start is waiting).
-                waiting = true;
             }
+            // Otherwise replicas are still starting (another run waits).
         }
         if actions.is_empty() {
             let names: HashSet<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
@@ -258,7 +256,6 @@ impl Deployer {
                 return Ok(Progress::Changed);
             }
             if converged.len() < stack.services.len() {
-                let _ = waiting;
                 return Ok(Progress::WaitUntil(Instant::now() + Duration::from_secs(1)));
             }
             self.remove_old_tasks(&rt, &tasks, release.number).await;
