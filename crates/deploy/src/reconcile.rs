@@ -185,7 +185,12 @@ impl Deployer {
     }
 
     pub(crate) fn remember(&self, app_id: i64, replica: Replica) {
-        self.collect_logs(app_id, &replica.container, replica.release);
+        self.collect_logs(
+            app_id,
+            &replica.container,
+            replica.release,
+            &replica.service,
+        );
         self.inner
             .apps
             .lock()
@@ -692,8 +697,12 @@ impl Deployer {
         release: &ReleaseRecord,
         why: &str,
     ) -> Result<(), String> {
-        self.fail_release_with(app, release, &format!("replica of v{} {why}", release.number))
-            .await
+        self.fail_release_with(
+            app,
+            release,
+            &format!("replica of v{} {why}", release.number),
+        )
+        .await
     }
 
     /// Marks `release` failed with the message `msg` and points the app

@@ -525,7 +525,7 @@ impl Deployer {
                 return Err(why);
             }
         };
-        self.collect_logs(app.id, &id, release.number);
+        self.collect_logs(app.id, &id, release.number, &svc.name);
         self.event(
             app.id,
             "task",

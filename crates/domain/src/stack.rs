@@ -23,10 +23,48 @@ pub struct StackSpec {
     pub notices: Vec<String>,
 }
 
+/// Most services a stack may have.
+pub const MAX_SERVICES: usize = 64;
+
+/// Whether `name` is a valid service name: lowercase letters, digits, `-`
+/// and `_`, starting with a letter or digit, at most 63 characters.
+pub fn valid_service_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
 impl StackSpec {
     /// The service called `name`.
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Replicas of `svc` to run: the app's per-service override
+    /// (`slipway scale APP SERVICE=N`), else the file's `deploy.replicas`.
+    /// Tasks have none (they run once per release).
+    pub fn replicas_of(&self, svc: &ServiceSpec, overrides: &BTreeMap<String, u32>) -> u32 {
+        if svc.is_task(self) {
+            return 0;
+        }
+        overrides
+            .get(&svc.name)
+            .copied()
+            .unwrap_or(svc.deploy.replicas)
+    }
+
+    /// The services that mount named volume `volume`.
+    pub fn services_mounting(&self, volume: &str) -> Vec<&ServiceSpec> {
+        self.services
+            .iter()
+            .filter(|s| {
+                s.mounts
+                    .iter()
+                    .any(|m| matches!(&m.source, MountSource::Volume(v) if v == volume))
+            })
+            .collect()
     }
 }
 
