@@ -117,14 +117,16 @@ impl Deployer {
         spec.name = spec.name.map(|n| format!("{n}-run"));
         let started = match &svc {
             Some(svc) => self.create_and_start(&rt, &spec, svc, &secrets).await,
-            None => async {
-                let id = rt.create(&spec).await.map_err(|e| (None, e.to_string()))?;
-                rt.start(&id)
-                    .await
-                    .map_err(|e| (Some(id.clone()), e.to_string()))?;
-                Ok(id)
+            None => {
+                async {
+                    let id = rt.create(&spec).await.map_err(|e| (None, e.to_string()))?;
+                    rt.start(&id)
+                        .await
+                        .map_err(|e| (Some(id.clone()), e.to_string()))?;
+                    Ok(id)
+                }
+                .await
             }
-            .await,
         };
         match started {
             Ok(container) => Ok(OneOff {
@@ -136,7 +138,9 @@ impl Deployer {
                 if let Some(id) = id {
                     let _ = rt.remove(&id).await;
                 }
-                Err(DeployError::State(format!("the command could not start: {why}")))
+                Err(DeployError::State(format!(
+                    "the command could not start: {why}"
+                )))
             }
         }
     }

@@ -131,7 +131,10 @@ impl Deployer {
         stack: &StackSpec,
         found: &[ContainerInfo],
     ) -> Result<Progress, String> {
-        let rt = self.runtime().cloned().ok_or("the Docker Engine is not connected")?;
+        let rt = self
+            .runtime()
+            .cloned()
+            .ok_or("the Docker Engine is not connected")?;
         let (tasks, services): (Vec<ContainerInfo>, Vec<ContainerInfo>) = found
             .iter()
             .cloned()
@@ -161,6 +164,8 @@ impl Deployer {
         }
         let secrets = self.secret_env(app.id).await.map_err(|e| e.to_string())?;
         let replicas = self.snapshot(app.id);
+        // Services a volume restore holds at 0 replicas.
+        let held = self.held_services(app.id);
         let mut converged: HashSet<&str> = HashSet::new();
         let mut actions = Vec::new();
         let mut waiting = false;
@@ -189,8 +194,12 @@ impl Deployer {
                         } else {
                             format!("task {} {why}; last output: {tail}", svc.name)
                         };
-                        self.fail_release_with(app, release, &format!("v{}: {why}", release.number))
-                            .await?;
+                        self.fail_release_with(
+                            app,
+                            release,
+                            &format!("v{}: {why}", release.number),
+                        )
+                        .await?;
                         return Ok(Progress::Changed);
                     }
                     TaskState::Running => waiting = true,
@@ -203,7 +212,11 @@ impl Deployer {
             let mine: Vec<&Replica> = replicas.iter().filter(|r| r.service == svc.name).collect();
             let (cur, old): (Vec<&Replica>, Vec<&Replica>) =
                 mine.into_iter().partition(|r| r.hash == hash);
-            let target = svc.deploy.replicas as usize;
+            let target = if held.contains(&svc.name) {
+                0
+            } else {
+                stack.replicas_of(svc, &app.spec.service_replicas) as usize
+            };
             let step = svc.deploy.parallelism.max(1) as usize;
             let stop_first = svc.deploy.order.unwrap_or(if svc.has_volume() {
                 UpdateOrder::StopFirst
@@ -215,7 +228,8 @@ impl Deployer {
                 converged.insert(&svc.name);
                 continue;
             }
-            if !deps_ready {
+            // Stopping a held service waits for nothing.
+            if !deps_ready && target > 0 {
                 continue;
             }
             if cur.len() < target {
@@ -272,7 +286,11 @@ impl Deployer {
                             .map(|s| if s.is_task(stack) {
                                 format!("{} (task done)", s.name)
                             } else {
-                                format!("{}×{}", s.name, s.deploy.replicas)
+                                format!(
+                                    "{}×{}",
+                                    s.name,
+                                    stack.replicas_of(s, &app.spec.service_replicas)
+                                )
                             })
                             .collect::<Vec<_>>()
                             .join(", ")
@@ -322,7 +340,6 @@ impl Deployer {
             .await?;
         Ok(Progress::Changed)
     }
-
 
     /// The crash backoff's end, if it is still ahead.
     fn hold(&self, app_id: i64) -> Option<Instant> {
@@ -690,8 +707,6 @@ impl Deployer {
         }
     }
 
-
-
     /// Takes over running service containers this process does not know
     /// (after a restart): running and not unhealthy ones are kept, with
     /// their digest, so an unchanged service is not restarted.
@@ -799,7 +814,12 @@ fn task_container(tasks: &[ContainerInfo], release: i64, service: &str) -> Optio
         .next()
 }
 
-async fn task_state(rt: &Runtime, tasks: &[ContainerInfo], release: i64, service: &str) -> TaskState {
+async fn task_state(
+    rt: &Runtime,
+    tasks: &[ContainerInfo],
+    release: i64,
+    service: &str,
+) -> TaskState {
     let Some(id) = task_container(tasks, release, service) else {
         return TaskState::NotRun;
     };

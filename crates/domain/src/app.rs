@@ -163,6 +163,10 @@ pub struct AppSpec {
     /// only; an app's own settings never carry one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<crate::stack::StackSpec>,
+    /// Stacks: replicas per service set with `slipway scale APP SERVICE=N`;
+    /// they win over the Compose file's `deploy.replicas`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_replicas: BTreeMap<String, u32>,
 }
 
 impl Default for AppSpec {
@@ -181,6 +185,7 @@ impl Default for AppSpec {
             max_unavailable: 0,
             compose: None,
             stack: None,
+            service_replicas: BTreeMap::new(),
         }
     }
 }
@@ -265,6 +270,22 @@ impl AppSpec {
         }
         if self.replicas > MAX_REPLICAS {
             return Err(format!("replicas must be between 0 and {MAX_REPLICAS}"));
+        }
+        if self.service_replicas.len() > crate::stack::MAX_SERVICES {
+            return Err(format!(
+                "at most {} per-service replica counts",
+                crate::stack::MAX_SERVICES
+            ));
+        }
+        for (service, n) in &self.service_replicas {
+            if !crate::stack::valid_service_name(service) {
+                return Err(format!("invalid service name {service:?}"));
+            }
+            if *n > MAX_REPLICAS {
+                return Err(format!(
+                    "replicas of {service} must be between 0 and {MAX_REPLICAS}"
+                ));
+            }
         }
         self.health.validate()?;
         if self.domains.len() > MAX_DOMAINS {
