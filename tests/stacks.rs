@@ -132,7 +132,12 @@ impl Stack {
         // Each test's images differ: tests building the same Dockerfile at
         // once would share (or not) each other's build cache, and an image
         // rebuilt on a cache of another test's gets another content id.
-        let nonce = work.path().file_name().unwrap().to_string_lossy().to_string();
+        let nonce = work
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         std::fs::write(dir.join("db/srv/test-nonce"), &nonce).unwrap();
         std::fs::write(dir.join("web/www/test-nonce"), &nonce).unwrap();
         git_ok(

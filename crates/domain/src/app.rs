@@ -458,6 +458,27 @@ mod tests {
     }
 
     #[test]
+    fn service_replicas_are_kept_only_when_set_and_validated() {
+        let plain = serde_json::to_value(AppSpec::default()).unwrap();
+        assert!(plain.get("service_replicas").is_none(), "{plain}");
+        let old: AppSpec = serde_json::from_value(plain).unwrap();
+        assert!(old.service_replicas.is_empty());
+        let mut spec = AppSpec::default();
+        spec.service_replicas.insert("web".into(), 3);
+        let back: AppSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(back.service_replicas["web"], 3);
+        assert!(spec.validate().is_ok());
+        spec.service_replicas.insert("web".into(), MAX_REPLICAS + 1);
+        assert!(spec.validate().unwrap_err().contains("replicas of web"));
+        spec.service_replicas.clear();
+        spec.service_replicas.insert("Bad Name".into(), 1);
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .contains("invalid service name"));
+    }
+
+    #[test]
     fn spec_validation() {
         assert!(AppSpec::default().validate().is_ok());
         let bad = |f: fn(&mut AppSpec)| {

@@ -358,4 +358,49 @@ mod tests {
         };
         assert!(waited_on.is_task(&stack));
     }
+
+    #[test]
+    fn scale_overrides_win_over_the_file_but_not_for_tasks() {
+        let web = ServiceSpec {
+            name: "web".into(),
+            deploy: ServiceDeploy {
+                replicas: 2,
+                ..Default::default()
+            },
+            mounts: vec![Mount {
+                source: MountSource::Volume("data".into()),
+                target: "/data".into(),
+                read_only: false,
+            }],
+            ..Default::default()
+        };
+        let migrate = ServiceSpec {
+            name: "migrate".into(),
+            restart: RestartPolicy::No,
+            ..web.clone()
+        };
+        let stack = StackSpec {
+            services: vec![migrate.clone(), web.clone()],
+            ..Default::default()
+        };
+        let mut overrides = BTreeMap::new();
+        assert_eq!(stack.replicas_of(&web, &overrides), 2);
+        overrides.insert("web".to_string(), 5);
+        overrides.insert("migrate".to_string(), 5);
+        assert_eq!(stack.replicas_of(&web, &overrides), 5);
+        assert_eq!(stack.replicas_of(&migrate, &overrides), 0);
+        let names: Vec<&str> = stack
+            .services_mounting("data")
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["migrate", "web"]);
+        assert!(stack.services_mounting("other").is_empty());
+        for ok in ["web", "db-1", "a_b", "0x"] {
+            assert!(valid_service_name(ok), "{ok}");
+        }
+        for bad in ["", "Web", "-a", "_a", "a b", "a/b", &"x".repeat(64)] {
+            assert!(!valid_service_name(bad), "{bad}");
+        }
+    }
 }
