@@ -300,6 +300,33 @@ fn inspect(container: &str, format: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A tar archive of `(name, type flag, link name, contents)` entries, made
+/// by hand (ASCII, so it passes as the CLI's stdin text).
+fn ustar(entries: &[(&str, u8, &str, &str)]) -> String {
+    let mut out = Vec::new();
+    for (name, kind, link, data) in entries {
+        let mut h = [0u8; 512];
+        let mut put = |at: usize, value: &[u8]| h[at..at + value.len()].copy_from_slice(value);
+        put(0, name.as_bytes());
+        put(100, b"0000644\0");
+        put(108, b"0000000\0");
+        put(116, b"0000000\0");
+        put(124, format!("{:011o}\0", data.len()).as_bytes());
+        put(136, b"00000000000\0");
+        put(148, b"        ");
+        put(156, &[*kind]);
+        put(157, link.as_bytes());
+        put(257, b"ustar\x0000");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data.as_bytes());
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    String::from_utf8(out).unwrap()
+}
+
 /// Task containers of the app (`docker ps -a` by label).
 fn task_containers(instance: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
@@ -610,6 +637,17 @@ fn stack_volumes_back_up_and_restore_services_scale_and_log_apart() {
     );
     assert_eq!(s.container_of("db"), db);
     assert_eq!(s.get("/cgi-bin/count"), (200, "4".into()));
+    // …an archive the engine cannot unpack (a hard link to a file it does
+    // not hold) leaves the volume as it was: its contents are put back.
+    let broken = ustar(&[("./x", b'0', "", "x\n"), ("./y", b'1', "./missing", "")]);
+    let err = cli.fails(&["volume", "restore", "shop", "db-data"], Some(&broken));
+    assert!(
+        err.contains("could not be unpacked") && err.contains("previous contents were put back"),
+        "{err}"
+    );
+    s.wait_body("/cgi-bin/count", "4");
+    assert_eq!(s.get("/cgi-bin/schema"), (200, "schema-MIGRATION".into()));
+    let db = s.container_of("db");
     // …restoring needs admin access to the app (backups: write access).
     let bob = s.server.create_user(&s.token, "bob");
     let (code, body) = s.api(

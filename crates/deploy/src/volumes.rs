@@ -8,8 +8,9 @@
 //! and modes: `CHOWN`, `DAC_OVERRIDE`, `FOWNER`); the archive itself goes
 //! through the engine's archive API. A restore first stops the services
 //! that mount the volume (the reconcile loop holds them at 0 replicas),
-//! empties the volume, unpacks the archive, then lets the loop start them
-//! again.
+//! sets the volume's contents aside (inside it), unpacks the archive,
+//! removes the old contents (or, when unpacking fails, puts them back),
+//! then lets the loop start the services again.
 
 use crate::run::RUN_LABEL;
 use crate::stack::{SERVICE_LABEL, TASK_LABEL, VOLUME_LABEL};
@@ -32,9 +33,28 @@ const STOP_WAIT: Duration = Duration::from_secs(120);
 /// Capabilities the helper keeps: root may then create files of any owner
 /// and mode, and remove any file, in the volume.
 const HELPER_CAPS: [&str; 3] = ["CHOWN", "DAC_OVERRIDE", "FOWNER"];
-/// Empties the volume, hidden files included (`rm -f` ignores patterns
-/// that matched nothing).
-const CLEAR_SCRIPT: &str = "cd /volume && rm -rf -- * .[!.]* ..?*";
+/// Where a restore sets the volume's previous contents aside (inside the
+/// volume: moving is instant), until the archive is unpacked.
+const ASIDE_PREFIX: &str = ".slipway-restore-";
+
+/// Moves everything in the volume (hidden files included) but `aside`
+/// into `aside`.
+fn set_aside_script(aside: &str) -> String {
+    format!(
+        "cd {HELPER_MOUNT} && mkdir {aside} && for f in * .[!.]* ..?*; do \
+         if [ \"$f\" != {aside} ] && {{ [ -e \"$f\" ] || [ -L \"$f\" ]; }}; then mv -- \"$f\" {aside}/ || exit 1; fi; done"
+    )
+}
+
+/// Removes what an unpacking left and moves the contents of `aside` back.
+fn put_back_script(aside: &str) -> String {
+    format!(
+        "cd {HELPER_MOUNT} && for f in * .[!.]* ..?*; do \
+         if [ \"$f\" != {aside} ] && {{ [ -e \"$f\" ] || [ -L \"$f\" ]; }}; then rm -rf -- \"$f\" || exit 1; fi; done && \
+         for f in {aside}/* {aside}/.[!.]* {aside}/..?*; do \
+         if [ -e \"$f\" ] || [ -L \"$f\" ]; then mv -- \"$f\" . || exit 1; fi; done && rmdir {aside}"
+    )
+}
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
@@ -268,6 +288,28 @@ impl Deployer {
         Ok(Helper { rt: rt.clone(), id })
     }
 
+    /// Runs `script` in a helper container mounting `volume` read-write
+    /// and returns the (exited) container, or why it failed.
+    async fn run_helper(
+        &self,
+        rt: &Runtime,
+        app: &AppRecord,
+        volume: &str,
+        script: &str,
+    ) -> Result<Helper, String> {
+        let helper = self
+            .create_helper(rt, app, volume, false, &["sh", "-c", script])
+            .await
+            .map_err(|e| e.to_string())?;
+        rt.start(&helper.id).await.map_err(|e| e.to_string())?;
+        let status = rt.wait(&helper.id).await.map_err(|e| e.to_string())?;
+        if !status.success() {
+            let tail = self.log_tail(&helper.id).await;
+            return Err(format!("exit code {}: {tail}", status.code));
+        }
+        Ok(helper)
+    }
+
     /// The contents of named volume `volume` of an app's stack as a tar
     /// archive (entries `./…`, owners and modes kept), streamed while it is
     /// read. The services using it keep running: a database's files may
@@ -300,8 +342,9 @@ impl Deployer {
     /// Replaces the contents of named volume `volume` with the tar archive
     /// `body` (at most `max_bytes`): the archive is stored and checked
     /// first; then the services that mount the volume are stopped (held at
-    /// 0 replicas), the volume emptied and the archive unpacked (owners and
-    /// modes kept), and the services start again. Refused (409) while a
+    /// 0 replicas), the volume's contents set aside and the archive
+    /// unpacked (owners and modes kept; the old contents are removed, or put
+    /// back when unpacking fails), and the services start again. Refused (409) while a
     /// task or `slipway run` command that mounts it runs.
     pub async fn restore_volume<S, E>(
         &self,
@@ -397,28 +440,44 @@ impl Deployer {
         if let Some(e) = busy(&found) {
             return Err(e);
         }
+        // The previous contents go aside (inside the volume), the archive
+        // is unpacked, then they are removed; should unpacking fail, they
+        // are put back.
+        let aside = format!("{ASIDE_PREFIX}{}", hex::encode(rand::random::<[u8; 6]>()));
         let helper = self
-            .create_helper(&rt, app, volume, false, &["sh", "-c", CLEAR_SCRIPT])
-            .await?;
-        rt.start(&helper.id).await.map_err(state)?;
-        let status = rt.wait(&helper.id).await.map_err(state)?;
-        if !status.success() {
-            let tail = self.log_tail(&helper.id).await;
-            return Err(DeployError::State(format!(
-                "emptying volume {volume} failed (exit code {}): {tail}",
-                status.code
-            )));
-        }
-        let file = tokio::fs::File::open(&spool.0).await.map_err(state)?;
-        rt.upload_stream(&helper.id, HELPER_MOUNT, file_chunks(file))
+            .run_helper(&rt, app, volume, &set_aside_script(&aside))
             .await
-            .map_err(|e| {
+            .map_err(|why| {
                 DeployError::State(format!(
-                    "volume {volume} was emptied but the archive could not be unpacked: {e}"
+                    "setting volume {volume}'s files aside failed: {why}"
                 ))
             })?;
+        let file = tokio::fs::File::open(&spool.0).await.map_err(state)?;
+        if let Err(e) = rt
+            .upload_stream(&helper.id, HELPER_MOUNT, file_chunks(file))
+            .await
+        {
+            let back = match self
+                .run_helper(&rt, app, volume, &put_back_script(&aside))
+                .await
+            {
+                Ok(_) => "its previous contents were put back".to_string(),
+                Err(why) => format!(
+                    "putting its previous contents back failed too ({why}): they are in {aside} inside the volume"
+                ),
+            };
+            return Err(DeployError::State(format!(
+                "the archive could not be unpacked into volume {volume}: {e}; {back}"
+            )));
+        }
         drop(helper);
         drop(spool);
+        if let Err(why) = self
+            .run_helper(&rt, app, volume, &format!("rm -rf {HELPER_MOUNT}/{aside}"))
+            .await
+        {
+            tracing::warn!(app = %app.name, volume, %why, "a restored volume's previous contents were not removed");
+        }
         let again = if services.is_empty() {
             String::new()
         } else {
@@ -584,6 +643,16 @@ fn check_tar(path: &Path) -> Result<u64, String> {
             || name
                 .components()
                 .any(|c| matches!(c, std::path::Component::ParentDir));
+        let reserved = name.components().find_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_string_lossy().starts_with(ASIDE_PREFIX)),
+            _ => None,
+        });
+        if reserved == Some(true) {
+            return Err(format!(
+                "the archive's entry {:?} uses a name Slipway keeps for restores ({ASIDE_PREFIX}…)",
+                name.display()
+            ));
+        }
         if escapes {
             return Err(format!(
                 "the archive's entry {:?} leaves the volume: entries must be relative paths without `..`",
@@ -635,6 +704,8 @@ mod tests {
         assert!(err.contains("leaves the volume"), "{err}");
         let err = check(&archive(&[("/etc/passwd", b"x")])).unwrap_err();
         assert!(err.contains("leaves the volume"), "{err}");
+        let err = check(&archive(&[("./.slipway-restore-1/x", b"")])).unwrap_err();
+        assert!(err.contains("keeps for restores"), "{err}");
         let err = check("not a tar archive ".repeat(100).as_bytes()).unwrap_err();
         assert!(err.contains("not a valid tar archive"), "{err}");
     }
