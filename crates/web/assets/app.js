@@ -28,7 +28,10 @@
       href ? " · " : "",
       href ? el("a", { href, text: a.url, rel: "noopener noreferrer", target: "_blank" }) : "",
     );
-    document.getElementById("replica-count").textContent = a.ready + "/" + a.replicas + " ready";
+    // A stack's replicas belong to its services (scaled one by one).
+    const stack = Array.isArray(a.services);
+    document.getElementById("scale-form").hidden = stack;
+    document.getElementById("replica-count").textContent = stack ? "" : a.ready + "/" + a.replicas + " ready";
     if (document.activeElement !== scaleInput && scaleInput.value === "") scaleInput.value = a.replicas;
     renderServices(a.services);
     if (!releasesLoaded || current !== a.release) {
@@ -48,6 +51,8 @@
     const up = services.filter((s) => !s.task && s.state === "running").length;
     const long = services.filter((s) => !s.task).length;
     document.getElementById("service-count").textContent = up + "/" + long + " running";
+    const first = services.find((s) => !s.task);
+    document.getElementById("service-scale-hint").textContent = "slipway scale " + name + " " + (first ? first.name : "SERVICE") + "=N";
     const rows = services.map((s) => [
       el("code", { text: s.name }),
       s.task ? el("span", { class: "muted", text: "one-off task" }) : s.ready + "/" + s.replicas + (s.scaled ? " (scaled)" : ""),
