@@ -51,8 +51,8 @@ volumes:
   db-data:
 "#;
 
-const DB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY srv /srv\nRUN chmod +x /srv/cgi-bin/*\nCMD [\"sh\", \"-c\", \"mkdir -p /data && touch /data/votes && exec httpd -f -p 7000 -h /srv\"]\n";
-const WEB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nRUN chmod +x /www/cgi-bin/*\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+const DB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY srv /srv\nRUN chmod +x /srv/cgi-bin/*\nCMD [\"sh\", \"-c\", \"echo db-ready-on-7000 && mkdir -p /data && touch /data/votes && exec httpd -f -p 7000 -h /srv\"]\n";
+const WEB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nRUN chmod +x /www/cgi-bin/*\nCMD [\"sh\", \"-c\", \"echo web-ready-on-8080 && exec httpd -f -p 8080 -h /www\"]\n";
 
 fn cgi(body: &str) -> String {
     format!("#!/bin/sh\necho 'Content-Type: text/plain'\necho\n{body}\n")
@@ -130,6 +130,18 @@ impl Stack {
             &dir.join("web/www/cgi-bin/greeting"),
             &cgi("echo $GREETING"),
         );
+        write_exec(&dir.join("web/www/cgi-bin/host"), &cgi("hostname"));
+        // Each test's images differ: tests building the same Dockerfile at
+        // once would share (or not) each other's build cache, and an image
+        // rebuilt on a cache of another test's gets another content id.
+        let nonce = work
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        std::fs::write(dir.join("db/srv/test-nonce"), &nonce).unwrap();
+        std::fs::write(dir.join("web/www/test-nonce"), &nonce).unwrap();
         git_ok(
             &dir,
             &[
@@ -288,6 +300,33 @@ fn inspect(container: &str, format: &str) -> String {
         .output()
         .expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A tar archive of `(name, type flag, link name, contents)` entries, made
+/// by hand (ASCII, so it passes as the CLI's stdin text).
+fn ustar(entries: &[(&str, u8, &str, &str)]) -> String {
+    let mut out = Vec::new();
+    for (name, kind, link, data) in entries {
+        let mut h = [0u8; 512];
+        let mut put = |at: usize, value: &[u8]| h[at..at + value.len()].copy_from_slice(value);
+        put(0, name.as_bytes());
+        put(100, b"0000644\0");
+        put(108, b"0000000\0");
+        put(116, b"0000000\0");
+        put(124, format!("{:011o}\0", data.len()).as_bytes());
+        put(136, b"00000000000\0");
+        put(148, b"        ");
+        put(156, &[*kind]);
+        put(157, link.as_bytes());
+        put(257, b"ustar\x0000");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data.as_bytes());
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    String::from_utf8(out).unwrap()
 }
 
 /// Task containers of the app (`docker ps -a` by label).
@@ -521,4 +560,222 @@ fn a_refused_compose_file_deploys_nothing_and_says_where() {
     assert!(s.release(2).is_null(), "no release was made");
     assert_eq!(s.container_of("web"), web);
     assert_eq!(s.get("/"), (200, "v1".into()));
+}
+
+#[test]
+fn stack_volumes_back_up_and_restore_services_scale_and_log_apart() {
+    let s = Stack::new();
+    s.push("v1", None);
+    let r1 = s.wait_release(1);
+    assert_eq!(r1["status"], "active", "{r1}\n{}", s.server.log());
+    s.wait_body("/", "v1");
+    s.wait_body("/cgi-bin/schema", "schema-MIGRATION");
+    assert_eq!(s.get("/cgi-bin/vote"), (200, "1".into()));
+    assert_eq!(s.get("/cgi-bin/vote"), (200, "2".into()));
+    let cli = s.cli();
+
+    // Logs per service: db's lines only, each marked with its service.
+    let start = Instant::now();
+    loop {
+        let out = cli.ok(&["logs", "shop", "--service", "db", "--json"], None);
+        let records: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(records.iter().all(|r| r["service"] == "db"), "{out}");
+        if records.iter().any(|r| r["line"] == "db-ready-on-7000") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no db line: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let text = cli.ok(&["logs", "shop", "--service", "db"], None);
+    assert!(
+        text.contains("db/") && !text.contains("web-ready") && !text.contains("migrated"),
+        "{text}"
+    );
+    let all = cli.ok(&["logs", "shop"], None);
+    assert!(
+        all.contains("db-ready-on-7000")
+            && all.contains("web-ready-on-8080")
+            && all.contains("migrated"),
+        "{all}"
+    );
+    let (code, body) = s.api("GET", "/apps/shop/logs?service=No", None);
+    assert_eq!(code, 422, "{body}");
+
+    // Per-service scale: two web replicas, both routed; the database stays one.
+    let out = cli.ok(
+        &["scale", "shop", "web=2", "--wait", "--timeout", "60"],
+        None,
+    );
+    assert!(out.contains("web of shop: 2/2 replicas ready"), "{out}");
+    let webs: Vec<Value> = s
+        .replicas()
+        .into_iter()
+        .filter(|r| r["service"] == "web")
+        .collect();
+    assert_eq!(webs.len(), 2, "{webs:?}");
+    assert!(webs.iter().all(|r| r["state"] == "healthy"), "{webs:?}");
+    assert_eq!(
+        s.replicas().iter().filter(|r| r["service"] == "db").count(),
+        1
+    );
+    let ps = cli.ok(&["ps", "shop"], None);
+    assert_eq!(
+        ps.lines()
+            .filter(|l| l
+                .trim_start_matches(|c: char| c == '│' || c.is_whitespace())
+                .starts_with("web "))
+            .count(),
+        2,
+        "{ps}"
+    );
+    let mut hosts = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (code, host) = s.get("/cgi-bin/host");
+        assert_eq!(code, 200);
+        hosts.insert(host);
+        if hosts.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(hosts.len(), 2, "both web replicas answer: {hosts:?}");
+    let (_, app) = s.api("GET", "/apps/shop", None);
+    let web = app["services"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["name"] == "web"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(web["replicas"], 2, "{app}");
+    assert_eq!(web["scaled"], true, "{app}");
+    let (_, events) = s.api("GET", "/apps/shop/events", None);
+    assert!(
+        events
+            .to_string()
+            .contains("scaled web from 1 to 2 by alice"),
+        "{events}"
+    );
+    let err = cli.fails(&["scale", "shop", "migrate=2"], None);
+    assert!(err.contains("one-off task") && err.contains("422"), "{err}");
+    let err = cli.fails(&["scale", "shop", "cache=1"], None);
+    assert!(
+        err.contains("no service cache") && err.contains("migrate") && err.contains("404"),
+        "{err}"
+    );
+
+    // Volume backup: a tar of the volume's contents, on stdout.
+    let out = cli.run(&["volume", "backup", "shop", "db-data"], None);
+    assert!(out.status.success(), "{out:?}");
+    let tar_path = s._work.path().join("db-data.tar");
+    std::fs::write(&tar_path, &out.stdout).unwrap();
+    let listing = std::process::Command::new("tar")
+        .args(["tf", tar_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.lines().any(|l| l == "./votes") && listing.lines().any(|l| l == "./schema"),
+        "{listing}"
+    );
+    // The data changes after the backup…
+    assert_eq!(s.get("/cgi-bin/vote"), (200, "3".into()));
+    assert_eq!(s.get("/cgi-bin/vote"), (200, "4".into()));
+
+    // …a bad archive or an unknown volume changes nothing…
+    let db = s.container_of("db");
+    let err = cli.fails(
+        &["volume", "restore", "shop", "db-data"],
+        Some(&"not a tar archive ".repeat(100)),
+    );
+    assert!(
+        err.contains("not a valid tar archive") && err.contains("422"),
+        "{err}"
+    );
+    let err = cli.fails(
+        &["volume", "backup", "shop", "nope", "-o", "/dev/null"],
+        None,
+    );
+    assert!(
+        err.contains("no volume \"nope\"") && err.contains("db-data"),
+        "{err}"
+    );
+    assert_eq!(s.container_of("db"), db);
+    assert_eq!(s.get("/cgi-bin/count"), (200, "4".into()));
+    // …an archive the engine cannot unpack (a hard link to a file it does
+    // not hold) leaves the volume as it was: its contents are put back.
+    let broken = ustar(&[("./x", b'0', "", "x\n"), ("./y", b'1', "./missing", "")]);
+    let err = cli.fails(&["volume", "restore", "shop", "db-data"], Some(&broken));
+    assert!(
+        err.contains("could not be unpacked") && err.contains("previous contents were put back"),
+        "{err}"
+    );
+    s.wait_body("/cgi-bin/count", "4");
+    assert_eq!(s.get("/cgi-bin/schema"), (200, "schema-MIGRATION".into()));
+    let db = s.container_of("db");
+    // …restoring needs admin access to the app (backups: write access).
+    let bob = s.server.create_user(&s.token, "bob");
+    let (code, body) = s.api(
+        "PUT",
+        "/repos/alice/shop/collaborators/bob",
+        Some(json!({"access": "write"})),
+    );
+    assert!(code == 200 || code == 204, "{body}");
+    let (code, _) = s
+        .server
+        .api("GET", "/apps/shop/volumes/db-data/backup", Some(&bob), None);
+    assert_eq!(code, 200);
+    let (code, body) = s.server.api(
+        "PUT",
+        "/apps/shop/volumes/db-data/restore",
+        Some(&bob),
+        None,
+    );
+    assert_eq!(code, 403, "{body}");
+
+    // The restore stops db, puts the backup's contents back, starts db
+    // again: the count is the one of the backup.
+    let tar_text = String::from_utf8(out.stdout.clone()).expect("a tar of text files is ASCII");
+    let restored = cli.ok(&["volume", "restore", "shop", "db-data"], Some(&tar_text));
+    assert!(
+        restored.contains("Restored volume db-data of shop") && restored.contains("db start again"),
+        "{restored}"
+    );
+    s.wait_body("/cgi-bin/count", "2");
+    assert_ne!(s.container_of("db"), db, "db was restarted");
+    assert_eq!(s.get("/cgi-bin/schema"), (200, "schema-MIGRATION".into()));
+    assert_eq!(s.get("/cgi-bin/vote"), (200, "3".into()));
+    let (_, events) = s.api("GET", "/apps/shop/events", None);
+    let events = events.to_string();
+    assert!(
+        events.contains("restoring volume db-data by alice: stopping db")
+            && events.contains("volume db-data restored"),
+        "{events}"
+    );
+    // From a file too, with --output and --input.
+    let file = s._work.path().join("again.tar");
+    cli.ok(
+        &[
+            "volume",
+            "backup",
+            "shop",
+            "db-data",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let json = cli.json(&[
+        "volume",
+        "restore",
+        "shop",
+        "db-data",
+        "-i",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(json["services"], json!(["db"]), "{json}");
+    s.wait_body("/cgi-bin/count", "3");
 }

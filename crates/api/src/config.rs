@@ -136,6 +136,10 @@ pub struct Config {
     /// manifests of their repositories plus uploads in progress. Past it a
     /// push gets 413 (`DENIED`).
     pub registry_quota_bytes: u64,
+    /// Largest archive `slipway volume restore` accepts, in bytes
+    /// (`SLIPWAY_VOLUME_RESTORE_MAX_BYTES`, 2 GiB); it is stored under the
+    /// data directory while it is checked and unpacked.
+    pub volume_restore_max_bytes: u64,
     /// Per-user overrides of `registry_quota_bytes` (TOML table
     /// `[registry_quotas]`, e.g. `ci-bot = 53687091200`; 0 = unlimited).
     pub registry_quotas: std::collections::BTreeMap<String, u64>,
@@ -194,6 +198,7 @@ impl Default for Config {
             webhook_allow_list: Vec::new(),
             registry_quota_bytes: 10 << 30,
             registry_quotas: Default::default(),
+            volume_restore_max_bytes: 2 << 30,
         }
     }
 }

@@ -82,6 +82,37 @@ impl Client {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    /// Sends a PUT whose body is streamed (`content_type`) and decodes the
+    /// JSON answer (volume restores).
+    pub async fn put_stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+        content_type: &str,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = self
+            .http
+            .request(Method::PUT, &url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the Slipway server at {} (is `slipway server` running?)",
+                self.base
+            )
+        })?;
+        let status = res.status();
+        let bytes = res.bytes().await.context("reading the server's answer")?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from {url}"))
+    }
+
     /// Sends a request with the token; a non-2xx answer becomes a readable error.
     async fn send<B: Serialize>(
         &self,

@@ -39,8 +39,9 @@ impl Deployer {
         &self.inner.logs
     }
 
-    /// Starts following `container`'s output into the store (once per container).
-    pub(crate) fn collect_logs(&self, app_id: i64, container: &str, release: i64) {
+    /// Starts following `container`'s output into the store (once per
+    /// container); its lines carry `service` (stack apps; "" for none).
+    pub(crate) fn collect_logs(&self, app_id: i64, container: &str, release: i64, service: &str) {
         let Some(rt) = self.runtime().cloned() else {
             return;
         };
@@ -54,9 +55,10 @@ impl Deployer {
         }
         let d = self.clone();
         let container = container.to_string();
+        let service = service.to_string();
         tokio::spawn(async move {
             let store = d.log_store().clone();
-            collect(&rt, &store, app_id, &container, release, true).await;
+            collect(&rt, &store, app_id, &container, release, &service, true).await;
             d.inner.collectors.active.lock().unwrap().remove(&container);
             let _ = done_tx.send(true);
         });
@@ -82,19 +84,23 @@ impl Deployer {
         let Some(rt) = self.runtime().cloned() else {
             return;
         };
-        let release = match release {
-            Some(n) => n,
-            None => match rt.inspect(container).await {
-                Ok(s) => s
-                    .labels
-                    .get(crate::RELEASE_LABEL)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                Err(_) => return,
-            },
+        let Ok(state) = rt.inspect(container).await else {
+            return;
         };
+        let release = release.unwrap_or_else(|| {
+            state
+                .labels
+                .get(crate::RELEASE_LABEL)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        });
+        let service = state
+            .labels
+            .get(crate::SERVICE_LABEL)
+            .cloned()
+            .unwrap_or_default();
         let store = self.log_store().clone();
-        let catch_up = collect(&rt, &store, app_id, container, release, false);
+        let catch_up = collect(&rt, &store, app_id, container, release, &service, false);
         if tokio::time::timeout(SETTLE_CATCH_UP, catch_up)
             .await
             .is_err()
@@ -116,6 +122,7 @@ async fn collect(
     app_id: i64,
     container: &str,
     release: i64,
+    service: &str,
     follow: bool,
 ) {
     let replica: String = container.chars().take(12).collect();
@@ -161,31 +168,15 @@ async fn collect(
                     }
                 }
             }
-            write(
-                store,
-                app_id,
-                &mut position,
-                &replica,
-                release,
-                max_line,
-                out,
-            )
-            .await;
+            let at = (&replica[..], release, service);
+            write(store, app_id, &mut position, at, max_line, out).await;
             if broken {
                 break;
             }
         }
         let rest = lines.finish();
-        write(
-            store,
-            app_id,
-            &mut position,
-            &replica,
-            release,
-            max_line,
-            rest,
-        )
-        .await;
+        let at = (&replica[..], release, service);
+        write(store, app_id, &mut position, at, max_line, rest).await;
         if !follow {
             return;
         }
@@ -207,14 +198,16 @@ async fn write(
     store: &LogStore,
     app_id: i64,
     position: &mut Position,
-    replica: &str,
-    release: i64,
+    (replica, release, service): (&str, i64, &str),
     max_line: usize,
     lines: Vec<(DateTime<Utc>, Stream, String)>,
 ) {
     let records: Vec<LogRecord> = lines
         .into_iter()
-        .map(|(ts, stream, line)| LogRecord::new(ts, replica, release, stream, &line, max_line))
+        .map(|(ts, stream, line)| {
+            LogRecord::new(ts, replica, release, stream, &line, max_line)
+                .with_service(Some(service))
+        })
         .filter(|r| position.accept(r))
         .collect();
     if records.is_empty() {

@@ -28,6 +28,7 @@ mod routes;
 mod run;
 mod service;
 mod stack;
+mod stack_view;
 mod volumes;
 
 pub use cluster_demand::{
@@ -39,7 +40,8 @@ pub use run::{OneOff, RUN_LABEL};
 pub use service::ConfigChange;
 pub use slipway_logs::{Direction, LogRecord, LogStore, Query, Retention, Stream as LogStream};
 pub use stack::{SERVICE_HASH_LABEL, SERVICE_LABEL, TASK_LABEL, VOLUME_LABEL};
-pub use volumes::VolumeView;
+pub use stack_view::ServiceView;
+pub use volumes::{VolumeRestore, VolumeView};
 
 use slipway_auth::secrets::SecretBox;
 use slipway_domain::AppRecord;
@@ -99,6 +101,9 @@ pub enum DeployError {
     /// Something does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A body is larger than the server accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// The secret key could not be used.
     #[error("{0}")]
     Secret(String),

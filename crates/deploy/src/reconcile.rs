@@ -194,7 +194,12 @@ impl Deployer {
     }
 
     pub(crate) fn remember(&self, app_id: i64, replica: Replica) {
-        self.collect_logs(app_id, &replica.container, replica.release);
+        self.collect_logs(
+            app_id,
+            &replica.container,
+            replica.release,
+            &replica.service,
+        );
         self.inner
             .apps
             .lock()

@@ -95,6 +95,11 @@ pub(crate) struct AppReplicas {
     pub replacing: std::collections::VecDeque<u32>,
     /// No replica is started before this instant (crash backoff).
     pub hold_until: Option<Instant>,
+    /// Stack services held at 0 replicas while a volume they mount is
+    /// restored (by how many restores).
+    pub held: HashMap<String, usize>,
+    /// Volumes being restored (one restore at a time; no backup meanwhile).
+    pub busy_volumes: std::collections::HashSet<String>,
 }
 
 impl AppReplicas {

@@ -171,9 +171,11 @@ impl Deployer {
             }
         }
         // The app's settings follow the rolled-back configuration, so the
-        // next deploy does not bring the newer one back; scale and domains stay.
+        // next deploy does not bring the newer one back; scale (also per
+        // service) and domains stay.
         let mut spec = target.spec.clone();
         spec.replicas = app.spec.replicas;
+        spec.service_replicas = app.spec.service_replicas.clone();
         spec.domains = app.spec.domains.clone();
         // An app's own settings never carry a stack; the release does.
         let settings = AppSpec {

@@ -165,6 +165,8 @@ impl Deployer {
         }
         let secrets = self.secret_env(app.id).await.map_err(|e| e.to_string())?;
         let replicas = self.snapshot(app.id);
+        // Services a volume restore holds at 0 replicas.
+        let held = self.held_services(app.id);
         let mut converged: HashSet<&str> = HashSet::new();
         let mut actions = Vec::new();
         for svc in &stack.services {
@@ -211,7 +213,11 @@ impl Deployer {
             let mine: Vec<&Replica> = replicas.iter().filter(|r| r.service == svc.name).collect();
             let (cur, old): (Vec<&Replica>, Vec<&Replica>) =
                 mine.into_iter().partition(|r| r.hash == hash);
-            let target = desired_replicas(svc);
+            let target = if held.contains(&svc.name) {
+                0
+            } else {
+                desired_replicas(stack, svc, app)
+            };
             let step = svc.deploy.parallelism.max(1) as usize;
             let stop_first = svc.deploy.order.unwrap_or(if svc.has_volume() {
                 UpdateOrder::StopFirst
@@ -223,7 +229,8 @@ impl Deployer {
                 converged.insert(&svc.name);
                 continue;
             }
-            if !deps_ready {
+            // Stopping a held service waits for nothing.
+            if !deps_ready && target > 0 {
                 continue;
             }
             if cur.len() < target {
@@ -277,7 +284,7 @@ impl Deployer {
                             .map(|s| if s.is_task(stack) {
                                 format!("{} (task done)", s.name)
                             } else {
-                                format!("{}×{}", s.name, desired_replicas(s))
+                                format!("{}×{}", s.name, desired_replicas(stack, s, app))
                             })
                             .collect::<Vec<_>>()
                             .join(", ")
@@ -529,7 +536,7 @@ impl Deployer {
                 return Err(why);
             }
         };
-        self.collect_logs(app.id, &id, release.number);
+        self.collect_logs(app.id, &id, release.number, &svc.name);
         self.event(
             app.id,
             "task",
@@ -768,11 +775,13 @@ impl Deployer {
 }
 
 /// Replicas a service should run on this (single) node: `global` is one
-/// per node.
-fn desired_replicas(svc: &ServiceSpec) -> usize {
+/// per node; otherwise the app's per-service scale, else the file's.
+fn desired_replicas(stack: &StackSpec, svc: &ServiceSpec, app: &AppRecord) -> usize {
     match svc.deploy.mode {
         slipway_domain::stack::DeployMode::Global => 1,
-        slipway_domain::stack::DeployMode::Replicated => svc.deploy.replicas as usize,
+        slipway_domain::stack::DeployMode::Replicated => {
+            stack.replicas_of(svc, &app.spec.service_replicas) as usize
+        }
     }
 }
 

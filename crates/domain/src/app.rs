@@ -167,6 +167,10 @@ pub struct AppSpec {
     /// only; an app's own settings never carry one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<crate::stack::StackSpec>,
+    /// Stacks: replicas per service set with `slipway scale APP SERVICE=N`;
+    /// they win over the Compose file's `deploy.replicas`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_replicas: BTreeMap<String, u32>,
 }
 
 impl Default for AppSpec {
@@ -186,6 +190,7 @@ impl Default for AppSpec {
             sticky: false,
             compose: None,
             stack: None,
+            service_replicas: BTreeMap::new(),
         }
     }
 }
@@ -270,6 +275,22 @@ impl AppSpec {
         }
         if self.replicas > MAX_REPLICAS {
             return Err(format!("replicas must be between 0 and {MAX_REPLICAS}"));
+        }
+        if self.service_replicas.len() > crate::stack::MAX_SERVICES {
+            return Err(format!(
+                "at most {} per-service replica counts",
+                crate::stack::MAX_SERVICES
+            ));
+        }
+        for (service, n) in &self.service_replicas {
+            if !crate::stack::valid_service_name(service) {
+                return Err(format!("invalid service name {service:?}"));
+            }
+            if *n > MAX_REPLICAS {
+                return Err(format!(
+                    "replicas of {service} must be between 0 and {MAX_REPLICAS}"
+                ));
+            }
         }
         self.health.validate()?;
         if self.domains.len() > MAX_DOMAINS {
@@ -439,6 +460,27 @@ mod tests {
         ] {
             assert!(AppName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn service_replicas_are_kept_only_when_set_and_validated() {
+        let plain = serde_json::to_value(AppSpec::default()).unwrap();
+        assert!(plain.get("service_replicas").is_none(), "{plain}");
+        let old: AppSpec = serde_json::from_value(plain).unwrap();
+        assert!(old.service_replicas.is_empty());
+        let mut spec = AppSpec::default();
+        spec.service_replicas.insert("web".into(), 3);
+        let back: AppSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(back.service_replicas["web"], 3);
+        assert!(spec.validate().is_ok());
+        spec.service_replicas.insert("web".into(), MAX_REPLICAS + 1);
+        assert!(spec.validate().unwrap_err().contains("replicas of web"));
+        spec.service_replicas.clear();
+        spec.service_replicas.insert("Bad Name".into(), 1);
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .contains("invalid service name"));
     }
 
     #[test]

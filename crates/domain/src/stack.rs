@@ -23,10 +23,48 @@ pub struct StackSpec {
     pub notices: Vec<String>,
 }
 
+/// Most services a stack may have.
+pub const MAX_SERVICES: usize = 64;
+
+/// Whether `name` is a valid service name: lowercase letters, digits, `-`
+/// and `_`, starting with a letter or digit, at most 63 characters.
+pub fn valid_service_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
 impl StackSpec {
     /// The service called `name`.
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Replicas of `svc` to run: the app's per-service override
+    /// (`slipway scale APP SERVICE=N`), else the file's `deploy.replicas`.
+    /// Tasks have none (they run once per release).
+    pub fn replicas_of(&self, svc: &ServiceSpec, overrides: &BTreeMap<String, u32>) -> u32 {
+        if svc.is_task(self) {
+            return 0;
+        }
+        overrides
+            .get(&svc.name)
+            .copied()
+            .unwrap_or(svc.deploy.replicas)
+    }
+
+    /// The services that mount named volume `volume`.
+    pub fn services_mounting(&self, volume: &str) -> Vec<&ServiceSpec> {
+        self.services
+            .iter()
+            .filter(|s| {
+                s.mounts
+                    .iter()
+                    .any(|m| matches!(&m.source, MountSource::Volume(v) if v == volume))
+            })
+            .collect()
     }
 }
 
@@ -319,5 +357,50 @@ mod tests {
             ..Default::default()
         };
         assert!(waited_on.is_task(&stack));
+    }
+
+    #[test]
+    fn scale_overrides_win_over_the_file_but_not_for_tasks() {
+        let web = ServiceSpec {
+            name: "web".into(),
+            deploy: ServiceDeploy {
+                replicas: 2,
+                ..Default::default()
+            },
+            mounts: vec![Mount {
+                source: MountSource::Volume("data".into()),
+                target: "/data".into(),
+                read_only: false,
+            }],
+            ..Default::default()
+        };
+        let migrate = ServiceSpec {
+            name: "migrate".into(),
+            restart: RestartPolicy::No,
+            ..web.clone()
+        };
+        let stack = StackSpec {
+            services: vec![migrate.clone(), web.clone()],
+            ..Default::default()
+        };
+        let mut overrides = BTreeMap::new();
+        assert_eq!(stack.replicas_of(&web, &overrides), 2);
+        overrides.insert("web".to_string(), 5);
+        overrides.insert("migrate".to_string(), 5);
+        assert_eq!(stack.replicas_of(&web, &overrides), 5);
+        assert_eq!(stack.replicas_of(&migrate, &overrides), 0);
+        let names: Vec<&str> = stack
+            .services_mounting("data")
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["migrate", "web"]);
+        assert!(stack.services_mounting("other").is_empty());
+        for ok in ["web", "db-1", "a_b", "0x"] {
+            assert!(valid_service_name(ok), "{ok}");
+        }
+        for bad in ["", "Web", "-a", "_a", "a b", "a/b", &"x".repeat(64)] {
+            assert!(!valid_service_name(bad), "{bad}");
+        }
     }
 }

@@ -51,6 +51,10 @@ pub struct LogRecord {
     pub stream: Stream,
     /// The text, without its newline, at most [`MAX_LINE`] bytes.
     pub line: String,
+    /// The stack service the replica belongs to (apps deployed from a
+    /// Compose file; absent for single-service apps and older lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl LogRecord {
@@ -69,7 +73,14 @@ impl LogRecord {
             release,
             stream,
             line: cut(line, max_line).to_owned(),
+            service: None,
         }
+    }
+
+    /// The record, marked as printed by a replica of stack service `service`.
+    pub fn with_service(mut self, service: Option<&str>) -> Self {
+        self.service = service.filter(|s| !s.is_empty()).map(str::to_owned);
+        self
     }
 
     /// The timestamp in Unix milliseconds.
@@ -129,6 +140,13 @@ mod tests {
         let back: LogRecord = serde_json::from_str(&text).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.ms() % 1000, 123);
+        let r = r.with_service(Some("db"));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.ends_with(r#","line":"héllo","service":"db"}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<LogRecord>(&text).unwrap(), r);
     }
 
     #[test]

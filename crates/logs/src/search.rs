@@ -24,6 +24,8 @@ pub struct Query {
     pub replica: Option<String>,
     /// Release number.
     pub release: Option<i64>,
+    /// Stack service (exactly).
+    pub service: Option<String>,
     /// Stdout or stderr only.
     pub stream: Option<Stream>,
     /// Lines at or after this instant (Unix ms).
@@ -66,6 +68,9 @@ impl Query {
             }
         }
         if self.release.is_some_and(|n| n != r.release) {
+            return false;
+        }
+        if self.service.is_some() && self.service != r.service {
             return false;
         }
         if self.stream.is_some_and(|s| s != r.stream) {
@@ -287,6 +292,13 @@ mod tests {
         }
         .matches(&r));
         assert!(!q.clone().with_text("missing").matches(&r));
+        let db = Query {
+            service: Some("db".into()),
+            ..Query::new(1)
+        };
+        assert!(!db.matches(&r), "a line without a service");
+        assert!(db.matches(&r.clone().with_service(Some("db"))));
+        assert!(!db.matches(&r.clone().with_service(Some("dbx"))));
         let accents = rec(1, "a", 1, Stream::Stdout, "ÉCOLE fermée");
         assert!(Query::new(1).with_text("école").matches(&accents));
     }

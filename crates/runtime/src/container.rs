@@ -235,6 +235,57 @@ impl Runtime {
             })
     }
 
+    /// Unpacks the tar archive streamed by `tar` into directory `path` of
+    /// a container (created, running or stopped; volumes mounted in it
+    /// included): the engine's archive API, without a size or time limit of
+    /// its own (the caller bounds what it sends).
+    pub async fn upload_stream(
+        &self,
+        id: &str,
+        path: &str,
+        tar: impl Stream<Item = Bytes> + Send + 'static,
+    ) -> Result<()> {
+        self.long_docker()
+            .upload_to_container_streaming(
+                id,
+                Some(bollard::container::UploadToContainerOptions {
+                    path: path.to_string(),
+                    ..Default::default()
+                }),
+                tar,
+            )
+            .await
+            .map_err(|e| {
+                RuntimeError::from_docker(e, format!("copying files into `{id}`"), "container", id)
+            })
+    }
+
+    /// A tar archive of `path` in a container (created, running or
+    /// stopped; volumes mounted in it included), streamed by the engine's
+    /// archive API. `/dir/.` gives the directory's contents as `./…`.
+    pub fn download(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        let owned_id = id.to_string();
+        self.long_docker()
+            .download_from_container(
+                id,
+                Some(bollard::container::DownloadFromContainerOptions {
+                    path: path.to_string(),
+                }),
+            )
+            .map_err(move |e| {
+                RuntimeError::from_docker(
+                    e,
+                    format!("copying files out of `{owned_id}`"),
+                    "container",
+                    &owned_id,
+                )
+            })
+    }
+
     /// Start a created container.
     pub async fn start(&self, id: &str) -> Result<()> {
         self.docker

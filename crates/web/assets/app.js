@@ -1,5 +1,6 @@
-// One app: replicas (refreshed every 2 s), scale, metrics charts, releases
-// with rollback, recent events (builds, rollouts, crashes, scaling).
+// One app: its stack's services (apps deployed from a Compose file),
+// replicas (refreshed every 2 s), scale, metrics charts, releases with
+// rollback, recent events (builds, rollouts, crashes, scaling).
 "use strict";
 
 (() => {
@@ -27,13 +28,37 @@
       href ? " · " : "",
       href ? el("a", { href, text: a.url, rel: "noopener noreferrer", target: "_blank" }) : "",
     );
-    document.getElementById("replica-count").textContent = a.ready + "/" + a.replicas + " ready";
+    // A stack's replicas belong to its services (scaled one by one).
+    const stack = Array.isArray(a.services);
+    document.getElementById("scale-form").hidden = stack;
+    document.getElementById("replica-count").textContent = stack ? "" : a.ready + "/" + a.replicas + " ready";
     if (document.activeElement !== scaleInput && scaleInput.value === "") scaleInput.value = a.replicas;
+    renderServices(a.services);
     if (!releasesLoaded || current !== a.release) {
       releasesLoaded = true;
       current = a.release;
       loadReleases().catch(showError);
     }
+  }
+
+  // A stack's services: wanted and ready replicas, and where each is.
+  // The badge's colour follows the state (`running` is a healthy one here).
+  const SERVICE_BADGE = { running: "healthy", starting: "starting", stopped: "idle", restoring: "draining", task: "idle" };
+  function renderServices(services) {
+    const card = document.getElementById("services-card");
+    card.hidden = !Array.isArray(services);
+    if (card.hidden) return;
+    const up = services.filter((s) => !s.task && s.state === "running").length;
+    const long = services.filter((s) => !s.task).length;
+    document.getElementById("service-count").textContent = up + "/" + long + " running";
+    const first = services.find((s) => !s.task);
+    document.getElementById("service-scale-hint").textContent = "slipway scale " + name + " " + (first ? first.name : "SERVICE") + "=N";
+    const rows = services.map((s) => [
+      el("code", { text: s.name }),
+      s.task ? el("span", { class: "muted", text: "one-off task" }) : s.ready + "/" + s.replicas + (s.scaled ? " (scaled)" : ""),
+      el("span", { class: "badge status-" + (SERVICE_BADGE[s.state] || "idle"), "data-state": s.state, text: s.task ? "task" : s.state }),
+    ]);
+    replace("services", table(["Service", "Ready", "State"], rows, "No services."));
   }
 
   // One line about the autoscale policy (set with `slipway autoscale`).
@@ -52,7 +77,9 @@
     const [a, replicas, policy] = await Promise.all([api("GET", path), api("GET", path + "/replicas"), api("GET", path + "/autoscale")]);
     renderAutoscale(policy);
     renderApp(a);
+    const stack = replicas.some((r) => r.service);
     const rows = replicas.map((r) => [
+      ...(stack ? [r.service || ""] : []),
       el("code", { text: r.id }),
       "v" + r.release,
       badge(r.state),
@@ -60,7 +87,8 @@
       String(r.restarts),
       ago(r.started_at),
     ]);
-    replace("replicas", table(["Replica", "Release", "State", "Address", "Restarts", "Started"], rows, "No replicas running."));
+    const head = ["Replica", "Release", "State", "Address", "Restarts", "Started"];
+    replace("replicas", table(stack ? ["Service", ...head] : head, rows, "No replicas running."));
   }
 
   async function loadReleases() {

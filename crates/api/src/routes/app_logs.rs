@@ -1,7 +1,7 @@
-//! `GET /apps/{app}/logs`: search an app's stored logs by replica, release,
-//! stream, time and text, and optionally follow new matching lines live.
-//! NDJSON, one record per line (`ts`, `replica`, `release`, `stream`,
-//! `line`); while following, a blank line every 15 s keeps the connection
+//! `GET /apps/{app}/logs`: search an app's stored logs by replica, stack
+//! service, release, stream, time and text, and optionally follow new
+//! matching lines live. NDJSON, one record per line (`ts`, `replica`,
+//! `release`, `stream`, `line`, and `service` for a stack's lines); while following, a blank line every 15 s keeps the connection
 //! alive. Read access to the app's repository is enough.
 
 use crate::error::{ApiError, ApiResult};
@@ -30,10 +30,11 @@ const MAX_AGO_S: i64 = 3650 * 86_400;
 /// Blank line sent to a follower after this much silence.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// The parameters this route knows.
-const PARAMS: [&str; 10] = [
+const PARAMS: [&str; 11] = [
     "tail",
     "limit",
     "replica",
+    "service",
     "release",
     "stream",
     "since",
@@ -92,6 +93,14 @@ pub(crate) fn parse(raw: &str, now: DateTime<Utc>) -> ApiResult<LogRequest> {
             )));
         }
         query.replica = Some(v.to_ascii_lowercase());
+    }
+    if let Some(v) = get("service") {
+        if !slipway_domain::stack::valid_service_name(v) {
+            return Err(ApiError::invalid(format!(
+                "service must be the name of one of the app's services (lowercase letters, digits, - and _), not {v:?}"
+            )));
+        }
+        query.service = Some(v.to_owned());
     }
     if let Some(v) = get("release") {
         let n = v
@@ -279,6 +288,8 @@ mod tests {
         assert_eq!(q.text(), Some("get /"));
         assert_eq!(q.limit, 5);
         assert_eq!(q.direction, Direction::Forward);
+        let r = parse("service=db", now()).unwrap();
+        assert_eq!(r.query.service.as_deref(), Some("db"));
         let r = parse("tail=50&follow=true", now()).unwrap();
         assert_eq!(r.query.limit, 50);
         assert!(r.follow);
@@ -297,6 +308,8 @@ mod tests {
         assert!(err("stream=stdin").contains("stdout or stderr"));
         assert!(err("replica=../x").contains("replica"));
         assert!(err("release=0").contains("release"));
+        assert!(err("service=Web").contains("service"));
+        assert!(err("service=").contains("service"));
         assert!(err("follow=maybe").contains("follow"));
         assert!(err("follow=true&until=1m").contains("until"));
         assert!(err("follow=true&direction=forward").contains("forward"));

@@ -24,6 +24,7 @@ impl From<DeployError> for ApiError {
             DeployError::Invalid(m) => ApiError::invalid(m),
             DeployError::State(m) => ApiError::conflict(m),
             DeployError::NotFound(m) => ApiError::not_found(m),
+            DeployError::TooLarge(m) => ApiError::too_large(m),
             DeployError::Secret(m) => ApiError::internal(m),
             DeployError::Store(s) => s.into(),
         }
@@ -94,6 +95,7 @@ async fn view(state: &AppState, app: &AppRecord, repo: &Repo) -> ApiResult<Value
         "status": deploy.status(app).await?,
         "ready": deploy.ready(app),
         "url": deploy.url(app),
+        "services": deploy.services(app).await?,
         "created_at": app.created_at,
         "updated_at": app.updated_at,
     }))
@@ -359,6 +361,9 @@ pub async fn volumes(
 #[serde(deny_unknown_fields)]
 pub struct Scale {
     replicas: u32,
+    /// A stack's service to scale (the whole app otherwise).
+    #[serde(default)]
+    service: Option<String>,
 }
 
 /// `PUT /apps/{app}/scale`.
@@ -369,10 +374,20 @@ pub async fn scale(
     Json(body): Json<Scale>,
 ) -> ApiResult<axum::Json<Value>> {
     let (app, repo) = authorize_app(&state, &caller, &name, Access::Write).await?;
-    state
-        .deploy()
-        .scale(&app, body.replicas, &caller.user.username)
-        .await?;
+    match &body.service {
+        Some(service) => {
+            state
+                .deploy()
+                .scale_service(&app, service, body.replicas, &caller.user.username)
+                .await?
+        }
+        None => {
+            state
+                .deploy()
+                .scale(&app, body.replicas, &caller.user.username)
+                .await?
+        }
+    }
     let app = reload(&state, &app).await?;
     Ok(axum::Json(view(&state, &app, &repo).await?))
 }

@@ -5,6 +5,7 @@ mod alerts;
 mod app_logs;
 mod app_metrics;
 mod app_run;
+mod app_volumes;
 mod apps;
 mod autoscale;
 mod browse;
@@ -109,6 +110,14 @@ pub fn api_routes() -> Router<AppState> {
         )
         .route("/apps/{app}/replicas", get(apps::replicas))
         .route("/apps/{app}/volumes", get(apps::volumes))
+        .route(
+            "/apps/{app}/volumes/{volume}/backup",
+            get(app_volumes::backup),
+        )
+        .route(
+            "/apps/{app}/volumes/{volume}/restore",
+            put(app_volumes::restore),
+        )
         .route("/apps/{app}/run", post(app_run::run))
         .route("/apps/{app}/releases", get(apps::releases))
         .route("/apps/{app}/rollback", post(apps::rollback))

@@ -197,6 +197,32 @@ pub enum VolumeCommand {
         /// App name.
         app: String,
     },
+    /// Write a tar archive of a volume's contents to stdout (or --output):
+    /// `slipway volume backup shop db-data > db-data.tar`. The services
+    /// using it keep running: for a database, prefer its own dump tool or
+    /// scale it to 0 first.
+    Backup {
+        /// App name.
+        app: String,
+        /// Volume name (as in the Compose file; see `slipway volume ls`).
+        volume: String,
+        /// Write the archive to this file instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Replace a volume's contents with a tar archive read from stdin (or
+    /// --input): `slipway volume restore shop db-data < db-data.tar`. The
+    /// services that mount it are stopped first and start again after.
+    /// Admin access to the app.
+    Restore {
+        /// App name.
+        app: String,
+        /// Volume name.
+        volume: String,
+        /// Read the archive from this file instead of stdin.
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<std::path::PathBuf>,
+    },
 }
 
 /// The everyday top-level verbs (`slipway scale web=3`…), flattened into the
@@ -214,11 +240,12 @@ pub enum DeployCommand {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Set an app's replica count: `slipway scale web=3` (or `web 3`).
+    /// Set an app's replica count: `slipway scale web=3` (or `web 3`); for
+    /// a service of a stack: `slipway scale shop web=3`.
     Scale {
-        /// APP=N, or APP followed by N.
+        /// APP=N, or APP followed by N or SERVICE=N.
         target: String,
-        /// N when given separately.
+        /// N, or SERVICE=N for a stack's service.
         count: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
@@ -363,8 +390,13 @@ pub async fn run_verb(cmd: DeployCommand, g: &GlobalArgs) -> anyhow::Result<()> 
             count,
             wait,
         } => {
-            let (app, n) = parse::scale_target(&target, count.as_deref())?;
-            scale(&client, &app, n, &wait, g.json).await
+            let t = parse::scale_target(&target, count.as_deref())?;
+            match &t.service {
+                Some(service) => {
+                    scale_service(&client, &t.app, service, t.replicas, &wait, g.json).await
+                }
+                None => scale(&client, &t.app, t.replicas, &wait, g.json).await,
+            }
         }
         DeployCommand::Ps { app } => ps(&client, parse::app_name(&app)?, g.json).await,
         DeployCommand::Run {
@@ -374,6 +406,18 @@ pub async fn run_verb(cmd: DeployCommand, g: &GlobalArgs) -> anyhow::Result<()> 
         } => run_one_off(&client, parse::app_name(&app)?, service, command, g.json).await,
         DeployCommand::Volume(VolumeCommand::Ls { app }) => {
             volumes(&client, parse::app_name(&app)?, g.json).await
+        }
+        DeployCommand::Volume(VolumeCommand::Backup {
+            app,
+            volume,
+            output,
+        }) => {
+            let volume = parse::segment("volume name", &volume)?;
+            volume_backup(&client, parse::app_name(&app)?, volume, output, g.json).await
+        }
+        DeployCommand::Volume(VolumeCommand::Restore { app, volume, input }) => {
+            let volume = parse::segment("volume name", &volume)?;
+            volume_restore(&client, parse::app_name(&app)?, volume, input, g.json).await
         }
         DeployCommand::Logs(args) => {
             let path = logs::path(&args)?;
@@ -531,6 +575,25 @@ async fn show(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
         s(&a["ready"]),
         s(&a["replicas"])
     );
+    if let Some(services) = a["services"].as_array() {
+        let list: Vec<String> = services
+            .iter()
+            .map(|x| {
+                if x["task"] == true {
+                    format!("{} (task)", s(&x["name"]))
+                } else {
+                    format!(
+                        "{} {}/{} {}",
+                        s(&x["name"]),
+                        s(&x["ready"]),
+                        s(&x["replicas"]),
+                        s(&x["state"])
+                    )
+                }
+            })
+            .collect();
+        println!("  services:   {}", list.join(", "));
+    }
     println!("  port:       {}", s(&a["port"]));
     println!("  dockerfile: {}", s(&a["dockerfile"]));
     if let Some(c) = a["compose"].as_str() {
@@ -812,6 +875,61 @@ async fn scale(
     Ok(())
 }
 
+async fn scale_service(
+    client: &Client,
+    app: &str,
+    service: &str,
+    replicas: u32,
+    wait: &WaitArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    client.require_token()?;
+    let mut a: Value = client
+        .call(
+            Method::PUT,
+            &format!("/apps/{app}/scale"),
+            Some(&json!({ "service": service, "replicas": replicas })),
+        )
+        .await?;
+    if !json {
+        println!("Scaling {service} of {app} to {replicas} replica(s).");
+    }
+    if wait.wait {
+        let deadline = std::time::Instant::now() + Duration::from_secs(wait.timeout);
+        loop {
+            let svc = a["services"]
+                .as_array()
+                .and_then(|l| l.iter().find(|s| s["name"] == service))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if svc["state"] == "running" || (svc["state"] == "stopped" && replicas == 0) {
+                if !json {
+                    println!(
+                        "{service} of {app}: {}/{} replicas ready.",
+                        s(&svc["ready"]),
+                        s(&svc["replicas"])
+                    );
+                }
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "{service} of {app} is not ready after {} s: {}/{} replicas ready (see `slipway ps {app}` and `slipway events {app}`)",
+                    wait.timeout,
+                    s(&svc["ready"]),
+                    s(&svc["replicas"])
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            a = client.get(&format!("/apps/{app}")).await?;
+        }
+    }
+    if json {
+        return output::json(&a);
+    }
+    Ok(())
+}
+
 async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
     let replicas: Vec<Value> = client.get(&format!("/apps/{app}/replicas")).await?;
     if json {
@@ -941,6 +1059,112 @@ async fn volumes(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
             "App {app} has no named volumes (they come from the `volumes:` of its Compose file)."
         ),
     );
+    Ok(())
+}
+
+async fn volume_backup(
+    client: &Client,
+    app: &str,
+    volume: &str,
+    output: Option<std::path::PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    if output.is_none() && std::io::stdout().is_terminal() {
+        bail!(
+            "the archive is binary: redirect it (`slipway volume backup {app} {volume} > {volume}.tar`) or give --output FILE"
+        );
+    }
+    if json && output.is_none() {
+        bail!("--json prints a summary on stdout: give --output FILE for the archive");
+    }
+    client.require_token()?;
+    let res = client
+        .get_raw(&format!("/apps/{app}/volumes/{volume}/backup"))
+        .await?;
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &output {
+        Some(path) => Box::new(
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    let mut body = res.bytes_stream();
+    let mut bytes: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("the backup was cut off: reading the archive failed")?;
+        bytes += chunk.len() as u64;
+        out.write_all(&chunk).await.context("writing the archive")?;
+    }
+    out.flush().await.context("writing the archive")?;
+    drop(out);
+    if json {
+        return output::json(&json!({"app": app, "volume": volume, "bytes": bytes}));
+    }
+    eprintln!("Backed up volume {volume} of {app}: {bytes} bytes.");
+    Ok(())
+}
+
+async fn volume_restore(
+    client: &Client,
+    app: &str,
+    volume: &str,
+    input: Option<std::path::PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::io::AsyncReadExt;
+    if input.is_none() && std::io::stdin().is_terminal() {
+        bail!(
+            "give the archive on stdin (`slipway volume restore {app} {volume} < {volume}.tar`) or with --input FILE"
+        );
+    }
+    client.require_token()?;
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match &input {
+        Some(path) => Box::new(
+            tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdin()),
+    };
+    let chunks = futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match reader.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), Some(reader)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let r: Value = client
+        .put_stream(
+            &format!("/apps/{app}/volumes/{volume}/restore"),
+            reqwest::Body::wrap_stream(chunks),
+            "application/x-tar",
+        )
+        .await?;
+    if json {
+        return output::json(&r);
+    }
+    let services: Vec<String> = r["services"]
+        .as_array()
+        .map(|l| l.iter().map(s).collect())
+        .unwrap_or_default();
+    println!(
+        "Restored volume {volume} of {app}: {} bytes, {} entries.",
+        s(&r["bytes"]),
+        s(&r["entries"])
+    );
+    if !services.is_empty() {
+        println!("{} start again (`slipway ps {app}`).", services.join(", "));
+    }
     Ok(())
 }
 

@@ -16,6 +16,9 @@ pub struct LogsArgs {
     /// Only this replica: its id or the start of it, as `slipway ps` shows.
     #[arg(long)]
     replica: Option<String>,
+    /// Only this service of a stack (apps deployed from a Compose file).
+    #[arg(long)]
+    service: Option<String>,
     /// Only this release (3 or v3).
     #[arg(long)]
     release: Option<String>,
@@ -44,6 +47,9 @@ pub fn path(args: &LogsArgs) -> anyhow::Result<String> {
         }
         if let Some(r) = &args.replica {
             q.append_pair("replica", r);
+        }
+        if let Some(v) = &args.service {
+            q.append_pair("service", v);
         }
         if let Some(r) = &args.release {
             q.append_pair("release", &parse::release(r)?.to_string());
@@ -98,6 +104,10 @@ mod tests {
                 "2025-01-02T15:04:05+01:00", "--grep", "GET /a&b", "--stream", "stderr",
             ]),
             "/apps/web/logs?replica=ab12&release=3&since=10m&until=2025-01-02T15%3A04%3A05%2B01%3A00&q=GET+%2Fa%26b&stream=stderr"
+        );
+        assert_eq!(
+            path_of(&["shop", "--service", "db"]),
+            "/apps/shop/logs?service=db"
         );
         assert!(Cli::try_parse_from(["logs", "web", "--stream", "stdin"]).is_err());
     }

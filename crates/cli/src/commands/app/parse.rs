@@ -27,23 +27,45 @@ pub fn segment<'a>(what: &str, raw: &'a str) -> anyhow::Result<&'a str> {
     Ok(raw)
 }
 
-/// `APP=N` or `APP N` → (app, replicas).
-pub fn scale_target(target: &str, count: Option<&str>) -> anyhow::Result<(String, u32)> {
-    let (app, n) = match (target.split_once('='), count) {
-        (Some((app, n)), None) => (app, n),
-        (None, Some(n)) => (target, n),
-        _ => bail!(
-            "expected APP=N with N a number, got {:?}",
-            join(target, count)
-        ),
-    };
-    let n: u32 = n.trim().parse().ok().with_context(|| {
-        format!(
-            "expected APP=N with N a number, got {:?}",
+/// What `slipway scale` was asked: an app, maybe one of its stack's
+/// services, and the replicas.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScaleTarget {
+    /// The app.
+    pub app: String,
+    /// The stack service (`slipway scale APP SERVICE=N`).
+    pub service: Option<String>,
+    /// Replicas wanted.
+    pub replicas: u32,
+}
+
+/// `APP=N`, `APP N` or `APP SERVICE=N`.
+pub fn scale_target(target: &str, count: Option<&str>) -> anyhow::Result<ScaleTarget> {
+    let bad = || {
+        anyhow::anyhow!(
+            "expected APP=N, or APP SERVICE=N for a service of a stack, with N a number; got {:?}",
             join(target, count)
         )
-    })?;
-    Ok((app_name(app)?.to_owned(), n))
+    };
+    let (app, service, n) = match (target.split_once('='), count) {
+        (Some((app, n)), None) => (app, None, n),
+        (None, Some(c)) => match c.split_once('=') {
+            Some((service, n)) => (target, Some(service), n),
+            None => (target, None, c),
+        },
+        _ => return Err(bad()),
+    };
+    let replicas: u32 = n.trim().parse().ok().ok_or_else(bad)?;
+    if let Some(s) = service {
+        if !slipway_domain::stack::valid_service_name(s) {
+            bail!("invalid service name {s:?}: services are named in lowercase letters, digits, - and _");
+        }
+    }
+    Ok(ScaleTarget {
+        app: app_name(app)?.to_owned(),
+        service: service.map(str::to_owned),
+        replicas,
+    })
 }
 
 fn join(target: &str, count: Option<&str>) -> String {
@@ -122,13 +144,22 @@ mod tests {
 
     #[test]
     fn scale_forms() {
-        assert_eq!(scale_target("web=3", None).unwrap(), ("web".into(), 3));
-        assert_eq!(scale_target("web", Some("0")).unwrap(), ("web".into(), 0));
-        let e = scale_target("web=abc", None).unwrap_err().to_string();
-        assert!(
-            e.contains("expected APP=N with N a number") && e.contains("web=abc"),
-            "{e}"
+        let t = |app: &str, service: Option<&str>, replicas| ScaleTarget {
+            app: app.into(),
+            service: service.map(Into::into),
+            replicas,
+        };
+        assert_eq!(scale_target("web=3", None).unwrap(), t("web", None, 3));
+        assert_eq!(scale_target("web", Some("0")).unwrap(), t("web", None, 0));
+        assert_eq!(
+            scale_target("shop", Some("web=2")).unwrap(),
+            t("shop", Some("web"), 2)
         );
+        let e = scale_target("web=abc", None).unwrap_err().to_string();
+        assert!(e.contains("expected APP=N") && e.contains("web=abc"), "{e}");
+        assert!(scale_target("shop", Some("web=x")).is_err());
+        assert!(scale_target("shop", Some("Web=1")).is_err());
+        assert!(scale_target("shop=1", Some("web=1")).is_err());
         assert!(scale_target("web", None).is_err());
         assert!(scale_target("web=-1", None).is_err());
         assert!(scale_target("Bad_Name=2", None).is_err());

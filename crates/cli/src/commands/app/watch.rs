@@ -105,6 +105,11 @@ fn spinner(quiet: bool) -> ProgressBar {
 /// One log object as people read it: `time replica | line` (UTC), stderr marked.
 pub fn render_log(v: &Value) -> String {
     let replica = v["replica"].as_str().unwrap_or("-");
+    // A stack's lines name their service: `db/ab12cd`.
+    let replica = match v["service"].as_str() {
+        Some(service) => format!("{service}/{replica}"),
+        None => replica.to_owned(),
+    };
     let line = v["line"].as_str().unwrap_or_default();
     let time = v["ts"]
         .as_str()
@@ -249,6 +254,8 @@ mod tests {
         let err = json!({"replica": "ab12cd", "stream": "stderr", "line": "oops"});
         assert_eq!(render_log(&out), "ab12cd | hello");
         assert_eq!(render_log(&err), "ab12cd | [stderr] oops");
+        let db = json!({"replica": "ab12cd", "service": "db", "stream": "stdout", "line": "up"});
+        assert_eq!(render_log(&db), "db/ab12cd | up");
         let timed = json!({"ts": "2025-01-02T03:04:05.678Z", "replica": "ab12cd",
                            "stream": "stderr", "line": "GET /"});
         assert_eq!(
