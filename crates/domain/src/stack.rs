@@ -319,7 +319,7 @@ pub struct Ingress {
     pub path: String,
     /// Cookie-based sticky sessions (`x-slipway.sticky`).
     pub sticky: bool,
-    /// Path the proxy checks (`x-slipway.health`, default `/`).
+    /// Path the proxy checks (`x-slipway.health`, default: `path`).
     pub health_path: String,
 }
 

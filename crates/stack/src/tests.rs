@@ -204,6 +204,7 @@ fn the_voting_stack() {
     assert_eq!(result.build.as_ref().unwrap().context, "result");
     let ingress = result.ingress.as_ref().unwrap();
     assert_eq!((ingress.port, ingress.path.as_str()), (80, "/result"));
+    assert_eq!(ingress.health_path, "/result", "checked where it is routed");
 
     let worker = spec.service("worker").unwrap();
     assert_eq!(worker.ingress, None);

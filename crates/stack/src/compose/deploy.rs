@@ -340,14 +340,18 @@ impl Cx<'_> {
             );
             return;
         };
+        let route = x.and_then(|x| x.path.clone()).unwrap_or_else(|| "/".into());
         svc.spec.ingress = Some(Ingress {
             port,
             domains: x.map(|x| x.domains.clone()).unwrap_or_default(),
-            path: x.and_then(|x| x.path.clone()).unwrap_or_else(|| "/".into()),
-            sticky: x.is_some_and(|x| x.sticky),
+            // By default the proxy checks the route's own path: a service
+            // routed at /result gets only /result… and may well answer 404
+            // on / (which would keep it from ever going live).
             health_path: x
                 .and_then(|x| x.health.clone())
-                .unwrap_or_else(|| "/".into()),
+                .unwrap_or_else(|| route.clone()),
+            path: route,
+            sticky: x.is_some_and(|x| x.sticky),
         });
     }
 }
