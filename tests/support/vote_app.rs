@@ -13,6 +13,8 @@
 //! - `redis`, `db` (named volume `db-data`): health-checked.
 //! - `migrate`: a one-off task creating the table, run once per release.
 
+#![allow(dead_code)]
+
 use std::path::Path;
 
 /// The Compose file. `${VOTE_PORT}`/`${RESULT_PORT}` only choose the host
