@@ -348,7 +348,7 @@ fn the_voting_app_deploys_rolls_its_front_under_load_and_keeps_its_votes() {
     assert_eq!(inspect(&db, "{{.HostConfig.CapDrop}}"), "[ALL]");
     assert_eq!(
         inspect(&db, "{{.HostConfig.SecurityOpt}}"),
-        "[no-new-privileges]"
+        "[no-new-privileges:true]"
     );
     let user = std::process::Command::new("docker")
         .args([
