@@ -81,11 +81,35 @@ fn main() {
     let (s, c, b) = (median(&slipway), median(&compose), median(&compose_build));
     println!();
     println!("push → five-service stack live, cached images, median of {rounds}:");
-    println!("  slipway (git push → release active, front + results through the proxy): {s:.1} s (min {:.1}, max {:.1})", min(&slipway), max(&slipway));
-    println!("  docker-compose up -d (images given, nothing built):                   {c:.1} s (min {:.1}, max {:.1})", min(&compose), max(&compose));
-    println!("  docker-compose up -d --build (build cache warm):                      {b:.1} s (min {:.1}, max {:.1})", min(&compose_build), max(&compose_build));
-    println!("  ratio slipway / docker-compose up -d:         {:.2}", s / c);
-    println!("  ratio slipway / docker-compose up -d --build: {:.2}", s / b);
+    summary(
+        "slipway: git push → release active, front + results answer via the proxy",
+        &slipway,
+    );
+    summary(
+        "docker-compose up -d: images given, nothing built",
+        &compose,
+    );
+    summary(
+        "docker-compose up -d --build: Docker's build cache warm",
+        &compose_build,
+    );
+    println!(
+        "  ratio slipway / docker-compose up -d:         {:.2}",
+        s / c
+    );
+    println!(
+        "  ratio slipway / docker-compose up -d --build: {:.2}",
+        s / b
+    );
+}
+
+fn summary(what: &str, times: &[f64]) {
+    println!(
+        "  {what:<75} {:>5.1} s (min {:.1}, max {:.1})",
+        median(times),
+        min(times),
+        max(times)
+    );
 }
 
 /// Docker, the Debian base image and docker-compose, or a loud panic.
@@ -172,15 +196,14 @@ impl Bench {
 
     /// Deletes an app with its volume, and waits until its containers are gone.
     fn delete_app(&self, name: &str) {
-        let (s, b) = self.api(
-            "DELETE",
-            &format!("/apps/{name}?purge_volumes=true"),
-            None,
-        );
+        let (s, b) = self.api("DELETE", &format!("/apps/{name}?purge_volumes=true"), None);
         assert!(s == 200 || s == 204, "{s} {b}");
         let start = Instant::now();
         while containers_labelled(&format!("io.slipway.app={name}")) > 0 {
-            assert!(start.elapsed() < Duration::from_secs(120), "{name} not removed");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{name} not removed"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -240,13 +263,24 @@ fn compose_round(work: &Path, round: usize, images: Option<&Path>) -> f64 {
         {
             break;
         }
-        assert!(start.elapsed() < LIMIT, "compose project {project} never went live");
+        assert!(
+            start.elapsed() < LIMIT,
+            "compose project {project} never went live"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = start.elapsed().as_secs_f64();
-    let out = compose(&["down", "-v", "--rmi", "local", "--remove-orphans", "-t", "5"])
-        .output()
-        .expect("docker-compose down");
+    let out = compose(&[
+        "down",
+        "-v",
+        "--rmi",
+        "local",
+        "--remove-orphans",
+        "-t",
+        "5",
+    ])
+    .output()
+    .expect("docker-compose down");
     assert!(
         out.status.success(),
         "docker-compose down: {}",

@@ -73,7 +73,12 @@ impl Vote {
     fn new() -> Self {
         let server = TestServer::start();
         let token = server.setup_admin("alice");
-        let (s, b) = server.api("POST", "/repos", Some(&token), Some(json!({"name": "vote"})));
+        let (s, b) = server.api(
+            "POST",
+            "/repos",
+            Some(&token),
+            Some(json!({"name": "vote"})),
+        );
         assert_eq!(s, 201, "{b}");
         let (s, b) = server.api(
             "POST",
@@ -360,7 +365,11 @@ fn the_voting_app_deploys_rolls_its_front_under_load_and_keeps_its_votes() {
         ])
         .output()
         .expect("docker exec");
-    assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "postgres", "{user:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&user.stdout).trim(),
+        "postgres",
+        "{user:?}"
+    );
 
     // Votes go front → Redis → worker → PostgreSQL → results.
     for (i, choice) in ["a", "a", "b", "a", "b"].iter().enumerate() {
