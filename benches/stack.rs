@@ -8,7 +8,7 @@
 //! apart). Then, `BENCH_ROUNDS` (default 3) times each:
 //!
 //! - **Slipway**: a fresh app on the already built image set, from `git
-//!   push` returning to its release active and the front and the results
+//!   push` starting to its release active and the front and the results
 //!   answering through Slipway's proxy. Includes the pipeline, the cached
 //!   `docker build`s of the five images, a new network and volume,
 //!   PostgreSQL's initdb, the health checks and the migration task.
@@ -148,7 +148,7 @@ impl Bench {
     }
 
     /// A new repository and app `name` holding the voting app; seconds from
-    /// `git push` returning to v1 active with the front and the results
+    /// `git push` starting to v1 active with the front and the results
     /// answering through the proxy, and the pushed commit.
     fn slipway_round(&self, name: &str) -> (f64, String) {
         let (s, b) = self.api("POST", "/repos", Some(json!({ "name": name })));
@@ -171,8 +171,8 @@ impl Bench {
         git_ok(&dir, &["remote", "add", "origin", &url]);
         let sha = git_ok(&dir, &["rev-parse", "HEAD"]);
         let host = format!("{name}.localhost");
-        git_ok(&dir, &["push", "-q", "origin", "main"]);
         let pushed = Instant::now();
+        git_ok(&dir, &["push", "-q", "origin", "main"]);
         loop {
             let (_, releases) = self.api("GET", &format!("/apps/{name}/releases"), None);
             let v1 = releases

@@ -31,7 +31,7 @@ const RELEASE_LIMIT: Duration = Duration::from_secs(300);
 /// Makes `slipway/debian:bookworm` unless it exists (`slipway images
 /// bootstrap --debian`, the way an operator does); panics when Docker or
 /// debootstrap is missing.
-pub fn debian_base() {
+fn debian_base() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
         slipway_runtime::Runtime::connect().await.unwrap_or_else(|e| {
