@@ -193,6 +193,16 @@ impl Deployer {
         }
     }
 
+    /// A new replica passed its health check: it gets traffic, and the
+    /// crash backoff starts over.
+    pub(crate) fn mark_ready(&self, app_id: i64, container: &str) {
+        self.set_state(app_id, container, ReplicaState::Healthy);
+        if let Some(a) = self.inner.apps.lock().unwrap().get_mut(&app_id) {
+            a.crashes = 0;
+            a.hold_until = None;
+        }
+    }
+
     pub(crate) fn remember(&self, app_id: i64, replica: Replica) {
         self.collect_logs(
             app_id,
@@ -651,13 +661,7 @@ impl Deployer {
         let mut failure = None;
         for r in results {
             match r {
-                Ok(id) => {
-                    self.set_state(app.id, &id, ReplicaState::Healthy);
-                    if let Some(a) = self.inner.apps.lock().unwrap().get_mut(&app.id) {
-                        a.crashes = 0;
-                        a.hold_until = None;
-                    }
-                }
+                Ok(id) => self.mark_ready(app.id, &id),
                 Err((id, why)) => {
                     if let Some(id) = id {
                         let tail = self.log_tail(&id).await;

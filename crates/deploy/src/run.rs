@@ -62,12 +62,7 @@ impl Deployer {
                     DeployError::Invalid(format!(
                         "app {} is a stack: name one of its services ({})",
                         app.name,
-                        stack
-                            .services
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        stack.service_names()
                     ))
                 })?;
                 let svc = stack.service(name).ok_or_else(|| {

@@ -607,13 +607,7 @@ impl Deployer {
         let mut failure = None;
         for r in futures::future::join_all(starts).await {
             match r {
-                Ok(id) => {
-                    self.set_state(app.id, &id, ReplicaState::Healthy);
-                    if let Some(a) = self.inner.apps.lock().unwrap().get_mut(&app.id) {
-                        a.crashes = 0;
-                        a.hold_until = None;
-                    }
-                }
+                Ok(id) => self.mark_ready(app.id, &id),
                 Err((id, why)) => {
                     let mut why = format!("service {}: {why}", svc.name);
                     if let Some(id) = id {

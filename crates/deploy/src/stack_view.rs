@@ -113,12 +113,7 @@ impl Deployer {
             return Err(DeployError::NotFound(format!(
                 "app {} has no service {service} (its services: {})",
                 app.name,
-                stack
-                    .services
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                stack.service_names()
             )));
         };
         if svc.is_task(&stack) {

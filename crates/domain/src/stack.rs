@@ -42,6 +42,15 @@ impl StackSpec {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// The services' names, comma-separated (for messages that list them).
+    pub fn service_names(&self) -> String {
+        self.services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Replicas of `svc` to run: the app's per-service override
     /// (`slipway scale APP SERVICE=N`), else the file's `deploy.replicas`.
     /// Tasks have none (they run once per release).

@@ -220,19 +220,8 @@ impl Runtime {
     /// not yet started) container: files a container must find at start,
     /// such as a stack service's secrets under `/run/secrets`.
     pub async fn upload(&self, id: &str, path: &str, tar: Bytes) -> Result<()> {
-        self.docker
-            .upload_to_container(
-                id,
-                Some(bollard::container::UploadToContainerOptions {
-                    path: path.to_string(),
-                    ..Default::default()
-                }),
-                tar,
-            )
+        self.upload_stream(id, path, futures::stream::iter([tar]))
             .await
-            .map_err(|e| {
-                RuntimeError::from_docker(e, format!("copying files into `{id}`"), "container", id)
-            })
     }
 
     /// Unpacks the tar archive streamed by `tar` into directory `path` of
