@@ -51,7 +51,7 @@ fn bad_names_and_input_are_refused_with_one_line() {
     assert!(err.contains("256M"), "{err}");
     let err = cli.fails(&["scale", "web=abc"], None);
     assert!(
-        err.contains("expected APP=N with N a number") && err.contains("web=abc"),
+        err.contains("expected APP=N") && err.contains("N a number") && err.contains("web=abc"),
         "{err}"
     );
     cli.fails(&["scale", "web"], None);
