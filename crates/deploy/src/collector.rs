@@ -87,13 +87,7 @@ impl Deployer {
         let Ok(state) = rt.inspect(container).await else {
             return;
         };
-        let release = release.unwrap_or_else(|| {
-            state
-                .labels
-                .get(crate::RELEASE_LABEL)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        });
+        let release = release.unwrap_or_else(|| crate::release_label(&state.labels));
         let service = state
             .labels
             .get(crate::SERVICE_LABEL)

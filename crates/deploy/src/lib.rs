@@ -60,6 +60,14 @@ pub const INSTANCE_LABEL: &str = "io.slipway.deploy-instance";
 pub const APP_ID_LABEL: &str = "io.slipway.app-id";
 /// Label carrying the release number a replica runs.
 pub const RELEASE_LABEL: &str = "io.slipway.release";
+
+/// The release number a container's labels carry (0 when absent).
+pub(crate) fn release_label(labels: &HashMap<String, String>) -> i64 {
+    labels
+        .get(RELEASE_LABEL)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
 /// The actor of scale changes made by the autoscaler (`crates/autoscale`),
 /// which records its own, richer app events.
 pub const AUTOSCALER: &str = "autoscaler";

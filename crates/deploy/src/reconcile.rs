@@ -16,7 +16,7 @@
 use crate::probe::{self, NotReady};
 use crate::replica::{backoff, container_spec, Replica, ReplicaState};
 use crate::routes::AppRoute;
-use crate::{Deployer, APP_ID_LABEL, INSTANCE_LABEL, RELEASE_LABEL};
+use crate::{Deployer, APP_ID_LABEL, INSTANCE_LABEL};
 use futures::StreamExt;
 use slipway_domain::{AppRecord, ReleaseRecord, ReleaseStatus};
 use slipway_runtime::{labels, ContainerInfo, LabelFilter, NetworkMode};
@@ -421,25 +421,31 @@ impl Deployer {
         true
     }
 
+    /// Running containers of the app this process does not know yet (after a
+    /// restart): what the adopt steps take over.
+    pub(crate) fn unadopted<'a>(
+        &self,
+        app_id: i64,
+        found: &'a [ContainerInfo],
+    ) -> Vec<&'a ContainerInfo> {
+        let known: HashSet<String> = self
+            .snapshot(app_id)
+            .into_iter()
+            .map(|r| r.container)
+            .collect();
+        found
+            .iter()
+            .filter(|c| c.state == "running" && !known.contains(&c.id))
+            .collect()
+    }
+
     /// Takes over running replicas this process does not know yet (after a
     /// restart): healthy ones go back into the routes, others are replaced.
     async fn adopt(&self, app: &AppRecord, found: &[ContainerInfo]) -> bool {
         let rt = self.runtime().cloned().expect("runtime");
-        let known: HashSet<String> = self
-            .snapshot(app.id)
-            .into_iter()
-            .map(|r| r.container)
-            .collect();
         let mut changed = false;
-        for c in found
-            .iter()
-            .filter(|c| c.state == "running" && !known.contains(&c.id))
-        {
-            let release_no = c
-                .labels
-                .get(RELEASE_LABEL)
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0);
+        for c in self.unadopted(app.id, found) {
+            let release_no = crate::release_label(&c.labels);
             let release = self
                 .store()
                 .release(app.id, release_no)

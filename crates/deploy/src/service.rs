@@ -3,7 +3,7 @@
 //! store and wakes the app's reconcile task, which does the work.
 
 use crate::{DeployError, Deployer};
-use slipway_domain::app::{valid_env_key, MAX_ENV, MAX_ENV_VALUE, MAX_REPLICAS};
+use slipway_domain::app::{check_replicas, valid_env_key, MAX_ENV, MAX_ENV_VALUE};
 use slipway_domain::{AppRecord, AppSpec, ReleaseRecord, ReleaseStatus};
 use slipway_store::NewRelease;
 use std::collections::{BTreeMap, HashMap};
@@ -341,11 +341,7 @@ impl Deployer {
         replicas: u32,
         actor: &str,
     ) -> Result<(), DeployError> {
-        if replicas > MAX_REPLICAS {
-            return Err(DeployError::Invalid(format!(
-                "replicas must be between 0 and {MAX_REPLICAS}"
-            )));
-        }
+        check_replicas(replicas).map_err(DeployError::Invalid)?;
         let mut spec = app.spec.clone();
         spec.replicas = replicas;
         self.update_settings(app, spec, actor).await?;

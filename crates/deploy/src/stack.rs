@@ -690,28 +690,17 @@ impl Deployer {
         let Some(rt) = self.runtime().cloned() else {
             return false;
         };
-        let known: HashSet<String> = self
-            .snapshot(app.id)
-            .into_iter()
-            .map(|r| r.container)
-            .collect();
         let mut changed = false;
-        for c in found
-            .iter()
-            .filter(|c| c.state == "running" && !known.contains(&c.id))
-        {
+        for c in self.unadopted(app.id, found) {
             changed = true;
             let Some(service) = c.labels.get(SERVICE_LABEL).cloned() else {
-                // A single-service replica: it serves until the stack is up.
+                // A replica of a single-service release found after a
+                // restart: removed, the stack's own services replace it.
                 let _ = rt.stop(&c.id, 10).await;
                 let _ = rt.remove(&c.id).await;
                 continue;
             };
-            let release: i64 = c
-                .labels
-                .get(RELEASE_LABEL)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let release = crate::release_label(&c.labels);
             let Ok(state) = rt.inspect(&c.id).await else {
                 continue;
             };
@@ -756,12 +745,7 @@ impl Deployer {
     /// release's stay: their exit codes are its tasks' results).
     async fn remove_old_tasks(&self, rt: &Runtime, tasks: &[ContainerInfo], current: i64) {
         for t in tasks {
-            let release: i64 = t
-                .labels
-                .get(RELEASE_LABEL)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if release != current && t.state != "running" {
+            if crate::release_label(&t.labels) != current && t.state != "running" {
                 let _ = rt.remove(&t.id).await;
             }
         }
@@ -827,7 +811,7 @@ fn task_container(tasks: &[ContainerInfo], release: i64, service: &str) -> Optio
         .iter()
         .filter(|t| {
             t.labels.get(SERVICE_LABEL).map(String::as_str) == Some(service)
-                && t.labels.get(RELEASE_LABEL) == Some(&release.to_string())
+                && crate::release_label(&t.labels) == release
         })
         .map(|t| t.id.clone())
         .next()

@@ -6,7 +6,7 @@
 use crate::replica::ReplicaState;
 use crate::{DeployError, Deployer};
 use serde::Serialize;
-use slipway_domain::app::MAX_REPLICAS;
+use slipway_domain::app::check_replicas;
 use slipway_domain::stack::DeployMode;
 use slipway_domain::AppRecord;
 
@@ -91,11 +91,7 @@ impl Deployer {
         replicas: u32,
         actor: &str,
     ) -> Result<(), DeployError> {
-        if replicas > MAX_REPLICAS {
-            return Err(DeployError::Invalid(format!(
-                "replicas must be between 0 and {MAX_REPLICAS}"
-            )));
-        }
+        check_replicas(replicas).map_err(DeployError::Invalid)?;
         let release = self
             .current_release(app)
             .await

@@ -195,6 +195,15 @@ impl Default for AppSpec {
     }
 }
 
+/// Refuses a replica count over [`MAX_REPLICAS`] (the message is shown
+/// to users as is).
+pub fn check_replicas(replicas: u32) -> Result<(), String> {
+    if replicas > MAX_REPLICAS {
+        return Err(format!("replicas must be between 0 and {MAX_REPLICAS}"));
+    }
+    Ok(())
+}
+
 /// Whether `path` is a relative path inside a repository (no `..`, no
 /// empty or absolute parts, no control characters).
 pub fn valid_repo_path(path: &str) -> bool {
@@ -273,9 +282,7 @@ impl AppSpec {
         if self.port == 0 {
             return Err("port must be between 1 and 65535".into());
         }
-        if self.replicas > MAX_REPLICAS {
-            return Err(format!("replicas must be between 0 and {MAX_REPLICAS}"));
-        }
+        check_replicas(self.replicas)?;
         if self.service_replicas.len() > crate::stack::MAX_SERVICES {
             return Err(format!(
                 "at most {} per-service replica counts",
