@@ -91,29 +91,17 @@ impl Client {
         content_type: &str,
     ) -> anyhow::Result<T> {
         let url = format!("{}/api/v1{path}", self.base);
-        let mut req = self
+        let req = self
             .http
             .request(Method::PUT, &url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the Slipway server at {} (is `slipway server` running?)",
-                self.base
-            )
-        })?;
-        let status = res.status();
+        let res = self.dispatch(req).await?;
         let bytes = res.bytes().await.context("reading the server's answer")?;
-        if !status.is_success() {
-            return Err(api_error(status, &bytes));
-        }
         serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from {url}"))
     }
 
-    /// Sends a request with the token; a non-2xx answer becomes a readable error.
+    /// Sends `method path` with an optional JSON body (through `dispatch`).
     async fn send<B: Serialize>(
         &self,
         method: Method,
@@ -122,11 +110,19 @@ impl Client {
     ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut req = self.http.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
         if let Some(b) = body {
             req = req.json(b);
+        }
+        self.dispatch(req).await
+    }
+
+    /// Sends `req` with the token; a non-2xx answer becomes a readable error.
+    async fn dispatch(
+        &self,
+        mut req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
         }
         let res = req.send().await.with_context(|| {
             format!(
