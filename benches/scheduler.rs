@@ -49,6 +49,7 @@ fn demands() -> Vec<AppDemand> {
             },
             container: None,
             hosts: Vec::new(),
+            ..Default::default()
         })
         .collect()
 }

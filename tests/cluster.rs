@@ -160,6 +160,7 @@ fn two_servers_three_agents_failover_and_node_admin() {
                 constraints: Labels::new(),
                 container: None,
                 hosts: Vec::new(),
+                ..Default::default()
             }))
             .unwrap()
     };

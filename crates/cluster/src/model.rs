@@ -131,8 +131,9 @@ pub struct NodeView {
     pub epoch: u64,
 }
 
-/// What an app wants from the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an app (or one service of a stack, named `{app}.{service}`)
+/// wants from the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppDemand {
     /// The app's name (unique in the cluster).
     pub app: String,
@@ -149,6 +150,56 @@ pub struct AppDemand {
     /// Host names the proxy of every server routes to this app's healthy replicas.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Placement rules beyond `constraints` (Compose's
+    /// `placement.constraints`: `!=`, and the node itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<PlacementRule>,
+    /// At most this many replicas on one node (`placement.max_replicas_per_node`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_node: Option<u32>,
+    /// The only node replicas may run on: the one holding the named
+    /// volume of the service. When it is lost, the replicas wait for it
+    /// (they are never recreated empty elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_node: Option<String>,
+    /// `deploy.mode: global`: one replica on every live node that the
+    /// placement rules allow (`replicas` is ignored).
+    #[serde(default)]
+    pub global: bool,
+}
+
+/// One placement rule: `node.hostname == H` (the node's id),
+/// `node.labels.KEY != V`…
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRule {
+    /// `node.hostname`, `node.id` or `node.labels.KEY`.
+    pub attribute: String,
+    /// `==` (true) or `!=` (false).
+    pub equal: bool,
+    /// The value compared with.
+    pub value: String,
+}
+
+impl PlacementRule {
+    /// Whether node `id` with `labels` satisfies the rule (a missing label
+    /// is unequal to every value).
+    pub fn matches(&self, id: &str, labels: &Labels) -> bool {
+        let actual = match self.attribute.as_str() {
+            "node.hostname" | "node.id" => Some(id),
+            a => a
+                .strip_prefix("node.labels.")
+                .and_then(|k| labels.get(k))
+                .map(String::as_str),
+        };
+        (actual == Some(self.value.as_str())) == self.equal
+    }
+}
+
+impl fmt::Display for PlacementRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.equal { "==" } else { "!=" };
+        write!(f, "{} {op} {}", self.attribute, self.value)
+    }
 }
 
 /// Most bytes of a template's environment (names and values): demands
@@ -157,7 +208,7 @@ pub const MAX_ENV_BYTES: usize = 512 * 1024;
 
 /// What an agent starts for each replica of one app revision. Its limits
 /// are the demand's `request` (CPU millis and memory bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerTemplate {
     /// The app revision: a changed revision replaces the running containers.
     pub revision: u64,
@@ -179,6 +230,78 @@ pub struct ContainerTemplate {
     /// The app's secrets, by name only: their values never enter etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<SecretSource>,
+    /// Set for a service of a stack: what makes it one (network, name,
+    /// ports other services reach, volumes, health check, task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackMember>,
+}
+
+/// A stack service's part of a [`ContainerTemplate`]. On every node that
+/// runs a replica of the stack, the agent keeps the stack's own network
+/// and, on it, one endpoint per service under the service's name that
+/// forwards each connection to a healthy replica of that service on any
+/// node (see `crate::forward`): `db:5432` works from every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackMember {
+    /// The stack's app (its network and its other services' demands).
+    pub app: String,
+    /// The service's name (the endpoint's DNS name on the stack network).
+    pub service: String,
+    /// Container ports other services reach by name; each is published
+    /// on the node's address, `port` first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `user:` of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `working_dir:` of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// The engine's health check (`healthcheck:` or the image's own): a
+    /// replica is healthy when the engine says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<TemplateHealth>,
+    /// Named volumes (`slipway-{app}-{volume}` on the node) and tmpfs mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<TemplateMount>,
+    /// A one-off task: run once per revision, never restarted; its exit
+    /// code is reported (`completed` or `failed`).
+    #[serde(default)]
+    pub one_shot: bool,
+    /// Replace replicas stop-first (services holding a volume must not
+    /// run twice on it).
+    #[serde(default)]
+    pub stop_first: bool,
+}
+
+/// The engine health check of a stack service's replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateHealth {
+    /// `["CMD", …]` or `["CMD-SHELL", "…"]`.
+    pub test: Vec<String>,
+    /// Milliseconds between checks.
+    pub interval_ms: u64,
+    /// Milliseconds one check may take.
+    pub timeout_ms: u64,
+    /// Failures in a row before unhealthy.
+    pub retries: u32,
+    /// Milliseconds after start when failures do not count.
+    pub start_period_ms: u64,
+}
+
+/// A mount of a stack service's replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateMount {
+    /// The named volume of the stack; `None`: a tmpfs.
+    pub volume: Option<String>,
+    /// Where, inside the container.
+    pub target: String,
+    /// Mounted read-only.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Where an agent gets the secret variables of a replica's environment when
@@ -200,8 +323,22 @@ impl ContainerTemplate {
         if self.image.is_empty() || self.image.len() > 255 || !plain(&self.image) {
             return Err("container image must be 1-255 printable characters".into());
         }
-        if self.port == 0 {
+        if self.port == 0 && self.stack.is_none() {
             return Err("container port must be 1-65535".into());
+        }
+        if let Some(m) = &self.stack {
+            if !valid_id(&m.app) || !valid_demand_name(&format!("{}.{}", m.app, m.service)) {
+                return Err("stack member: invalid app or service name".into());
+            }
+            let absolute = |p: &str| p.starts_with('/') && p.len() <= 4096 && plain(p);
+            if m.ports.len() > 64
+                || m.mounts.len() > 64
+                || m.mounts.iter().any(|x| {
+                    !absolute(&x.target) || x.volume.as_ref().is_some_and(|v| !valid_id(v))
+                })
+            {
+                return Err("stack member: at most 64 ports and 64 mounts at absolute paths, named volumes [a-z0-9-]".into());
+            }
         }
         if self.command.len() > 64 || self.command.iter().any(|a| a.len() > 4096) {
             return Err("container command: at most 64 arguments of 4096 bytes".into());
@@ -294,6 +431,23 @@ pub fn valid_id(s: &str) -> bool {
         && !s.starts_with('-')
 }
 
+/// Demand names: an app's id, or `{app}.{service}` for a service of a
+/// stack (service names: `[a-z0-9][a-z0-9_-]{0,62}`).
+pub fn valid_demand_name(s: &str) -> bool {
+    match s.split_once('.') {
+        None => valid_id(s),
+        Some((app, service)) => {
+            valid_id(app)
+                && !service.is_empty()
+                && service.len() <= 63
+                && service
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                && !service.starts_with(['-', '_'])
+        }
+    }
+}
+
 /// Parses `key=value` labels from flags; keys and values are bounded and plain.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
@@ -325,6 +479,11 @@ mod tests {
         assert!(!valid_id("Node"));
         assert!(!valid_id("a/b"));
         assert!(!valid_id(&"a".repeat(64)));
+        assert!(valid_demand_name("vote.db"));
+        assert!(valid_demand_name("vote.db_1"));
+        assert!(!valid_demand_name("vote.Db"));
+        assert!(!valid_demand_name("vote.a.b"));
+        assert!(!valid_demand_name("vote."));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! the same replica is healthy; then the new one is reported and the old
 //! one is removed after [`RunnerOptions::drain`].
 
+pub mod stack;
+
 use crate::agent::{AgentStatus, Phase};
 use crate::etcd::{ClusterStore, ReplicaReport, StoredAssignment, Unreachable};
 use crate::model::{AppDemand, ContainerTemplate, ReplicaId, SecretSource};
@@ -136,6 +138,7 @@ struct Reported {
     host_port: Option<u16>,
     revision: Option<u64>,
     unreachable: Option<Unreachable>,
+    ports: BTreeMap<u16, u16>,
 }
 
 /// What the runner remembers between passes.
@@ -308,6 +311,9 @@ struct Found {
     /// A running container of an earlier revision (serving until the
     /// current one is healthy), with its revision.
     previous: HashMap<ReplicaId, (String, u64)>,
+    /// The ended container of a one-off task's current revision (kept:
+    /// a task runs once per revision, and its logs stay readable).
+    finished: HashMap<ReplicaId, String>,
 }
 
 /// One reconcile pass; returns whether a replica is not healthy yet (or a
@@ -362,6 +368,16 @@ async fn pass(
         };
         let current = desired[&r].2.revision == revision;
         let running = c.state == "running";
+        let one_shot = desired[&r].2.stack.as_ref().is_some_and(|m| m.one_shot);
+        if one_shot && current && !running && c.state != "created" {
+            if !found.finished.contains_key(&r) {
+                found.finished.insert(r, c.id);
+                continue;
+            }
+        } else if one_shot && !current {
+            remove(rt, memory, &c.id).await;
+            continue;
+        }
         if current && running && !found.current.contains_key(&r) {
             found.current.insert(r, c.id);
         } else if !current && running && !found.previous.contains_key(&r) {
@@ -377,10 +393,37 @@ async fn pass(
     memory.retiring.retain(|id, _| seen.contains(id));
     let mut live: HashSet<String> = memory.retiring.keys().cloned().collect();
     for (r, (a, d, t)) in &desired {
-        let previous = found.previous.get(*r).cloned();
-        if let Some((id, _)) = &previous {
-            memory.watch_exit(rt, id);
+        let member = t.stack.as_ref();
+        if let Some(id) = found.finished.get(*r) {
+            // A one-off task of this revision ended: its outcome is
+            // reported, and it is never started again for this revision.
             live.insert(id.clone());
+            let state = rt.inspect(id).await.map_err(|e| e.to_string())?;
+            let (outcome, detail) = stack::task_outcome(&state);
+            let report = Reported {
+                assignment_revision: a.revision,
+                state: outcome.into(),
+                detail: format!("revision {}; {detail}", t.revision),
+                container: Some(id.clone()),
+                host_port: None,
+                revision: Some(t.revision),
+                unreachable: None,
+                ports: BTreeMap::new(),
+            };
+            send_report(store, s, a, r, report, memory, opts).await;
+            continue;
+        }
+        let mut previous = found.previous.get(*r).cloned();
+        if let Some((id, _)) = &previous {
+            if member.is_some_and(|m| m.stop_first) && !found.current.contains_key(*r) {
+                // Stop first: a service holding a volume never runs twice on it.
+                tracing::info!(replica = %r, container = %id, "stopping the previous revision first (the service holds a volume)");
+                remove(rt, memory, id).await;
+                previous = None;
+            } else {
+                memory.watch_exit(rt, id);
+                live.insert(id.clone());
+            }
         }
         let running = match found.current.get(*r) {
             Some(id) => Ok(id.clone()),
@@ -404,6 +447,33 @@ async fn pass(
             }
         };
         let (healthy_current, report) = match running {
+            Ok(id) if member.is_some() => {
+                let m = member.expect("a stack member");
+                memory.watch_exit(rt, &id);
+                live.insert(id.clone());
+                let state = rt.inspect(&id).await.ok();
+                let healthy = state.as_ref().is_some_and(|st| stack::healthy(m, st));
+                let ports = state.as_ref().map(stack::published).unwrap_or_default();
+                let report = Reported {
+                    assignment_revision: a.revision,
+                    state: if healthy && !m.one_shot {
+                        "healthy"
+                    } else {
+                        "running"
+                    }
+                    .into(),
+                    detail: match state.as_ref().and_then(|st| st.health.clone()) {
+                        Some(h) => format!("revision {}; health check: {h}", t.revision),
+                        None => format!("revision {}", t.revision),
+                    },
+                    container: Some(id),
+                    host_port: ports.get(&t.port).or(ports.values().next()).copied(),
+                    revision: Some(t.revision),
+                    unreachable: None,
+                    ports,
+                };
+                (healthy && !m.one_shot, report)
+            }
             Ok(id) => {
                 let port = memory.port(rt, &id, t.port).await;
                 memory.watch_exit(rt, &id);
@@ -440,6 +510,7 @@ async fn pass(
                     host_port: port,
                     revision: Some(t.revision),
                     unreachable,
+                    ports: BTreeMap::new(),
                 };
                 (healthy, report)
             }
@@ -453,6 +524,7 @@ async fn pass(
                     host_port: None,
                     revision: Some(t.revision),
                     unreachable: None,
+                    ports: BTreeMap::new(),
                 };
                 (false, report)
             }
@@ -480,44 +552,32 @@ async fn pass(
                             None => "is starting".to_string(),
                         },
                     };
+                    let ports = match member {
+                        Some(_) => rt
+                            .inspect(old)
+                            .await
+                            .map(|st| stack::published(&st))
+                            .unwrap_or_default(),
+                        None => BTreeMap::new(),
+                    };
                     Reported {
                         assignment_revision: a.revision,
                         state: "healthy".into(),
                         detail: format!("revision {revision}; revision {} {why}", t.revision),
                         container: Some(old.clone()),
-                        host_port: memory.port(rt, old, t.port).await,
+                        host_port: match member {
+                            Some(_) => ports.get(&t.port).or(ports.values().next()).copied(),
+                            None => memory.port(rt, old, t.port).await,
+                        },
                         revision: Some(*revision),
                         unreachable: report.unreachable.clone(),
+                        ports,
                     }
                 }
                 None => report,
             }
         };
-        if memory.reported.get(*r) != Some(&report) {
-            let sent = store
-                .report_replica(
-                    s.lease,
-                    a,
-                    ReplicaReport {
-                        state: report.state.clone(),
-                        detail: report.detail.clone(),
-                        epoch: s.epoch,
-                        updated_at: chrono::Utc::now(),
-                        container: report.container.clone(),
-                        host_port: report.host_port,
-                        address: Some(opts.address.to_string()),
-                        revision: report.revision,
-                        unreachable: report.unreachable.clone(),
-                    },
-                )
-                .await;
-            match sent {
-                Ok(()) => {
-                    memory.reported.insert((*r).clone(), report);
-                }
-                Err(e) => tracing::debug!(replica = %r, error = %e, "report refused"),
-            }
-        }
+        send_report(store, s, a, r, report, memory, opts).await;
     }
     memory.reported.retain(|r, _| desired.contains_key(r));
     memory.crashes.retain(|r, _| desired.contains_key(r));
@@ -531,6 +591,45 @@ async fn pass(
         keep
     });
     Ok(pending)
+}
+
+/// Sends `report` about replica `r` unless it is what was last sent.
+async fn send_report(
+    store: &ClusterStore,
+    s: &AgentStatus,
+    a: &StoredAssignment,
+    r: &ReplicaId,
+    report: Reported,
+    memory: &mut Memory,
+    opts: &RunnerOptions,
+) {
+    if memory.reported.get(r) == Some(&report) {
+        return;
+    }
+    let sent = store
+        .report_replica(
+            s.lease,
+            a,
+            ReplicaReport {
+                state: report.state.clone(),
+                detail: report.detail.clone(),
+                epoch: s.epoch,
+                updated_at: chrono::Utc::now(),
+                container: report.container.clone(),
+                host_port: report.host_port,
+                address: Some(opts.address.to_string()),
+                revision: report.revision,
+                unreachable: report.unreachable.clone(),
+                ports: report.ports.clone(),
+            },
+        )
+        .await;
+    match sent {
+        Ok(()) => {
+            memory.reported.insert(r.clone(), report);
+        }
+        Err(e) => tracing::debug!(replica = %r, error = %e, "report refused"),
+    }
 }
 
 /// Removes a container (best effort) and forgets its port.
@@ -557,10 +656,8 @@ pub fn container_spec(
             "slipway-{node}-{}-{}-e{epoch}-{suffix}",
             r.app, r.index
         ))
-        .publish_on(address, t.port, 0)
         .pids_limit(PIDS_LIMIT)
         .security(Security::default())
-        .env("PORT", t.port.to_string())
         .env("SLIPWAY_APP", &r.app)
         .env("SLIPWAY_REPLICA", r.index.to_string())
         .env("SLIPWAY_NODE", node)
@@ -571,11 +668,17 @@ pub fn container_spec(
         .label(REPLICA_LABEL, r.index.to_string())
         .label(REVISION_LABEL, t.revision.to_string());
     c.init = true;
+    c = match &t.stack {
+        Some(m) => stack::apply(c, node, m, address),
+        None => c
+            .publish_on(address, t.port, 0)
+            .env("PORT", t.port.to_string()),
+    };
     if !t.command.is_empty() {
         c = c.cmd(t.command.clone());
     }
     for (k, v) in &t.env {
-        if k != "PORT" {
+        if k != "PORT" || t.stack.is_some() {
             c = c.env(k, v);
         }
     }
@@ -701,27 +804,38 @@ async fn start(
     opts: &RunnerOptions,
 ) -> Result<String, String> {
     ensure_image(rt, &t.image, opts.pull_auth.as_ref()).await?;
-    // Each app on a network of its own, as on a single node: other apps'
-    // replicas cannot reach it; the proxies do, through the published port.
-    let network = format!("slipway-{}-app-{}-net", s.node_id, r.app);
-    rt.ensure_network(
-        &network,
-        &std::collections::HashMap::from([
-            (labels::OWNER.to_string(), OWNER.to_string()),
-            (labels::APP.to_string(), r.app.to_string()),
-            (NODE_LABEL.to_string(), s.node_id.clone()),
-        ]),
-    )
-    .await
-    .map_err(|e| format!("the app's network: {e}"))?;
-    let mut spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address).network(
-        slipway_runtime::NetworkMode::Named {
-            name: network,
-            aliases: vec![r.app.to_string()],
+    let network = match &t.stack {
+        // A stack's services share the stack's network on this node; their
+        // names belong to the forwarder's endpoints there (`crate::forward`),
+        // which reach the service's healthy replicas on every node.
+        Some(m) => slipway_runtime::NetworkMode::Named {
+            name: stack::ensure_network(rt, &s.node_id, &m.app).await?,
+            aliases: Vec::new(),
         },
-    );
+        // Each app on a network of its own, as on a single node: other apps'
+        // replicas cannot reach it; the proxies do, through the published port.
+        None => {
+            let network = format!("slipway-{}-app-{}-net", s.node_id, r.app);
+            rt.ensure_network(
+                &network,
+                &std::collections::HashMap::from([
+                    (labels::OWNER.to_string(), OWNER.to_string()),
+                    (labels::APP.to_string(), r.app.to_string()),
+                    (NODE_LABEL.to_string(), s.node_id.clone()),
+                ]),
+            )
+            .await
+            .map_err(|e| format!("the app's network: {e}"))?;
+            slipway_runtime::NetworkMode::Named {
+                name: network,
+                aliases: vec![r.app.to_string()],
+            }
+        }
+    };
+    let mut spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address).network(network);
     if let Some(source) = &t.secrets {
-        for (name, value) in fetch_secrets(&r.app, source, opts.pull_auth.as_ref()).await? {
+        let app = t.stack.as_ref().map_or(r.app.as_str(), |m| m.app.as_str());
+        for (name, value) in fetch_secrets(app, source, opts.pull_auth.as_ref()).await? {
             spec = spec.env(name, value);
         }
     }
@@ -799,6 +913,7 @@ mod tests {
             port: 8080,
             health_path: Some("/".into()),
             secrets: None,
+            ..Default::default()
         };
         let d = AppDemand {
             app: "web".into(),
@@ -807,6 +922,7 @@ mod tests {
             constraints: Default::default(),
             container: Some(t.clone()),
             hosts: Vec::new(),
+            ..Default::default()
         };
         let r = ReplicaId {
             app: "web".into(),

@@ -68,6 +68,8 @@ pub enum RemovalReason {
     LabelsChanged,
     /// The replica was assigned to another node too.
     Duplicate,
+    /// The node holds more replicas of the app than `max_per_node`.
+    PerNodeLimit,
     /// Moved by the rebalance.
     Rebalanced,
 }
@@ -130,6 +132,8 @@ struct Pass<'a> {
     used: Vec<Resources>,
     /// `count[app][node]`: replicas of the app on the node.
     count: Vec<Vec<u32>>,
+    /// Replicas each app wants (for a global app: one per allowed live node).
+    wanted: Vec<u32>,
     /// replica → (node index, epoch).
     placed: BTreeMap<ReplicaId, (usize, u64)>,
 }
@@ -152,9 +156,24 @@ impl<'a> Pass<'a> {
             .enumerate()
             .map(|(i, a)| (a.app.as_str(), i))
             .collect();
+        let wanted = apps
+            .iter()
+            .map(|a| {
+                if a.global {
+                    let live = nodes.iter().filter(|n| {
+                        matches!(n.state, NodeState::Ready | NodeState::Cordoned)
+                            && node_allows(a, n)
+                    });
+                    live.count() as u32
+                } else {
+                    a.replicas
+                }
+            })
+            .collect();
         Self {
             used: vec![Resources::default(); nodes.len()],
             count: vec![vec![0; nodes.len()]; apps.len()],
+            wanted,
             nodes,
             node_ix,
             apps,
@@ -222,7 +241,7 @@ impl<'a> Pass<'a> {
             .get(a.replica.app.as_str())
             .ok_or(RemovalReason::AppRemoved)?;
         let app = self.apps[ai];
-        if a.replica.index >= app.replicas {
+        if a.replica.index >= self.wanted[ai] {
             return Err(RemovalReason::ScaledDown);
         }
         let ni = *self
@@ -238,11 +257,14 @@ impl<'a> Pass<'a> {
         if a.epoch != node.epoch {
             return Err(RemovalReason::Fenced);
         }
-        if !labels_match(&node.labels, &app.constraints) {
+        if !node_allows(app, node) {
             return Err(RemovalReason::LabelsChanged);
         }
         if self.placed.contains_key(&a.replica) {
             return Err(RemovalReason::Duplicate);
+        }
+        if self.count[ai][ni] >= self.per_node_limit(ai) {
+            return Err(RemovalReason::PerNodeLimit);
         }
         Ok((ai, ni))
     }
@@ -265,12 +287,23 @@ impl<'a> Pass<'a> {
         share_of(self.used[ni].plus(extra), self.nodes[ni].capacity)
     }
 
+    /// Most replicas of app `ai` one node may hold.
+    fn per_node_limit(&self, ai: usize) -> u32 {
+        let app = self.apps[ai];
+        match (app.global, app.max_per_node) {
+            (true, _) => 1,
+            (false, Some(max)) => max.max(1),
+            (false, None) => u32::MAX,
+        }
+    }
+
     /// Whether app `ai` may get a new replica on node `ni`.
     fn eligible(&self, ai: usize, ni: usize) -> bool {
         let node = self.nodes[ni];
         let app = self.apps[ai];
         node.state == NodeState::Ready
-            && labels_match(&node.labels, &app.constraints)
+            && node_allows(app, node)
+            && self.count[ai][ni] < self.per_node_limit(ai)
             && self.used[ni].plus(app.request).fits_in(node.capacity)
     }
 
@@ -286,7 +319,7 @@ impl<'a> Pass<'a> {
         let mut unschedulable = Vec::new();
         for ai in 0..self.apps.len() {
             let app = self.apps[ai];
-            for index in 0..app.replicas {
+            for index in 0..self.wanted[ai] {
                 let replica = ReplicaId {
                     app: app.app.clone(),
                     index,
@@ -319,15 +352,36 @@ impl<'a> Pass<'a> {
         }
         let matching = ready
             .iter()
-            .filter(|&&ni| labels_match(&self.nodes[ni].labels, &app.constraints))
+            .filter(|&&ni| node_allows(app, self.nodes[ni]))
             .count();
         if matching == 0 {
-            let wanted: Vec<String> = app
-                .constraints
+            if let Some(node) = &app.pinned_node {
+                return format!(
+                    "its volume is on node {node}, which is not ready: the replica waits for it (it is never recreated empty elsewhere)"
+                );
+            }
+            let mut wanted = Vec::new();
+            if !app.constraints.is_empty() {
+                let labels: Vec<String> = app
+                    .constraints
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                wanted.push(format!("the labels {}", labels.join(",")));
+            }
+            wanted.extend(app.rules.iter().map(|r| r.to_string()));
+            return format!("no ready node has {}", wanted.join(" and "));
+        }
+        let limit = self.per_node_limit(ai);
+        if limit != u32::MAX
+            && ready
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            return format!("no ready node has the labels {}", wanted.join(","));
+                .filter(|&&ni| node_allows(app, self.nodes[ni]))
+                .all(|&ni| self.count[ai][ni] >= limit)
+        {
+            return format!(
+                "each of the {matching} ready node(s) it may run on already holds {limit} of its replicas (max_replicas_per_node)"
+            );
         }
         format!(
             "not enough free capacity on the {matching} ready node(s) with matching labels (each replica needs {})",
@@ -364,7 +418,7 @@ impl<'a> Pass<'a> {
             let ready: Vec<usize> = (0..self.nodes.len())
                 .filter(|&ni| {
                     self.nodes[ni].state == NodeState::Ready
-                        && labels_match(&self.nodes[ni].labels, &self.apps[ai].constraints)
+                        && node_allows(self.apps[ai], self.nodes[ni])
                 })
                 .collect();
             let Some(&src) = ready
@@ -438,6 +492,14 @@ impl<'a> Pass<'a> {
         }
         false
     }
+}
+
+/// Whether `node` may hold replicas of `app` at all: its labels, the
+/// placement rules, and the node holding the app's volume.
+fn node_allows(app: &AppDemand, node: &NodeView) -> bool {
+    labels_match(&node.labels, &app.constraints)
+        && app.rules.iter().all(|r| r.matches(&node.id, &node.labels))
+        && app.pinned_node.as_ref().is_none_or(|p| *p == node.id)
 }
 
 /// Thousandths of `cap`'s dominant resource that `used` takes (a node

@@ -46,6 +46,7 @@ fn demand(app: &str, replicas: u32) -> AppDemand {
         constraints: Labels::new(),
         container: None,
         hosts: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -58,6 +58,7 @@ fn httpd(revision: u64, image: &str, text: &str, delay_s: u32) -> ContainerTempl
         port: 8080,
         health_path: Some("/".into()),
         secrets: None,
+        ..Default::default()
     }
 }
 

@@ -148,8 +148,10 @@ pub(crate) fn build_demand(
             port: spec.port,
             health_path: Some(spec.health.path.clone()),
             secrets,
+            ..Default::default()
         }),
         hosts,
+        ..Default::default()
     }
 }
 
@@ -671,6 +673,7 @@ mod tests {
             address: Some("10.0.0.5".into()),
             revision,
             unreachable: None,
+            ports: Default::default(),
         }
     }
 

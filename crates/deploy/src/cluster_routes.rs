@@ -129,8 +129,10 @@ mod tests {
                 port: 8080,
                 health_path: Some("/health".into()),
                 secrets: None,
+                ..Default::default()
             }),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..Default::default()
         }
     }
 

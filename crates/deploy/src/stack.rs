@@ -50,19 +50,6 @@ enum Action<'a> {
     Stop(Vec<Replica>),
 }
 
-/// Capabilities a stack service keeps (all others dropped): what common
-/// images' entrypoints need to prepare their data directory as root and
-/// then drop to their own user (PostgreSQL, Redis), and to bind port 80.
-const SERVICE_CAPS: [&str; 7] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "SETUID",
-    "SETGID",
-    "NET_BIND_SERVICE",
-];
-
 impl Deployer {
     /// The Docker volume holding named volume `volume` of an app's stack.
     pub fn volume_name(&self, app_id: i64, volume: &str) -> String {
@@ -409,10 +396,7 @@ impl Deployer {
                 aliases: vec![svc.name.clone()],
             })
             .pids_limit(crate::REPLICA_PIDS_LIMIT)
-            .security(Security {
-                cap_add: SERVICE_CAPS.iter().map(|c| c.to_string()).collect(),
-                ..Security::default()
-            })
+            .security(Security::service())
             .env("SLIPWAY_APP", &app.name)
             .env("SLIPWAY_SERVICE", &svc.name)
             .env("SLIPWAY_RELEASE", release.number.to_string())

@@ -126,8 +126,10 @@ async fn routes_follow_reports_and_survive_the_loss_of_the_watched_member() {
                 port: 8080,
                 health_path: Some("/health".into()),
                 secrets: None,
+                ..Default::default()
             }),
             hosts: vec![HOST.into()],
+            ..Default::default()
         })
         .await
         .unwrap();

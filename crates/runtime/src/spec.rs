@@ -208,7 +208,29 @@ impl Default for Security {
     }
 }
 
+/// Capabilities a stack service keeps (all others dropped): what common
+/// images' entrypoints need to prepare their data directory as root and
+/// then drop to their own user (PostgreSQL, Redis), and to bind port 80.
+pub const SERVICE_CAPS: [&str; 7] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETUID",
+    "SETGID",
+    "NET_BIND_SERVICE",
+];
+
 impl Security {
+    /// The profile of a stack's service: the default, with
+    /// [`SERVICE_CAPS`] kept (the same on one node and on agents).
+    pub fn service() -> Self {
+        Security {
+            cap_add: SERVICE_CAPS.iter().map(|c| c.to_string()).collect(),
+            ..Security::default()
+        }
+    }
+
     /// The strictest profile: read-only rootfs, no capabilities, no new
     /// privileges, no network. Used for sandboxed code execution.
     pub fn sandbox() -> Self {

@@ -51,7 +51,10 @@ fn reason_text(reason: RemovalReason, node: &str) -> String {
         RemovalReason::NodeLost => format!("node {node} was lost"),
         RemovalReason::NodeDraining => format!("node {node} is draining"),
         RemovalReason::Fenced => format!("node {node} came back under a new epoch"),
-        RemovalReason::LabelsChanged => format!("node {node} lost a required label"),
+        RemovalReason::LabelsChanged => {
+            format!("node {node} no longer satisfies the placement rules")
+        }
+        RemovalReason::PerNodeLimit => format!("node {node} holds too many of its replicas"),
         RemovalReason::Duplicate => "it was assigned twice".into(),
         RemovalReason::Rebalanced => "rebalancing".into(),
     }

@@ -237,6 +237,10 @@ pub struct ReplicaReport {
     /// release at once instead of at its start timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<Unreachable>,
+    /// Every published container port → its host port on `address` (a
+    /// stack service's ports, which the nodes' forwarders connect to).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<u16, u16>,
 }
 
 /// Why a revision's container cannot be reached on the app's port, from
@@ -697,7 +701,7 @@ impl ClusterStore {
 
     /// Creates or replaces what an app wants (the deployer's input to the scheduler).
     pub async fn put_demand(&self, demand: &AppDemand) -> Result<()> {
-        if !crate::model::valid_id(&demand.app) {
+        if !crate::model::valid_demand_name(&demand.app) {
             return Err(ClusterError::Invalid(format!(
                 "invalid app name {:?}",
                 demand.app
@@ -837,6 +841,7 @@ impl ClusterStore {
             address: None,
             revision: None,
             unreachable: None,
+            ports: BTreeMap::new(),
         };
         self.report_replica(lease, assignment, report).await
     }

@@ -24,6 +24,7 @@ fn app(name: &str, replicas: u32, cpu: u64, mem_mib: u64) -> AppDemand {
         constraints: Labels::new(),
         container: None,
         hosts: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -367,6 +368,7 @@ fn random_cluster(rng: &mut StdRng) -> (Vec<NodeView>, Vec<AppDemand>) {
             },
             container: None,
             hosts: Vec::new(),
+            ..Default::default()
         })
         .collect();
     (nodes, apps)
@@ -551,4 +553,73 @@ fn ample_capacity_means_perfect_spread() {
             assert!(max - min <= 1, "seed {seed} {}: {counts:?}", a.app);
         }
     }
+}
+
+fn rule(attribute: &str, equal: bool, value: &str) -> crate::model::PlacementRule {
+    crate::model::PlacementRule {
+        attribute: attribute.into(),
+        equal,
+        value: value.into(),
+    }
+}
+
+#[test]
+fn placement_rules_limits_pins_and_global_services() {
+    let mut nodes = [node("a", 4000, 8), node("b", 4000, 8), node("c", 4000, 8)];
+    nodes[0].labels = labels(&[("zone", "x")]);
+    nodes[1].labels = labels(&[("zone", "y")]);
+    let opts = Options::default();
+    // `!=` on a label: a node without the label is unequal too.
+    let mut web = app("web", 4, 100, 64);
+    web.rules = vec![rule("node.labels.zone", false, "x")];
+    let plan = schedule(&nodes, &[web.clone()], &[], &opts);
+    assert!(!nodes_of(&plan, "web").contains(&"a".to_string()));
+    assert_eq!(nodes_of(&plan, "web").len(), 4);
+    // At most one per node: the fourth replica has nowhere to go, and says why.
+    web.max_per_node = Some(1);
+    let plan = schedule(&nodes, &[web.clone()], &[], &opts);
+    assert_eq!(nodes_of(&plan, "web").len(), 2);
+    assert_eq!(plan.unschedulable.len(), 2);
+    assert!(
+        plan.unschedulable[0]
+            .reason
+            .contains("max_replicas_per_node"),
+        "{:?}",
+        plan.unschedulable
+    );
+    // node.hostname.
+    let mut db = app("db", 1, 100, 64);
+    db.rules = vec![rule("node.hostname", true, "c")];
+    let plan = schedule(&nodes, &[db.clone()], &[], &opts);
+    assert_eq!(nodes_of(&plan, "db"), ["c"]);
+    // Pinned to its volume's node: when that node is lost, it waits.
+    let mut pg = app("pg", 1, 100, 64);
+    pg.pinned_node = Some("b".into());
+    let plan = schedule(&nodes, &[pg.clone()], &[], &opts);
+    assert_eq!(nodes_of(&plan, "pg"), ["b"]);
+    let mut lost = nodes.clone();
+    lost[1].state = NodeState::Lost;
+    let plan = schedule(&lost, &[pg.clone()], &plan.assignments, &opts);
+    assert!(nodes_of(&plan, "pg").is_empty());
+    assert!(
+        plan.unschedulable[0].reason.contains("volume is on node b"),
+        "{:?}",
+        plan.unschedulable
+    );
+    // Global: one on every allowed live node, whatever `replicas` says;
+    // a lost node's replica is not moved onto another node.
+    let mut agent = app("agent", 0, 100, 64);
+    agent.global = true;
+    let plan = schedule(&nodes, &[agent.clone()], &[], &opts);
+    let mut on = nodes_of(&plan, "agent");
+    on.sort();
+    assert_eq!(on, ["a", "b", "c"]);
+    let after = schedule(&lost, &[agent.clone()], &plan.assignments, &opts);
+    let mut on = nodes_of(&after, "agent");
+    on.sort();
+    assert_eq!(on, ["a", "c"]);
+    assert!(after.unschedulable.is_empty());
+    agent.rules = vec![rule("node.labels.zone", true, "y")];
+    let plan = schedule(&nodes, &[agent], &[], &opts);
+    assert_eq!(nodes_of(&plan, "agent"), ["b"]);
 }

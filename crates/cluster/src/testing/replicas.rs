@@ -31,6 +31,7 @@ pub fn whoami_template() -> ContainerTemplate {
         port: 8080,
         health_path: Some("/".into()),
         secrets: None,
+        ..Default::default()
     }
 }
 
@@ -44,6 +45,7 @@ pub fn demand(app: &str, replicas: u32, container: Option<ContainerTemplate>) ->
         constraints: Labels::new(),
         container,
         hosts: Vec::new(),
+        ..Default::default()
     }
 }
 
