@@ -7,6 +7,7 @@
 //! - [`control`] is the elected leader's scheduling loop, driven by watches.
 //! - [`agent`] is what `slipway agent` runs on each node.
 //! - [`runner`] runs the node's assigned replicas through its Docker Engine.
+//! - [`forward`] lets a stack's services reach each other by name across nodes.
 //! - [`testing`] starts real etcd clusters on loopback for tests and benches.
 //!
 //! See `docs/cluster.md` for the design.
@@ -14,6 +15,7 @@
 pub mod agent;
 pub mod control;
 pub mod etcd;
+pub mod forward;
 pub mod machine;
 pub mod model;
 pub mod runner;

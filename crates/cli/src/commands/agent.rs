@@ -144,6 +144,13 @@ pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
         }),
         ..Default::default()
     };
+    // Stack services reach each other by name through the node's forwarder.
+    let _forwarder = slipway_cluster::forward::Forwarder::spawn(
+        docker.clone(),
+        runner_store.clone(),
+        agent.status(),
+        Duration::from_millis(500),
+    );
     let _runner =
         slipway_cluster::runner::Runner::spawn(docker, runner_store, agent.status(), runner_opts);
     let mut status = agent.status();
