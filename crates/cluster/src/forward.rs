@@ -109,8 +109,10 @@ pub fn plan(snapshot: &RoutingSnapshot, node: &str) -> Plan {
     let mut out = Plan::default();
     for m in member_of.values() {
         if here.contains(m.app.as_str()) && !m.one_shot && !m.ports.is_empty() {
-            out.endpoints
-                .insert((m.app.clone(), m.service.clone()), m.ports.iter().copied().collect());
+            out.endpoints.insert(
+                (m.app.clone(), m.service.clone()),
+                m.ports.iter().copied().collect(),
+            );
         }
     }
     for r in &snapshot.reports {
@@ -218,7 +220,6 @@ async fn run(
     }
 }
 
-
 /// Makes the node's endpoint containers and listeners match `wanted`.
 async fn reconcile(
     rt: &Runtime,
@@ -277,7 +278,13 @@ async fn reconcile(
                 }
             }
         };
-        let Some(pid) = rt.inspect(&id).await.ok().and_then(|s| s.pid).filter(|p| *p > 0) else {
+        let Some(pid) = rt
+            .inspect(&id)
+            .await
+            .ok()
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+        else {
             continue;
         };
         if let Some(e) = endpoints.get(key) {
@@ -388,8 +395,12 @@ async fn accept(listener: TcpListener, key: (String, String, u16), backends: Bac
             if let Some(upstream) = connect(&list, &next).await {
                 relay(client, upstream).await;
             } else {
-                tracing::debug!(app = key.0, service = key.1, port = key.2,
-                    "forwarder: no healthy replica answers");
+                tracing::debug!(
+                    app = key.0,
+                    service = key.1,
+                    port = key.2,
+                    "forwarder: no healthy replica answers"
+                );
             }
         });
     }

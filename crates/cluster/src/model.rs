@@ -275,6 +275,13 @@ pub struct StackMember {
     /// run twice on it).
     #[serde(default)]
     pub stop_first: bool,
+    /// The path prefix the proxy routes to it under the demand's hosts
+    /// (`x-slipway.path`; `None`: `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_path: Option<String>,
+    /// Cookie-based sticky sessions at the proxy (`x-slipway.sticky`).
+    #[serde(default)]
+    pub sticky: bool,
 }
 
 /// The engine health check of a stack service's replicas.

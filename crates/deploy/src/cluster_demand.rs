@@ -49,14 +49,16 @@ const ROLLOUT_POLL: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub(crate) struct ClusterDeploy {
     /// `host:port` agents pull release images from (this server's registry).
-    registry: OnceLock<String>,
+    pub(crate) registry: OnceLock<String>,
     /// This server's public URL: agents fetch app secrets from its API.
-    public_url: OnceLock<String>,
+    pub(crate) public_url: OnceLock<String>,
     /// App id → name of the apps whose demands this server wrote (to
     /// delete a demand after its app is gone, and to wake apps by name).
     names: Mutex<HashMap<i64, String>>,
     /// When this server saw each rollout (app id, release) begin.
     rollouts: Mutex<HashMap<(i64, i64), Instant>>,
+    /// Stack rollouts (app id, release): services converged, and since when.
+    pub(crate) stack_progress: Mutex<HashMap<(i64, i64), (usize, Instant)>>,
 }
 
 /// What [`Deployer::cluster_secrets`] answers a node.
@@ -276,8 +278,22 @@ impl Deployer {
             .lock()
             .unwrap()
             .remove(&app.id);
-        if let Err(e) = store.delete_demand(&app.name).await {
-            tracing::warn!(app = %app.name, error = %e, "cannot delete the app's demand; the next reconcile retries");
+        let mut names = vec![app.name.clone()];
+        let prefix = format!("{}.", app.name);
+        names.extend(
+            self.inner
+                .cluster_view
+                .lock()
+                .unwrap()
+                .demands
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned(),
+        );
+        for name in names {
+            if let Err(e) = store.delete_demand(&name).await {
+                tracing::warn!(app = %app.name, error = %e, "cannot delete the app's demand; the next reconcile retries");
+            }
         }
     }
 
@@ -317,23 +333,6 @@ impl Deployer {
             .insert(app.id, app.name.clone());
         self.stop_local_replicas(&app).await;
         let release = self.current_release(&app).await?;
-        if let Some(r) = release.as_ref().filter(|r| {
-            r.spec.stack.is_some()
-                && matches!(r.status, ReleaseStatus::Pending | ReleaseStatus::Deploying)
-        }) {
-            // Stacks run on single-node servers for now: say so rather
-            // than run one service of it.
-            self.fail_release_with(
-                &app,
-                r,
-                &format!(
-                    "v{}: stacks (Compose files) are not deployed in cluster mode yet; deploy it on a single-node server",
-                    r.number
-                ),
-            )
-            .await?;
-            return Ok(Progress::Changed);
-        }
         let Some(release) = release.filter(|r| r.status != ReleaseStatus::Failed) else {
             if store
                 .demand(&app.name)
@@ -347,13 +346,23 @@ impl Deployer {
                     .map_err(|e| e.to_string())?;
                 tracing::info!(app = %app.name, "no release should run: demand deleted");
             }
+            self.delete_stray_demands(store, &app, None).await?;
             return Ok(Progress::Steady);
         };
+        if let Some(stack) = &release.spec.stack {
+            return self
+                .reconcile_cluster_stack(store, &app, &release, stack)
+                .await;
+        }
         let demand = self.demand_of(&app, &release).await?;
         let current = store.demand(&app.name).await.map_err(|e| e.to_string())?;
         if current.as_ref() != Some(&demand) {
             store.put_demand(&demand).await.map_err(|e| e.to_string())?;
             tracing::info!(app = %app.name, release = release.number, replicas = demand.replicas, "demand written");
+        }
+        if release.status == ReleaseStatus::Active {
+            // The services of an earlier stack release go once it is live.
+            self.delete_stray_demands(store, &app, None).await?;
         }
         self.cluster_rollout(&app, &release).await
     }
@@ -364,25 +373,7 @@ impl Deployer {
         app: &AppRecord,
         release: &ReleaseRecord,
     ) -> Result<AppDemand, String> {
-        let names = self
-            .store()
-            .app_secret_names(app.id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let secrets = if names.is_empty() {
-            None
-        } else {
-            let server = self.inner.cluster_deploy.public_url.get().ok_or_else(|| {
-                format!(
-                    "app {} has secrets, and agents fetch them from this server's public URL, which is not set",
-                    app.name
-                )
-            })?;
-            Some(SecretSource {
-                server: server.clone(),
-                names: names.into_iter().map(|(name, _)| name).collect(),
-            })
-        };
+        let secrets = self.cluster_secret_source(app).await?;
         let registry = self.inner.cluster_deploy.registry.get();
         let image = match registry {
             Some(host) => {

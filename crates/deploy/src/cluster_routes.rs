@@ -18,8 +18,16 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 /// How one cluster app is reached: its host names and healthy replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClusterRoute {
+    /// The demand's name (an app, or `app.service` for a stack's service).
     pub app: String,
     pub hosts: Vec<String>,
+    /// Path prefix (`/` but for a stack service's `x-slipway.path`).
+    pub path: String,
+    /// Cookie-based sticky sessions.
+    pub sticky: bool,
+    /// The app the pool's requests are counted under (a stack's services
+    /// count under the stack's app).
+    pub owner: String,
     /// The demand's health path (`/` when it has none).
     pub health_path: String,
     /// `address:host_port` of the healthy, current replicas, sorted.
@@ -30,10 +38,12 @@ impl ClusterRoute {
     /// The proxy pool: active checks on the health path with the default
     /// interval and thresholds.
     pub fn pool(&self) -> Pool {
-        Pool::new(self.app.clone(), self.upstreams.clone()).health(HealthCheck {
-            path: self.health_path.clone(),
-            ..HealthCheck::default()
-        })
+        Pool::new(self.owner.clone(), self.upstreams.clone())
+            .health(HealthCheck {
+                path: self.health_path.clone(),
+                ..HealthCheck::default()
+            })
+            .sticky(self.sticky)
     }
 }
 
@@ -56,9 +66,15 @@ impl View {
                 let mut ups = upstreams.remove(d.app.as_str()).unwrap_or_default();
                 ups.sort();
                 ups.dedup();
+                let member = d.container.as_ref().and_then(|t| t.stack.as_ref());
                 ClusterRoute {
                     app: d.app.clone(),
                     hosts: d.hosts.clone(),
+                    path: member
+                        .and_then(|m| m.route_path.clone())
+                        .unwrap_or_else(|| "/".into()),
+                    sticky: member.is_some_and(|m| m.sticky),
+                    owner: member.map_or_else(|| d.app.clone(), |m| m.app.clone()),
                     health_path: d
                         .container
                         .as_ref()
@@ -265,6 +281,9 @@ mod tests {
         let r = ClusterRoute {
             app: "web".into(),
             hosts: vec!["w".into()],
+            path: "/".into(),
+            sticky: false,
+            owner: "web".into(),
             health_path: "/health".into(),
             upstreams: vec![addr("127.0.0.2:1")],
         };

@@ -63,7 +63,19 @@ impl View {
     pub fn assigned(&self, node: &str, app: &str) -> bool {
         self.assignments
             .keys()
-            .any(|(n, replica)| n == node && replica.app == app)
+            .any(|(n, replica)| n == node && owner(&replica.app) == app)
+    }
+
+    /// The nodes holding an assignment of a replica of demand `name`.
+    pub fn nodes_of(&self, name: &str) -> Vec<String> {
+        let mut nodes: Vec<String> = self
+            .assignments
+            .keys()
+            .filter(|(_, replica)| replica.app == name)
+            .map(|(n, _)| n.clone())
+            .collect();
+        nodes.sort();
+        nodes
     }
 
     /// Applies one watched change (undecodable values count as deletions);
@@ -75,7 +87,7 @@ impl View {
                 Some(d) => self.demands.insert(app.to_owned(), d),
                 None => self.demands.remove(app),
             };
-            Some(app.to_owned())
+            Some(owner(app).to_owned())
         } else if let Some(rest) = ev.key.strip_prefix("assign/") {
             let key = replica_key(rest)?;
             let app = key.1.app.clone();
@@ -83,7 +95,7 @@ impl View {
                 Some(a) => self.assignments.insert(key, a.assignment.epoch),
                 None => self.assignments.remove(&key),
             };
-            Some(app)
+            Some(owner(&app).to_owned())
         } else if let Some(rest) = ev.key.strip_prefix("status/") {
             let key = replica_key(rest)?;
             let app = key.1.app.clone();
@@ -91,7 +103,7 @@ impl View {
                 Some(r) => self.reports.insert(key, r),
                 None => self.reports.remove(&key),
             };
-            Some(app)
+            Some(owner(&app).to_owned())
         } else {
             None
         }
@@ -124,6 +136,11 @@ impl View {
 /// Starts the task that keeps `d`'s view of the cluster current.
 pub(crate) fn start(d: Deployer, store: ClusterStore) {
     tokio::spawn(follow(d, store));
+}
+
+/// The app a demand belongs to: `shop` for a stack's service `shop.web`.
+pub(crate) fn owner(demand: &str) -> &str {
+    demand.split_once('.').map_or(demand, |(app, _)| app)
 }
 
 /// Snapshot, watch, apply; a new snapshot whenever the watch ends.

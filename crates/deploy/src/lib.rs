@@ -18,6 +18,7 @@
 
 mod cluster_demand;
 mod cluster_routes;
+mod cluster_stack;
 mod cluster_view;
 mod collector;
 mod logs;

@@ -92,7 +92,7 @@ impl Deployer {
         for route in cluster.into_values() {
             let pool = route.pool();
             for host in &route.hosts {
-                table = table.route(Route::new(host, "/", pool.clone()));
+                table = table.route(Route::new(host, &route.path, pool.clone()));
             }
         }
         self.inner.proxy.set_routes(table);

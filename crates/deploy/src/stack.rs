@@ -71,23 +71,9 @@ impl Deployer {
     /// the app's host names for the first service on `/` and every service
     /// on a sub-path, `<service>.<app host>` for the other services on `/`.
     pub(crate) fn refresh_stack_routes(&self, app: &AppRecord, stack: &StackSpec) {
-        let app_hosts = self.hosts(app);
-        let mut root_taken = false;
         let mut routes = Vec::new();
-        for svc in &stack.services {
+        for (svc, hosts) in service_hosts(&self.hosts(app), stack) {
             let Some(ing) = &svc.ingress else { continue };
-            let hosts = if !ing.domains.is_empty() {
-                ing.domains.clone()
-            } else if ing.path != "/" || !root_taken {
-                root_taken |= ing.path == "/";
-                app_hosts.clone()
-            } else {
-                app_hosts
-                    .iter()
-                    .filter(|h| !h.starts_with("*."))
-                    .map(|h| format!("{}.{h}", svc.name))
-                    .collect()
-            };
             routes.push(ServiceRoute {
                 service: svc.name.clone(),
                 hosts,
@@ -736,9 +722,37 @@ impl Deployer {
     }
 }
 
+/// The host names of each service with ingress: explicit domains, or
+/// the app's host names for the first service on `/` and every service on
+/// a sub-path, `<service>.<app host>` for the other services on `/`.
+pub(crate) fn service_hosts<'a>(
+    app_hosts: &[String],
+    stack: &'a StackSpec,
+) -> Vec<(&'a ServiceSpec, Vec<String>)> {
+    let mut root_taken = false;
+    let mut out = Vec::new();
+    for svc in &stack.services {
+        let Some(ing) = &svc.ingress else { continue };
+        let hosts = if !ing.domains.is_empty() {
+            ing.domains.clone()
+        } else if ing.path != "/" || !root_taken {
+            root_taken |= ing.path == "/";
+            app_hosts.to_vec()
+        } else {
+            app_hosts
+                .iter()
+                .filter(|h| !h.starts_with("*."))
+                .map(|h| format!("{}.{h}", svc.name))
+                .collect()
+        };
+        out.push((svc, hosts));
+    }
+    out
+}
+
 /// Replicas a service should run on this (single) node: `global` is one
 /// per node; otherwise the app's per-service scale, else the file's.
-fn desired_replicas(stack: &StackSpec, svc: &ServiceSpec, app: &AppRecord) -> usize {
+pub(crate) fn desired_replicas(stack: &StackSpec, svc: &ServiceSpec, app: &AppRecord) -> usize {
     match svc.deploy.mode {
         slipway_domain::stack::DeployMode::Global => 1,
         slipway_domain::stack::DeployMode::Replicated => {

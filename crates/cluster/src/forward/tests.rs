@@ -95,8 +95,12 @@ fn endpoints_follow_stacks_on_the_node_and_backends_only_healthy_current_replica
         on_n2.backends.get(&("shop".into(), "db".into(), 5432)),
         Some(&vec!["127.0.0.3:40002".parse().unwrap()])
     );
-    assert!(!on_n2.backends.contains_key(&("shop".into(), "web".into(), 80)));
-    assert!(!on_n2.backends.contains_key(&("blog".into(), "web".into(), 8080)));
+    assert!(!on_n2
+        .backends
+        .contains_key(&("shop".into(), "web".into(), 80)));
+    assert!(!on_n2
+        .backends
+        .contains_key(&("blog".into(), "web".into(), 8080)));
     let on_n3 = plan(&snapshot, "n3");
     assert_eq!(on_n3.endpoints.len(), 3);
     assert!(plan(&snapshot, "n9").endpoints.is_empty());
