@@ -808,10 +808,13 @@ async fn start(
         // A stack's services share the stack's network on this node; their
         // names belong to the forwarder's endpoints there (`crate::forward`),
         // which reach the service's healthy replicas on every node.
-        Some(m) => slipway_runtime::NetworkMode::Named {
-            name: stack::ensure_network(rt, &s.node_id, &m.app).await?,
-            aliases: Vec::new(),
-        },
+        Some(m) => {
+            stack::ensure_volumes(rt, &s.node_id, m).await?;
+            slipway_runtime::NetworkMode::Named {
+                name: stack::ensure_network(rt, &s.node_id, &m.app).await?,
+                aliases: Vec::new(),
+            }
+        }
         // Each app on a network of its own, as on a single node: other apps'
         // replicas cannot reach it; the proxies do, through the published port.
         None => {

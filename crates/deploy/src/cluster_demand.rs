@@ -251,10 +251,36 @@ impl Deployer {
     }
 
     /// Replica views of an app in cluster mode.
+    /// Replica views of an app in cluster mode (a stack's: every
+    /// service's, each with its service).
     pub(crate) fn cluster_views(&self, app_id: i64) -> Vec<ReplicaView> {
-        let name = self.cluster_app_name(app_id);
-        name.map(|n| self.cluster_replicas(&n).iter().map(view).collect())
-            .unwrap_or_default()
+        let Some(name) = self.cluster_app_name(app_id) else {
+            return Vec::new();
+        };
+        let prefix = format!("{name}.");
+        let view_of = self.inner.cluster_view.lock().unwrap();
+        let mut out: Vec<ReplicaView> = view_of.replicas(&name).iter().map(view).collect();
+        let members: Vec<String> = view_of
+            .demands
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for member in members {
+            let service = member[prefix.len()..].to_string();
+            // A finished task is no replica (`slipway ps` shows what runs).
+            let running = view_of.replicas(&member);
+            out.extend(
+                running
+                    .iter()
+                    .filter(|r| r.report.state != "completed")
+                    .map(|r| ReplicaView {
+                        service: Some(service.clone()),
+                        ..view(r)
+                    }),
+            );
+        }
+        out
     }
 
     /// Healthy replicas of the app's release in cluster mode.

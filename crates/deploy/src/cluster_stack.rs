@@ -332,10 +332,17 @@ impl Deployer {
                 converged.insert(&svc.name);
                 continue;
             }
-            let limits = self.inner.options.limits.clamp(slipway_domain::Resources {
+            // What the file asks for, within the server's maximum; a
+            // service that asks nothing reserves the cluster defaults.
+            let asked = slipway_domain::Resources {
                 memory_bytes: svc.deploy.memory_bytes,
                 nano_cpus: svc.deploy.nano_cpus,
-            });
+            };
+            let clamped = self.inner.options.limits.clamp(asked);
+            let limits = slipway_domain::Resources {
+                memory_bytes: asked.memory_bytes.and(clamped.memory_bytes),
+                nano_cpus: asked.nano_cpus.and(clamped.nano_cpus),
+            };
             let mut want = member_demand(
                 app,
                 stack,

@@ -40,6 +40,28 @@ pub async fn ensure_network(rt: &Runtime, node: &str, app: &str) -> Result<Strin
     Ok(name)
 }
 
+/// Makes the service's named volumes exist on this node, labelled with
+/// the node, the stack and the volume (what `docker volume ls` shows).
+pub async fn ensure_volumes(rt: &Runtime, node: &str, m: &StackMember) -> Result<(), String> {
+    for v in m.mounts.iter().filter_map(|t| t.volume.as_deref()) {
+        rt.create_volume(
+            &volume_name(node, &m.app, v),
+            &HashMap::from([
+                (labels::OWNER.to_string(), OWNER.to_string()),
+                (labels::APP.to_string(), m.app.clone()),
+                (NODE_LABEL.to_string(), node.to_string()),
+                (VOLUME_LABEL.to_string(), v.to_string()),
+            ]),
+        )
+        .await
+        .map_err(|e| format!("volume {v}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The stack volume a Docker volume holds.
+pub const VOLUME_LABEL: &str = "io.slipway.volume";
+
 /// Adds a stack service's settings to a replica's container: every port
 /// published on the node's address, entrypoint, user, working directory,
 /// mounts and the engine health check.
