@@ -370,8 +370,8 @@ async fn pass(
         let running = c.state == "running";
         let one_shot = desired[&r].2.stack.as_ref().is_some_and(|m| m.one_shot);
         if one_shot && current && !running && c.state != "created" {
-            if !found.finished.contains_key(&r) {
-                found.finished.insert(r, c.id);
+            if let std::collections::hash_map::Entry::Vacant(e) = found.finished.entry(r.clone()) {
+                e.insert(c.id);
                 continue;
             }
         } else if one_shot && !current {
