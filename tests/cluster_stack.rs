@@ -13,8 +13,9 @@
 //! - `agent` is a `global` service: one replica on every node.
 //!
 //! Then a release that changes only `web` (db keeps its container, the
-//! migration runs again) and one whose migration fails (the release fails,
-//! the previous one keeps serving). Needs Docker, etcd and git; fails
+//! migration runs again), one whose migration fails (the release fails,
+//! the previous one keeps serving), and the death of the node holding
+//! db's volume (db waits for it, the app's events say so). Needs Docker, etcd and git; fails
 //! loudly without them.
 
 #[path = "support/cluster_env.rs"]
@@ -304,4 +305,31 @@ fn a_compose_stack_runs_across_nodes_with_placement_tasks_and_service_names() {
     );
     assert_eq!(get(&proxy, "/").1, "v2", "the previous release serves");
     assert_eq!(get(&proxy, "/cgi-bin/count"), (200, "8".to_string()));
+
+    // The node holding db's volume dies: db is not recreated empty
+    // elsewhere, and the app's events say why.
+    c.kill_machine(0);
+    let events = wait_for(
+        Duration::from_secs(30),
+        "an event about db's volume",
+        || {
+            let (_, events) = c.servers[0].api("GET", "/apps/shop/events", Some(&token), None);
+            let text = events.to_string();
+            (text.contains("service db") && text.contains("never recreated empty"))
+                .then_some(text)
+                .ok_or(events.to_string())
+        },
+    );
+    assert!(events.contains(&ssd), "{events}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(c.healthy("shop.db").is_empty(), "{}", c.explain("shop.db"));
+    // web moves to the remaining nodes and keeps serving its page.
+    wait_for(
+        Duration::from_secs(30),
+        "web serves from the other nodes",
+        || {
+            let got = get(&proxy, "/");
+            (got.1 == "v2").then_some(()).ok_or(format!("{got:?}"))
+        },
+    );
 }

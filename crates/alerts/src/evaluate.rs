@@ -177,15 +177,15 @@ impl Alerts {
             .started
             .get()
             .is_some_and(|t| t.elapsed() < STARTUP_GRACE);
-        if settling
-            || !deploy.is_running()
-            || app.release.is_none()
-            || self.store().active_release(app.id).await?.is_none()
-        {
+        if settling || !deploy.is_running() || app.release.is_none() {
             return Ok(Verdict::NoData);
         }
+        let Some(active) = self.store().active_release(app.id).await? else {
+            return Ok(Verdict::NoData);
+        };
         let healthy = measure::healthy_replicas(deploy, app);
-        Ok(measure::replica_verdict(rule, app.spec.replicas, healthy))
+        let wanted = deploy.wanted_replicas(app, &active);
+        Ok(measure::replica_verdict(rule, wanted, healthy))
     }
 
     /// Moves one rule's alert along after a verdict, storing and notifying

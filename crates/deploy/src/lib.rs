@@ -45,7 +45,7 @@ pub use stack_view::ServiceView;
 pub use volumes::{VolumeRestore, VolumeView};
 
 use slipway_auth::secrets::SecretBox;
-use slipway_domain::AppRecord;
+use slipway_domain::{AppRecord, ReleaseRecord};
 use slipway_proxy::{Proxy, ProxyConfig};
 use slipway_runtime::Runtime;
 use slipway_store::{Store, StoreError};
@@ -352,6 +352,38 @@ impl Deployer {
             .get(&app_id)
             .map(|a| a.views())
             .unwrap_or_default()
+    }
+
+    /// How many replicas `release` of `app` should have serving: the
+    /// app's replicas, or for a stack every long-running service's (a
+    /// `global` service's: one per node it is assigned to, one on a single
+    /// node). What the `replica_down` alert compares with [`Self::replicas`].
+    pub fn wanted_replicas(&self, app: &AppRecord, release: &ReleaseRecord) -> u32 {
+        let Some(stack) = &release.spec.stack else {
+            return app.spec.replicas;
+        };
+        stack
+            .services
+            .iter()
+            .filter(|svc| !svc.is_task(stack))
+            .map(|svc| match svc.deploy.mode {
+                slipway_domain::stack::DeployMode::Global => match self.cluster() {
+                    Some(_) => {
+                        let name = crate::cluster_stack::member_name(&app.name, &svc.name);
+                        self.inner
+                            .cluster_view
+                            .lock()
+                            .unwrap()
+                            .nodes_of(&name)
+                            .len() as u32
+                    }
+                    None => 1,
+                },
+                slipway_domain::stack::DeployMode::Replicated => {
+                    stack.replicas_of(svc, &app.spec.service_replicas)
+                }
+            })
+            .sum()
     }
 
     /// The replicas this server runs itself (single-node mode) and the CPU

@@ -32,7 +32,13 @@ pub struct ClusterEvent {
 }
 
 impl ClusterEvent {
+    /// An event of demand `app`; a stack service's (`shop.db`) is filed
+    /// under its app (`shop`) and names the service.
     fn new(app: &str, kind: &str, message: String) -> Self {
+        let (app, message) = match app.split_once('.') {
+            Some((owner, service)) => (owner, format!("service {service}: {message}")),
+            None => (app, message),
+        };
         Self {
             app: app.to_owned(),
             kind: kind.to_owned(),
