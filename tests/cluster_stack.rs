@@ -27,7 +27,6 @@ mod support;
 use cluster_env::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
@@ -79,45 +78,13 @@ volumes:
   db-data:
 "#;
 
-const DB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY srv /srv\nRUN chmod +x /srv/cgi-bin/*\nCMD [\"sh\", \"-c\", \"mkdir -p /data && touch /data/votes && exec httpd -f -p 7000 -h /srv\"]\n";
-const WEB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nRUN chmod +x /www/cgi-bin/*\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
-
-fn cgi(body: &str) -> String {
-    format!("#!/bin/sh\necho 'Content-Type: text/plain'\necho\n{body}\n")
-}
-
-fn write_exec(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// The repository of the stack, ready to push.
 fn stack_repo(dir: &Path, url: &str) {
     std::fs::create_dir_all(dir).unwrap();
     git_ok(dir, &["init", "-q", "-b", "main"]);
     std::fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
-    std::fs::create_dir_all(dir.join("db/srv/cgi-bin")).unwrap();
-    std::fs::write(dir.join("db/Dockerfile"), DB_DOCKERFILE).unwrap();
-    write_exec(
-        &dir.join("db/srv/cgi-bin/add"),
-        &cgi("echo vote >> /data/votes\nwc -l < /data/votes"),
-    );
-    write_exec(
-        &dir.join("db/srv/cgi-bin/count"),
-        &cgi("wc -l < /data/votes"),
-    );
+    write_vote_services(dir, &[("vote", "add"), ("count", "count")]);
     std::fs::write(dir.join("db/srv/index.html"), "agent\n").unwrap();
-    std::fs::create_dir_all(dir.join("web/www/cgi-bin")).unwrap();
-    std::fs::write(dir.join("web/Dockerfile"), WEB_DOCKERFILE).unwrap();
-    write_exec(
-        &dir.join("web/www/cgi-bin/count"),
-        &cgi("wget -qO- http://db:7000/cgi-bin/count"),
-    );
-    write_exec(
-        &dir.join("web/www/cgi-bin/vote"),
-        &cgi("wget -qO- http://db:7000/cgi-bin/add"),
-    );
     write_exec(
         &dir.join("web/www/cgi-bin/agent"),
         &cgi("wget -qO- http://agent:7100/"),

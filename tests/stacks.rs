@@ -9,8 +9,6 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -50,19 +48,6 @@ services:
 volumes:
   db-data:
 "#;
-
-const DB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY srv /srv\nRUN chmod +x /srv/cgi-bin/*\nCMD [\"sh\", \"-c\", \"echo db-ready-on-7000 && mkdir -p /data && touch /data/votes && exec httpd -f -p 7000 -h /srv\"]\n";
-const WEB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nRUN chmod +x /www/cgi-bin/*\nCMD [\"sh\", \"-c\", \"echo web-ready-on-8080 && exec httpd -f -p 8080 -h /www\"]\n";
-
-fn cgi(body: &str) -> String {
-    format!("#!/bin/sh\necho 'Content-Type: text/plain'\necho\n{body}\n")
-}
-
-fn write_exec(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 /// A server, an admin, repository `shop` holding the stack, app `shop`.
 struct Stack {
@@ -107,25 +92,11 @@ impl Stack {
         std::fs::create_dir_all(&dir).unwrap();
         git_ok(&dir, &["init", "-q", "-b", "main"]);
         std::fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
-        std::fs::create_dir_all(dir.join("db/srv/cgi-bin")).unwrap();
-        std::fs::write(dir.join("db/Dockerfile"), DB_DOCKERFILE).unwrap();
-        write_exec(
-            &dir.join("db/srv/cgi-bin/add"),
-            &cgi("echo vote >> /data/votes\nwc -l < /data/votes"),
-        );
-        write_exec(
-            &dir.join("db/srv/cgi-bin/count"),
-            &cgi("wc -l < /data/votes"),
+        write_vote_services(
+            &dir,
+            &[("vote", "add"), ("count", "count"), ("schema", "schema")],
         );
         write_exec(&dir.join("db/srv/cgi-bin/schema"), &cgi("cat /data/schema"));
-        std::fs::create_dir_all(dir.join("web/www/cgi-bin")).unwrap();
-        std::fs::write(dir.join("web/Dockerfile"), WEB_DOCKERFILE).unwrap();
-        for (name, path) in [("vote", "add"), ("count", "count"), ("schema", "schema")] {
-            write_exec(
-                &dir.join(format!("web/www/cgi-bin/{name}")),
-                &cgi(&format!("wget -qO- http://db:7000/cgi-bin/{path}")),
-            );
-        }
         write_exec(
             &dir.join("web/www/cgi-bin/greeting"),
             &cgi("echo $GREETING"),

@@ -435,3 +435,47 @@ impl Cli {
         err.trim_end().to_owned()
     }
 }
+
+/// A CGI script for busybox httpd answering `body`'s output as text.
+pub fn cgi(body: &str) -> String {
+    format!("#!/bin/sh\necho 'Content-Type: text/plain'\necho\n{body}\n")
+}
+
+/// Writes an executable file (creating its directory).
+pub fn write_exec(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The Dockerfile of the stack tests' busybox "database" (`db/`).
+pub const VOTE_DB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY srv /srv\nRUN chmod +x /srv/cgi-bin/*\nCMD [\"sh\", \"-c\", \"echo db-ready-on-7000 && mkdir -p /data && touch /data/votes && exec httpd -f -p 7000 -h /srv\"]\n";
+/// The Dockerfile of the stack tests' web front (`web/`).
+pub const VOTE_WEB_DOCKERFILE: &str = "FROM slipway/busybox:latest\nCOPY www /www\nRUN chmod +x /www/cgi-bin/*\nCMD [\"sh\", \"-c\", \"echo web-ready-on-8080 && exec httpd -f -p 8080 -h /www\"]\n";
+
+/// Writes the stack tests' two busybox services into repository `dir`:
+/// `db/` (httpd on 7000; CGI `add` appends a vote to `/data/votes` and
+/// answers the count, `count` answers it) and `web/` (httpd on 8080;
+/// `cgi-bin/NAME` answers db's `cgi-bin/PATH` for each `(NAME, PATH)` of
+/// `calls`, through the name `db`).
+pub fn write_vote_services(dir: &Path, calls: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("db/srv/cgi-bin")).unwrap();
+    std::fs::write(dir.join("db/Dockerfile"), VOTE_DB_DOCKERFILE).unwrap();
+    write_exec(
+        &dir.join("db/srv/cgi-bin/add"),
+        &cgi("echo vote >> /data/votes\nwc -l < /data/votes"),
+    );
+    write_exec(
+        &dir.join("db/srv/cgi-bin/count"),
+        &cgi("wc -l < /data/votes"),
+    );
+    std::fs::create_dir_all(dir.join("web/www/cgi-bin")).unwrap();
+    std::fs::write(dir.join("web/Dockerfile"), VOTE_WEB_DOCKERFILE).unwrap();
+    for (name, path) in calls {
+        write_exec(
+            &dir.join(format!("web/www/cgi-bin/{name}")),
+            &cgi(&format!("wget -qO- http://db:7000/cgi-bin/{path}")),
+        );
+    }
+}

@@ -256,18 +256,10 @@ async fn reconcile(
         let (app, service) = key;
         let id = match found.remove(key) {
             Some((id, true)) => id,
-            Some((id, false)) => {
-                let _ = rt.remove(&id).await;
-                endpoints.remove(key);
-                match create_endpoint(rt, node, app, service).await {
-                    Ok(id) => id,
-                    Err(e) => {
-                        tracing::warn!(app, service, error = %e, "forwarder: cannot start an endpoint");
-                        continue;
-                    }
+            stale => {
+                if let Some((id, _)) = stale {
+                    let _ = rt.remove(&id).await;
                 }
-            }
-            None => {
                 endpoints.remove(key);
                 match create_endpoint(rt, node, app, service).await {
                     Ok(id) => id,

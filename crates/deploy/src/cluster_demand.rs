@@ -403,13 +403,8 @@ impl Deployer {
         let registry = self.inner.cluster_deploy.registry.get();
         let image = match registry {
             Some(host) => {
-                let repo = self
-                    .store()
-                    .repo_by_id(app.repo_id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("the repository of app {} is gone", app.name))?;
-                cluster_image(Some(host), &repo.owner, &app.name, &release.image)
+                let owner = self.repo_owner(app).await?;
+                cluster_image(Some(host), &owner, &app.name, &release.image)
             }
             None => release.image.clone(),
         };
@@ -434,26 +429,22 @@ impl Deployer {
         }
         let key = (app.id, release.number);
         if release.status == ReleaseStatus::Pending {
-            self.store()
-                .set_release_status(app.id, release.number, ReleaseStatus::Deploying, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.inner.release_changed.notify_waiters();
             self.inner
                 .cluster_deploy
                 .rollouts
                 .lock()
                 .unwrap()
                 .insert(key, Instant::now());
-            self.event(
-                app.id,
-                "rollout",
+            self.announce_release(
+                app,
+                release.number,
+                ReleaseStatus::Deploying,
                 &format!(
                     "rolling out v{} to {target} replica(s) on the cluster",
                     release.number
                 ),
             )
-            .await;
+            .await?;
         }
         let replicas = self.cluster_replicas(&app.name);
         let revision = u64::try_from(release.number).unwrap_or(0);

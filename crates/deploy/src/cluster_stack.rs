@@ -282,21 +282,17 @@ impl Deployer {
             }
         }
         if release.status == ReleaseStatus::Pending {
-            self.store()
-                .set_release_status(app.id, release.number, ReleaseStatus::Deploying, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.inner.release_changed.notify_waiters();
-            self.event(
-                app.id,
-                "rollout",
+            self.announce_release(
+                app,
+                release.number,
+                ReleaseStatus::Deploying,
                 &format!(
                     "rolling out v{} ({} services) on the cluster",
                     release.number,
                     stack.services.len()
                 ),
             )
-            .await;
+            .await?;
         }
         let secrets = self.cluster_secret_source(app).await?;
         let hosts: HashMap<&str, Vec<String>> = service_hosts(&self.hosts(app), stack)
@@ -423,11 +419,6 @@ impl Deployer {
             self.delete_stray_demands(store, app, Some(stack)).await?;
             if release.status != ReleaseStatus::Active {
                 self.forget_stack_rollout(app.id, release.number);
-                self.store()
-                    .set_release_status(app.id, release.number, ReleaseStatus::Active, None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.inner.release_changed.notify_waiters();
                 let summary: Vec<String> = stack
                     .services
                     .iter()
@@ -441,16 +432,17 @@ impl Deployer {
                         }
                     })
                     .collect();
-                self.event(
-                    app.id,
-                    "rollout",
+                self.announce_release(
+                    app,
+                    release.number,
+                    ReleaseStatus::Active,
                     &format!(
                         "v{} is live on the cluster: {}",
                         release.number,
                         summary.join(", ")
                     ),
                 )
-                .await;
+                .await?;
                 self.prune_images(app).await;
             }
             return Ok(Progress::Steady);
@@ -556,17 +548,22 @@ impl Deployer {
         }))
     }
 
-    /// The registry repository of a stack service's images.
-    async fn service_repo(&self, app: &AppRecord, svc: &ServiceSpec) -> Result<String, String> {
+    /// The owner of the app's repository: its images' registry namespace.
+    pub(crate) async fn repo_owner(&self, app: &AppRecord) -> Result<String, String> {
         let repo = self
             .store()
             .repo_by_id(app.repo_id)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the repository of app {} is gone", app.name))?;
+        Ok(repo.owner)
+    }
+
+    /// The registry repository of a stack service's images.
+    async fn service_repo(&self, app: &AppRecord, svc: &ServiceSpec) -> Result<String, String> {
+        let owner = self.repo_owner(app).await?;
         Ok(format!(
-            "{}/{}/{}",
-            repo.owner.to_lowercase(),
+            "{owner}/{}/{}",
             app.name,
             svc.name.replace('_', "-")
         ))

@@ -564,17 +564,13 @@ impl Deployer {
             return Ok(Progress::Changed);
         }
         if release.status != ReleaseStatus::Active && target > 0 {
-            self.store()
-                .set_release_status(app.id, release.number, ReleaseStatus::Active, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.inner.release_changed.notify_waiters();
-            self.event(
-                app.id,
-                "rollout",
+            self.announce_release(
+                app,
+                release.number,
+                ReleaseStatus::Active,
                 &format!("v{} is live on {target} replica(s)", release.number),
             )
-            .await;
+            .await?;
             self.prune_images(app).await;
         }
         Ok(Progress::Steady)
@@ -708,6 +704,24 @@ impl Deployer {
         }
         self.fail_release(app, release, &why).await?;
         Ok(Progress::Changed)
+    }
+
+    /// Moves `release` of `app` to `status` (deploying, active), wakes
+    /// whoever waits on releases and records `message` as a rollout event.
+    pub(crate) async fn announce_release(
+        &self,
+        app: &AppRecord,
+        number: i64,
+        status: ReleaseStatus,
+        message: &str,
+    ) -> Result<(), String> {
+        self.store()
+            .set_release_status(app.id, number, status, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.inner.release_changed.notify_waiters();
+        self.event(app.id, "rollout", message).await;
+        Ok(())
     }
 
     /// Marks `release` failed and points the app back at its last active release.

@@ -240,14 +240,10 @@ impl Deployer {
             }
             self.remove_old_tasks(&rt, &tasks, release.number).await;
             if release.status != ReleaseStatus::Active {
-                self.store()
-                    .set_release_status(app.id, release.number, ReleaseStatus::Active, None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.inner.release_changed.notify_waiters();
-                self.event(
-                    app.id,
-                    "rollout",
+                self.announce_release(
+                    app,
+                    release.number,
+                    ReleaseStatus::Active,
                     &format!(
                         "v{} is live: {}",
                         release.number,
@@ -263,7 +259,7 @@ impl Deployer {
                             .join(", ")
                     ),
                 )
-                .await;
+                .await?;
                 self.prune_images(app).await;
             }
             return Ok(Progress::Steady);
