@@ -227,6 +227,28 @@ fn a_compose_stack_runs_across_nodes_with_placement_tasks_and_service_names() {
         ["agent", "db", "web"].map(String::from).into(),
         "{replicas}"
     );
+    // The app's view lists every service with its wanted and ready
+    // replicas (a global service: one per node).
+    let (_, shown) = c.servers[0].api("GET", "/apps/shop", Some(&token), None);
+    let view = |name: &str| {
+        shown["services"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    for (name, wanted) in [("agent", 3), ("db", 1), ("web", 2)] {
+        let v = view(name);
+        assert_eq!(
+            (
+                v["replicas"].as_u64(),
+                v["ready"].as_u64(),
+                v["state"].as_str()
+            ),
+            (Some(wanted), Some(wanted), Some("running")),
+            "{shown}"
+        );
+    }
+    assert_eq!(view("migrate")["task"], true, "{shown}");
 
     // v2 changes only web: db keeps its container (and its data), the
     // migration runs again for the new release.

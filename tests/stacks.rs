@@ -71,7 +71,8 @@ impl Drop for Stack {
 impl Stack {
     fn new() -> Self {
         docker_ready();
-        let server = TestServer::start();
+        // Samples every half second: the per-service metrics show up soon.
+        let server = TestServer::start_with_env(&[("SLIPWAY_METRICS_INTERVAL_MS", "500")]);
         let token = server.setup_admin("alice");
         let (s, b) = server.api(
             "POST",
@@ -544,6 +545,51 @@ fn stack_volumes_back_up_and_restore_services_scale_and_log_apart() {
     assert_eq!(s.get("/cgi-bin/vote"), (200, "1".into()));
     assert_eq!(s.get("/cgi-bin/vote"), (200, "2".into()));
     let cli = s.cli();
+
+    // Metrics per service: the charts' series and Prometheus.
+    let start = Instant::now();
+    loop {
+        let (code, m) = s.api("GET", "/apps/shop/metrics?range=5m&service=db", None);
+        assert_eq!(code, 200, "{m}");
+        assert_eq!(m["service"], "db");
+        assert!(m["series"].get("requests_per_s").is_none(), "{m}");
+        let last = |k: &str| {
+            m["series"][k]
+                .as_array()
+                .and_then(|p| p.last())
+                .map(|p| p[1].as_f64())
+        };
+        if last("replicas") == Some(Some(1.0))
+            && last("memory_bytes").flatten().unwrap_or(0.0) > 0.0
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no db series: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, e) = s.api("GET", "/apps/shop/metrics?service=nope", None);
+    assert_eq!(code, 404, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("web"),
+        "{e}"
+    );
+    let scrape = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", s.server.url))
+        .bearer_auth(&s.token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        scrape.contains(r#"slipway_service_memory_bytes{app="shop",service="db"}"#)
+            && scrape.contains(
+                r#"slipway_service_replicas{app="shop",service="web",state="healthy"} 1"#
+            ),
+        "{scrape}"
+    );
 
     // Logs per service: db's lines only, each marked with its service.
     let start = Instant::now();

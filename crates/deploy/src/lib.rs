@@ -366,24 +366,32 @@ impl Deployer {
             .services
             .iter()
             .filter(|svc| !svc.is_task(stack))
-            .map(|svc| match svc.deploy.mode {
-                slipway_domain::stack::DeployMode::Global => match self.cluster() {
-                    Some(_) => {
-                        let name = crate::cluster_stack::member_name(&app.name, &svc.name);
-                        self.inner
-                            .cluster_view
-                            .lock()
-                            .unwrap()
-                            .nodes_of(&name)
-                            .len() as u32
-                    }
-                    None => 1,
-                },
-                slipway_domain::stack::DeployMode::Replicated => {
-                    stack.replicas_of(svc, &app.spec.service_replicas)
-                }
-            })
+            .map(|svc| self.service_wanted(app, stack, svc))
             .sum()
+    }
+
+    /// Replicas service `svc` of `app`'s stack should run: its scale, or
+    /// for a `global` service one per node (on a cluster: per node it is
+    /// assigned to).
+    pub(crate) fn service_wanted(
+        &self,
+        app: &AppRecord,
+        stack: &slipway_domain::stack::StackSpec,
+        svc: &slipway_domain::stack::ServiceSpec,
+    ) -> u32 {
+        match svc.deploy.mode {
+            slipway_domain::stack::DeployMode::Global => match self.cluster() {
+                Some(_) => {
+                    let name = crate::cluster_stack::member_name(&app.name, &svc.name);
+                    let view = self.inner.cluster_view.lock().unwrap();
+                    view.nodes_of(&name).len() as u32
+                }
+                None => 1,
+            },
+            slipway_domain::stack::DeployMode::Replicated => {
+                stack.replicas_of(svc, &app.spec.service_replicas)
+            }
+        }
     }
 
     /// The replicas this server runs itself (single-node mode) and the CPU

@@ -54,7 +54,11 @@ impl Deployer {
                     .filter(|r| r.service.as_deref() == Some(svc.name.as_str()));
                 let running = mine.clone().count();
                 let ready = mine.filter(|r| r.state == ReplicaState::Healthy).count();
-                let wanted = stack.replicas_of(svc, &app.spec.service_replicas);
+                let wanted = if task {
+                    0
+                } else {
+                    self.service_wanted(app, &stack, svc)
+                };
                 let state = if task {
                     "task"
                 } else if held.contains(&svc.name) {

@@ -38,11 +38,12 @@ impl Collector for AppCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
         let inner = &self.0.inner;
         let snap = inner.deploy.proxy().metrics();
-        let (apps, usage, pipelines) = {
+        let (apps, usage, services, pipelines) = {
             let live = inner.live.lock().unwrap_or_else(|e| e.into_inner());
             (
                 live.apps.clone(),
                 live.usage.clone(),
+                live.services.clone(),
                 live.pipelines_running,
             )
         };
@@ -142,6 +143,54 @@ impl Collector for AppCollector {
         )?;
         for (name, u) in &usage {
             m.encode_family(&[("app", name.as_str())])?
+                .encode_gauge(&u.memory_bytes)?;
+        }
+
+        let mut m = encoder.encode_descriptor(
+            "slipway_service_replicas",
+            "Replicas of each service of a stack by state (starting, healthy, draining)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, list) in &replicas {
+            let mut names: Vec<&str> = list.iter().filter_map(|r| r.service.as_deref()).collect();
+            names.sort_unstable();
+            names.dedup();
+            for svc in names {
+                for (label, state) in [
+                    ("starting", ReplicaState::Starting),
+                    ("healthy", ReplicaState::Healthy),
+                    ("draining", ReplicaState::Draining),
+                ] {
+                    let n = list
+                        .iter()
+                        .filter(|r| r.state == state && r.service.as_deref() == Some(svc))
+                        .count() as i64;
+                    let labels = [("app", name.as_str()), ("service", svc), ("state", label)];
+                    m.encode_family(&labels)?.encode_gauge(&n)?;
+                }
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "slipway_service_cpu_ratio",
+            "CPU used by the replicas of each service of a stack over the last sample interval (1.0 = one core)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((app, svc), u) in &services {
+            if let Some(r) = u.cpu_ratio {
+                m.encode_family(&[("app", app.as_str()), ("service", svc.as_str())])?
+                    .encode_gauge(&r)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "slipway_service_memory_bytes",
+            "Memory in use by the replicas of each service of a stack (page cache excluded) at the last sample",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((app, svc), u) in &services {
+            m.encode_family(&[("app", app.as_str()), ("service", svc.as_str())])?
                 .encode_gauge(&u.memory_bytes)?;
         }
 

@@ -64,6 +64,8 @@ pub(crate) struct AppUsage {
 pub(crate) struct Live {
     apps: Vec<(i64, String)>,
     usage: HashMap<String, AppUsage>,
+    /// (app, service) → what the service's replicas use (stacks).
+    services: std::collections::BTreeMap<(String, String), AppUsage>,
     pipelines_running: Option<i64>,
     exec_queue_length: Option<i64>,
 }

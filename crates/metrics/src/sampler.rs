@@ -8,7 +8,7 @@ use bollard::container::{MemoryStatsStats, Stats, StatsOptions};
 use futures::StreamExt;
 use slipway_proxy::{AppSnapshot, MetricsSnapshot};
 use slipway_runtime::Runtime;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Docker stats requests in flight at once.
@@ -23,6 +23,14 @@ struct Previous {
 }
 
 /// One replica's resource use read from Docker.
+/// What the replicas of one service of a stack use, summed.
+#[derive(Default)]
+struct ServiceTotals {
+    replicas: usize,
+    memory_bytes: u64,
+    cpu_percent: Option<f64>,
+}
+
 struct ReplicaUsage {
     container: String,
     read_at: Instant,
@@ -129,12 +137,22 @@ async fn tick(
 
     // Resources: Docker stats of every replica, a few at a time.
     let mut usage: HashMap<String, AppUsage> = HashMap::new();
+    let mut services: BTreeMap<(String, String), AppUsage> = BTreeMap::new();
     let mut cpu_seen = HashMap::new();
     for (id, name) in &apps {
         let replicas = deploy.replicas(*id);
         let restarts = u64::from(deploy.restarts(*id));
         series.record(&SeriesKey::app("replicas", name), t, replicas.len() as f64);
         series.record(&SeriesKey::app("restarts", name), t, restarts as f64);
+        // A stack's services: their replicas are counted apart too.
+        let service_of: HashMap<String, String> = replicas
+            .iter()
+            .filter_map(|r| Some((r.container.clone(), r.service.clone()?)))
+            .collect();
+        let mut per_service: BTreeMap<&str, ServiceTotals> = BTreeMap::new();
+        for svc in service_of.values() {
+            per_service.entry(svc.as_str()).or_default().replicas += 1;
+        }
         let Some(rt) = rt else { continue };
         let reads: Vec<ReplicaUsage> = futures::stream::iter(replicas)
             .map(|r| read_stats(rt, r.container))
@@ -148,13 +166,40 @@ async fn tick(
         let memory: u64 = reads.iter().map(|r| r.memory_bytes).sum();
         let mut cpu_percent = None;
         for r in &reads {
+            let service = service_of
+                .get(&r.container)
+                .and_then(|s| per_service.get_mut(s.as_str()));
+            let mut cpu = None;
             if let Some((at, ns)) = prev.cpu.get(&r.container) {
                 let wall = r.read_at.duration_since(*at).as_nanos() as f64;
                 if wall > 0.0 && r.cpu_ns >= *ns {
-                    *cpu_percent.get_or_insert(0.0) += (r.cpu_ns - ns) as f64 / wall * 100.0;
+                    let p = (r.cpu_ns - ns) as f64 / wall * 100.0;
+                    *cpu_percent.get_or_insert(0.0) += p;
+                    cpu = Some(p);
+                }
+            }
+            if let Some(t) = service {
+                t.memory_bytes += r.memory_bytes;
+                if let Some(p) = cpu {
+                    *t.cpu_percent.get_or_insert(0.0) += p;
                 }
             }
             cpu_seen.insert(r.container.clone(), (r.read_at, r.cpu_ns));
+        }
+        for (svc, tot) in &per_service {
+            let key = |metric: &str| SeriesKey::new(metric, &[("app", name), ("service", svc)]);
+            series.record(&key("replicas"), t, tot.replicas as f64);
+            series.record(&key("memory_bytes"), t, tot.memory_bytes as f64);
+            if let Some(p) = tot.cpu_percent {
+                series.record(&key("cpu_percent"), t, p);
+            }
+            services.insert(
+                (name.clone(), svc.to_string()),
+                AppUsage {
+                    cpu_ratio: tot.cpu_percent.map(|p| p / 100.0),
+                    memory_bytes: tot.memory_bytes,
+                },
+            );
         }
         series.record(&SeriesKey::app("memory_bytes", name), t, memory as f64);
         if let Some(p) = cpu_percent {
@@ -183,6 +228,7 @@ async fn tick(
     let mut live = monitor.inner.live.lock().unwrap_or_else(|e| e.into_inner());
     live.apps = apps;
     live.usage = usage;
+    live.services = services;
     live.pipelines_running = Some(running);
     live.exec_queue_length = Some(exec_queue);
     Ok(())

@@ -59,6 +59,16 @@
       el("span", { class: "badge status-" + (SERVICE_BADGE[s.state] || "idle"), "data-state": s.state, text: s.task ? "task" : s.state }),
     ]);
     replace("services", table(["Service", "Ready", "State"], rows, "No services."));
+    // The charts can show one service's CPU, memory and replicas.
+    const select = document.getElementById("chart-service");
+    const names = services.filter((s) => !s.task).map((s) => s.name);
+    const have = Array.from(select.options).slice(1).map((o) => o.value);
+    if (names.join(",") !== have.join(",")) {
+      const chosen = select.value;
+      select.replaceChildren(el("option", { value: "", text: "whole app" }), ...names.map((n) => el("option", { value: n, text: n })));
+      select.value = names.includes(chosen) ? chosen : "";
+    }
+    document.getElementById("chart-service-label").hidden = names.length === 0;
   }
 
   // One line about the autoscale policy (set with `slipway autoscale`).
@@ -161,10 +171,15 @@
   async function refreshCharts() {
     const state = document.getElementById("charts-state");
     try {
-      const m = await api("GET", path + "/metrics?range=1h&step=10s");
-      state.textContent = "";
+      const service = document.getElementById("chart-service").value;
+      const query = "/metrics?range=1h&step=10s" + (service ? "&service=" + encodeURIComponent(service) : "");
+      const m = await api("GET", path + query);
+      // A service has no request series of its own (the proxy counts per app).
+      state.textContent = service ? "Service " + service + ": CPU and memory of its replicas; requests are the app's." : "";
       for (const [key, , unit] of CHARTS) {
-        SlipwayChart.draw(canvases[key], (m.series && m.series[key]) || [], unit);
+        const points = (m.series && m.series[key]) || [];
+        canvases[key].parentElement.hidden = Boolean(service) && !(m.series && key in m.series);
+        SlipwayChart.draw(canvases[key], points, unit);
       }
     } catch (e) {
       state.textContent = e.status === 404 ? "Metrics are not available on this server." : e.message;
@@ -172,6 +187,7 @@
   }
 
   every(2000, refreshReplicas);
+  document.getElementById("chart-service").addEventListener("change", () => refreshCharts());
   every(10000, refreshCharts);
   every(5000, refreshEvents);
 })();

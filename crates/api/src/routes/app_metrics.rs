@@ -1,6 +1,8 @@
 //! `GET /apps/{app}/metrics?range=1h&step=10s`: an app's time series for
-//! charts, read from the monitoring ring (`crates/metrics`). Read access to
-//! the app's repository is enough.
+//! charts, read from the monitoring ring (`crates/metrics`); with
+//! `service=S`, one service of a stack's (CPU, memory, replicas: requests
+//! are counted per app by the proxy). Read access to the app's repository
+//! is enough.
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
@@ -27,6 +29,13 @@ const SERIES: [(&str, Agg); 8] = [
     ("memory_bytes", Agg::Avg),
     ("replicas", Agg::Last),
     ("restarts", Agg::Last),
+];
+
+/// The series kept per service of a stack.
+const SERVICE_SERIES: [(&str, Agg); 3] = [
+    ("cpu_percent", Agg::Avg),
+    ("memory_bytes", Agg::Avg),
+    ("replicas", Agg::Last),
 ];
 
 /// Parses `90s`, `5m`, `1h`, `1d` (a bare number is seconds) into seconds.
@@ -63,11 +72,32 @@ pub async fn show(
     let (app, _) = authorize_app(&state, &caller, &name, Access::Read).await?;
     if let Some(k) = query
         .keys()
-        .find(|k| !["range", "step"].contains(&k.as_str()))
+        .find(|k| !["range", "step", "service"].contains(&k.as_str()))
     {
         return Err(ApiError::invalid(format!(
-            "unknown parameter {k:?}; use range and step"
+            "unknown parameter {k:?}; use range, step and service"
         )));
+    }
+    let service = query.get("service").cloned();
+    if let Some(svc) = &service {
+        let stack = state
+            .store()
+            .active_release(app.id)
+            .await?
+            .and_then(|r| r.spec.stack);
+        let Some(stack) = stack else {
+            return Err(ApiError::invalid(format!(
+                "app {} is not deployed from a Compose file: it has no services; leave out service",
+                app.name
+            )));
+        };
+        if stack.service(svc).is_none() {
+            return Err(ApiError::not_found(format!(
+                "app {} has no service {svc:?} (its services: {})",
+                app.name,
+                stack.service_names()
+            )));
+        }
     }
     let range = match query.get("range") {
         Some(r) => parse_duration("range", r)?,
@@ -101,17 +131,20 @@ pub async fn show(
         .as_millis() as i64;
     let from_ms = now_ms - range * 1000;
     let mut series = Map::new();
-    for (key, agg) in SERIES {
+    let wanted: &[(&str, Agg)] = if service.is_some() {
+        &SERVICE_SERIES
+    } else {
+        &SERIES
+    };
+    for &(key, agg) in wanted {
+        let series_key = match &service {
+            Some(svc) => SeriesKey::new(key, &[("app", &app.name), ("service", svc)]),
+            None => SeriesKey::app(key, &app.name),
+        };
         let points: Vec<Value> = state
             .monitor()
             .series()
-            .query(
-                &SeriesKey::app(key, &app.name),
-                from_ms,
-                now_ms,
-                step * 1000,
-                agg,
-            )
+            .query(&series_key, from_ms, now_ms, step * 1000, agg)
             .into_iter()
             .map(|(t, v)| json!([t / 1000, v]))
             .collect();
@@ -119,6 +152,7 @@ pub async fn show(
     }
     Ok(axum::Json(json!({
         "app": app.name,
+        "service": service,
         "from": from_ms / 1000,
         "to": now_ms / 1000,
         "range_s": range,
