@@ -3,8 +3,9 @@
 //! .3 and .4 (one labelled `disk=ssd`), a real `git push` of a stack whose
 //! images are built `FROM slipway/busybox`:
 //!
-//! - `db` keeps its data in a named volume behind a health check and is
-//!   constrained to `node.labels.disk == ssd`; it is pinned to that node;
+//! - `db` keeps its data in a named volume behind a health check, reads
+//!   an app secret from `/run/secrets`, and is constrained to
+//!   `node.labels.disk == ssd`; it is pinned to that node;
 //! - `migrate` is a one-off task that calls `db` by name (it runs once per
 //!   release, before `web`);
 //! - `web` (2 replicas, at most one per node) serves through the proxy and
@@ -56,6 +57,8 @@ const COMPOSE: &str = r#"services:
     build: ./db
     expose:
       - "7000"
+    secrets:
+      - db_token
     volumes:
       - db-data:/data
     healthcheck:
@@ -76,6 +79,9 @@ const COMPOSE: &str = r#"services:
       mode: global
 volumes:
   db-data:
+secrets:
+  db_token:
+    file: ./db_token.txt
 "#;
 
 /// The repository of the stack, ready to push.
@@ -83,7 +89,14 @@ fn stack_repo(dir: &Path, url: &str) {
     std::fs::create_dir_all(dir).unwrap();
     git_ok(dir, &["init", "-q", "-b", "main"]);
     std::fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
-    write_vote_services(dir, &[("vote", "add"), ("count", "count")]);
+    write_vote_services(
+        dir,
+        &[("vote", "add"), ("count", "count"), ("token", "token")],
+    );
+    write_exec(
+        &dir.join("db/srv/cgi-bin/token"),
+        &cgi("cat /run/secrets/db_token"),
+    );
     std::fs::write(dir.join("db/srv/index.html"), "agent\n").unwrap();
     write_exec(
         &dir.join("web/www/cgi-bin/agent"),
@@ -160,6 +173,14 @@ fn a_compose_stack_runs_across_nodes_with_placement_tasks_and_service_names() {
                      "health": {"start_timeout_ms": 60000}});
     let (s, b) = c.servers[0].api("POST", "/apps", Some(&token), Some(app));
     assert_eq!(s, 201, "{b}");
+    let secret = "tok-9c1e55aa";
+    let (s, b) = c.servers[0].api(
+        "PUT",
+        "/apps/shop/secrets/db_token",
+        Some(&token),
+        Some(json!({ "value": secret })),
+    );
+    assert!((200..300).contains(&s), "{s} {b}");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("shop");
     stack_repo(
@@ -214,6 +235,9 @@ fn a_compose_stack_runs_across_nodes_with_placement_tasks_and_service_names() {
     let hosts: BTreeSet<String> = (0..8).map(|_| get(&proxy, "/cgi-bin/host").1).collect();
     assert_eq!(hosts.len(), 2, "both web replicas answered: {hosts:?}");
     assert_eq!(get(&proxy, "/cgi-bin/agent"), (200, "agent".to_string()));
+    // db's secret is a file on its node; etcd holds only its name.
+    assert_eq!(get(&proxy, "/cgi-bin/token"), (200, secret.to_string()));
+    assert!(!serde_json::to_string(&demand).unwrap().contains(secret));
     assert_eq!(get(&proxy, "/").1, "v1");
     let (_, replicas) = c.servers[0].api("GET", "/apps/shop/replicas", Some(&token), None);
     let services: BTreeSet<_> = replicas

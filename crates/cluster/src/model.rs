@@ -282,6 +282,10 @@ pub struct StackMember {
     /// Cookie-based sticky sessions at the proxy (`x-slipway.sticky`).
     #[serde(default)]
     pub sticky: bool,
+    /// App secrets (of the template's secret source) put in files under
+    /// `/run/secrets/<name>` before the container starts (`secrets:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<String>,
 }
 
 /// The engine health check of a stack service's replicas.

@@ -836,17 +836,16 @@ async fn start(
         }
     };
     let mut spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address).network(network);
+    let mut secrets = HashMap::new();
     if let Some(source) = &t.secrets {
         let app = t.stack.as_ref().map_or(r.app.as_str(), |m| m.app.as_str());
         for (name, value) in fetch_secrets(app, source, opts.pull_auth.as_ref()).await? {
-            spec = spec.env(name, value);
+            spec = spec.env(&name, &value);
+            secrets.insert(name, value);
         }
     }
-    let id = rt.create(&spec).await.map_err(|e| e.to_string())?;
-    if let Err(e) = rt.start(&id).await {
-        let _ = rt.remove(&id).await;
-        return Err(e.to_string());
-    }
+    let files = t.stack.as_ref().map_or(&[][..], |m| &m.secret_files[..]);
+    let id = rt.create_with_secret_files(&spec, files, &secrets).await?;
     tracing::info!(replica = %r, node = %s.node_id, epoch = s.epoch, revision = t.revision, container = %id, "replica started");
     Ok(id)
 }

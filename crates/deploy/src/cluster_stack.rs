@@ -65,12 +65,6 @@ pub(crate) fn cluster_refusal(stack: &StackSpec) -> Option<String> {
                 svc.name
             ));
         }
-        if !svc.secrets.is_empty() {
-            return Some(format!(
-                "service {}: secrets mounted as files (secrets:) are not available in cluster mode yet; app secrets reach every service as environment variables",
-                svc.name
-            ));
-        }
     }
     None
 }
@@ -194,6 +188,7 @@ pub(crate) fn member_demand(
                     .map(|i| i.path.clone())
                     .filter(|p| p != "/"),
                 sticky: svc.ingress.as_ref().is_some_and(|i| i.sticky),
+                secret_files: svc.secrets.clone(),
             }),
         }),
         ..Default::default()
@@ -295,6 +290,23 @@ impl Deployer {
             .await?;
         }
         let secrets = self.cluster_secret_source(app).await?;
+        if rolling {
+            let set: HashSet<&str> = secrets
+                .iter()
+                .flat_map(|s| s.names.iter().map(String::as_str))
+                .collect();
+            if let Some((svc, name)) = stack.services.iter().find_map(|svc| {
+                let missing = svc.secrets.iter().find(|n| !set.contains(n.as_str()))?;
+                Some((&svc.name, missing))
+            }) {
+                let why = format!(
+                    "v{}: service {svc} needs secret {name}, which is not set: `slipway app secret set {} {name}` sets it",
+                    release.number, app.name
+                );
+                self.fail_release_with(app, release, &why).await?;
+                return Ok(Progress::Changed);
+            }
+        }
         let hosts: HashMap<&str, Vec<String>> = service_hosts(&self.hosts(app), stack)
             .into_iter()
             .map(|(s, h)| (s.name.as_str(), h))

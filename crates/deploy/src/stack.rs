@@ -470,7 +470,8 @@ impl Deployer {
     ) -> Result<String, (Option<String>, String)> {
         let id = rt.create(spec).await.map_err(|e| (None, e.to_string()))?;
         if !svc.secrets.is_empty() {
-            let tar = secrets_tar(svc, secrets).map_err(|e| (Some(id.clone()), e))?;
+            let tar = slipway_runtime::secrets_archive(&svc.secrets, secrets)
+                .map_err(|e| (Some(id.clone()), e))?;
             rt.upload(&id, "/", tar.into())
                 .await
                 .map_err(|e| (Some(id.clone()), e.to_string()))?;
@@ -864,24 +865,6 @@ fn service_hash(
     hex::encode(&h.finalize()[..8])
 }
 
-/// A tar holding `run/secrets/<name>` for each secret the service asks for
-/// (readable by the service's user, whoever it is, like Swarm's).
-fn secrets_tar(svc: &ServiceSpec, secrets: &HashMap<String, String>) -> Result<Vec<u8>, String> {
-    let mut b = tar::Builder::new(Vec::new());
-    for name in &svc.secrets {
-        let value = secrets.get(name).ok_or_else(|| {
-            format!("secret {name} is not set: `slipway app secret set APP {name}` sets it")
-        })?;
-        let mut header = tar::Header::new_gnu();
-        header.set_size(value.len() as u64);
-        header.set_mode(0o444);
-        header.set_cksum();
-        b.append_data(&mut header, format!("run/secrets/{name}"), value.as_bytes())
-            .map_err(|e| e.to_string())?;
-    }
-    b.into_inner().map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -973,7 +956,7 @@ mod tests {
         let mut s = svc("x", "y");
         s.secrets = vec!["db_password".into()];
         let values = HashMap::from([("db_password".to_string(), "pw".to_string())]);
-        let tar = secrets_tar(&s, &values).unwrap();
+        let tar = slipway_runtime::secrets_archive(&s.secrets, &values).unwrap();
         let mut archive = tar::Archive::new(&tar[..]);
         let entry = archive.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(
@@ -981,7 +964,7 @@ mod tests {
             Some("run/secrets/db_password")
         );
         assert_eq!(entry.header().mode().unwrap(), 0o444);
-        let err = secrets_tar(&s, &HashMap::new()).unwrap_err();
+        let err = slipway_runtime::secrets_archive(&s.secrets, &HashMap::new()).unwrap_err();
         assert!(err.contains("slipway app secret set"), "{err}");
     }
 }

@@ -216,6 +216,33 @@ impl Runtime {
         }
     }
 
+    /// Creates a container from `spec`, puts `secret_files` (names of
+    /// `secrets`) under `/run/secrets/<name>` and starts it; on a failure
+    /// after the create, the container is removed. How a stack service's
+    /// secrets reach it as files, on one node and on agents alike.
+    pub async fn create_with_secret_files(
+        &self,
+        spec: &ContainerSpec,
+        secret_files: &[String],
+        secrets: &HashMap<String, String>,
+    ) -> std::result::Result<String, String> {
+        let id = self.create(spec).await.map_err(|e| e.to_string())?;
+        let started = async {
+            if !secret_files.is_empty() {
+                let tar = secrets_archive(secret_files, secrets)?;
+                self.upload(&id, "/", tar.into())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            self.start(&id).await.map_err(|e| e.to_string())
+        };
+        if let Err(e) = started.await {
+            let _ = self.remove(&id).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
     /// Unpacks the tar archive `tar` into directory `path` of a (created,
     /// not yet started) container: files a container must find at start,
     /// such as a stack service's secrets under `/run/secrets`.
@@ -599,4 +626,25 @@ impl Runtime {
         removed?;
         Ok(RunOutput { id, status, logs })
     }
+}
+
+/// A tar holding `run/secrets/<name>` for each of `names`, readable by
+/// any user (the service's user is unknown, as with Swarm's secrets).
+pub fn secrets_archive(
+    names: &[String],
+    secrets: &HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut b = tar::Builder::new(Vec::new());
+    for name in names {
+        let value = secrets.get(name).ok_or_else(|| {
+            format!("secret {name} is not set: `slipway app secret set APP {name}` sets it")
+        })?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(value.len() as u64);
+        header.set_mode(0o444);
+        header.set_cksum();
+        b.append_data(&mut header, format!("run/secrets/{name}"), value.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    b.into_inner().map_err(|e| e.to_string())
 }

@@ -26,8 +26,8 @@ pub mod spec;
 
 pub use cleanup::CleanupReport;
 pub use container::{
-    CollectedLogs, ContainerInfo, ContainerState, ExitStatus, LogChunk, LogOptions, LogStream,
-    PublishedPort, RunOutput,
+    secrets_archive, CollectedLogs, ContainerInfo, ContainerState, ExitStatus, LogChunk,
+    LogOptions, LogStream, PublishedPort, RunOutput,
 };
 pub use error::{Result, RuntimeError};
 pub use images::{ImageInfo, ProgressEvent, BUSYBOX_IMAGE, DEBIAN_IMAGE};

@@ -35,6 +35,7 @@ fn stack() -> StackSpec {
             retries: 3,
             start_period_ms: 0,
         }),
+        secrets: vec!["TOKEN".into()],
         mounts: vec![Mount {
             source: MountSource::Volume("pgdata".into()),
             target: "/var/lib/postgresql/data".into(),
@@ -132,6 +133,7 @@ fn services_become_demands_with_their_placement_ports_and_routes() {
         "a service with a volume is replaced stop-first"
     );
     assert_eq!(m.mounts[0].volume.as_deref(), Some("pgdata"));
+    assert_eq!(m.secret_files, ["TOKEN"], "secrets: become files on agents");
     assert!(m.healthcheck.is_some());
     // Secret values never reach etcd: only their names.
     assert!(!t.env.contains_key("TOKEN"));
@@ -185,8 +187,14 @@ fn what_cluster_mode_cannot_run_is_refused_with_the_service_named() {
         "{why}"
     );
     let mut s = stack();
-    s.services[0].secrets.push("dbpass".into());
-    assert!(cluster_refusal(&s).unwrap().contains("secrets"));
+    s.services[1]
+        .publish
+        .push(slipway_domain::stack::PublishSpec {
+            container: 53,
+            host: 5353,
+            protocol: "udp".into(),
+        });
+    assert!(cluster_refusal(&s).unwrap().contains("service migrate"));
 }
 
 fn replica(node: &str, index: u32, state: &str, revision: u64) -> NodeReplica {
