@@ -8,9 +8,10 @@
 //!   `node.labels.disk == ssd`; it is pinned to that node;
 //! - `migrate` is a one-off task that calls `db` by name (it runs once per
 //!   release, before `web`);
-//! - `web` (2 replicas, at most one per node) serves through the proxy and
-//!   calls `db:7000` by name — from nodes that do not run `db`, through
-//!   each node's forwarder;
+//! - `web` (2 replicas, at most one per node) serves through the proxy,
+//!   bind-mounts a directory of the repository (fetched by the agents from
+//!   the server) and calls `db:7000` by name — from nodes that do not run
+//!   `db`, through each node's forwarder;
 //! - `agent` is a `global` service: one replica on every node.
 //!
 //! Then a release that changes only `web` (db keeps its container, the
@@ -37,6 +38,8 @@ const COMPOSE: &str = r#"services:
     build: ./web
     ports:
       - "8080"
+    volumes:
+      - ./conf:/conf:ro
     depends_on:
       db:
         condition: service_healthy
@@ -97,6 +100,10 @@ fn stack_repo(dir: &Path, url: &str) {
         &dir.join("db/srv/cgi-bin/token"),
         &cgi("cat /run/secrets/db_token"),
     );
+    // A directory of the repository web bind-mounts (agents fetch it).
+    std::fs::create_dir_all(dir.join("conf")).unwrap();
+    std::fs::write(dir.join("conf/motd"), "hello from conf\n").unwrap();
+    write_exec(&dir.join("web/www/cgi-bin/motd"), &cgi("cat /conf/motd"));
     std::fs::write(dir.join("db/srv/index.html"), "agent\n").unwrap();
     write_exec(
         &dir.join("web/www/cgi-bin/agent"),
@@ -235,6 +242,11 @@ fn a_compose_stack_runs_across_nodes_with_placement_tasks_and_service_names() {
     let hosts: BTreeSet<String> = (0..8).map(|_| get(&proxy, "/cgi-bin/host").1).collect();
     assert_eq!(hosts.len(), 2, "both web replicas answered: {hosts:?}");
     assert_eq!(get(&proxy, "/cgi-bin/agent"), (200, "agent".to_string()));
+    // web's bind-mounted repository directory reached every node it runs on.
+    assert_eq!(
+        get(&proxy, "/cgi-bin/motd"),
+        (200, "hello from conf".to_string())
+    );
     // db's secret is a file on its node; etcd holds only its name.
     assert_eq!(get(&proxy, "/cgi-bin/token"), (200, secret.to_string()));
     assert!(!serde_json::to_string(&demand).unwrap().contains(secret));

@@ -282,6 +282,10 @@ pub struct StackMember {
     /// Cookie-based sticky sessions at the proxy (`x-slipway.sticky`).
     #[serde(default)]
     pub sticky: bool,
+    /// Where agents fetch the directories of the deployed commit that
+    /// the service bind-mounts (`repo` mounts), if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<StackFiles>,
     /// App secrets (of the template's secret source) put in files under
     /// `/run/secrets/<name>` before the container starts (`secrets:`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -303,11 +307,27 @@ pub struct TemplateHealth {
     pub start_period_ms: u64,
 }
 
+/// The files of a stack's commit that its services bind-mount: fetched by
+/// agents from the server that built the release
+/// (`GET {server}/api/v1/cluster/apps/{app}/files/{sha}`, a tar, with the
+/// node's credential).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackFiles {
+    /// The server's public URL.
+    pub server: String,
+    /// The deployed commit.
+    pub sha: String,
+}
+
 /// A mount of a stack service's replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateMount {
-    /// The named volume of the stack; `None`: a tmpfs.
+    /// The named volume of the stack; `None` (and no `repo`): a tmpfs.
     pub volume: Option<String>,
+    /// A directory of the deployed commit (`./conf`), read-only: agents
+    /// fetch the stack's files ([`StackMember::files`]) and bind-mount it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
     /// Where, inside the container.
     pub target: String,
     /// Mounted read-only.

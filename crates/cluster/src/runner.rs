@@ -63,6 +63,9 @@ pub struct RunnerOptions {
     /// Credentials for pulling images the engine lacks from Slipway's
     /// registry (the node id and its `slpn_…` credential).
     pub pull_auth: Option<RegistryAuth>,
+    /// Where the directories of stacks' commits that services bind-mount
+    /// are kept (absolute: the engine mounts them).
+    pub files_dir: std::path::PathBuf,
 }
 
 impl Default for RunnerOptions {
@@ -74,6 +77,7 @@ impl Default for RunnerOptions {
             drain: Duration::from_secs(1),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             pull_auth: None,
+            files_dir: std::env::temp_dir().join("slipway-stack-files"),
         }
     }
 }
@@ -836,6 +840,11 @@ async fn start(
         }
     };
     let mut spec = container_spec(&s.node_id, s.epoch, r, demand, t, opts.address).network(network);
+    if let Some(m) = &t.stack {
+        let root = std::path::absolute(&opts.files_dir).map_err(|e| e.to_string())?;
+        stack::ensure_files(m, &root, opts.pull_auth.as_ref()).await?;
+        spec = stack::bind_files(spec, m, &root);
+    }
     let mut secrets = HashMap::new();
     if let Some(source) = &t.secrets {
         let app = t.stack.as_ref().map_or(r.app.as_str(), |m| m.app.as_str());

@@ -72,6 +72,22 @@ pub enum ClusterSecrets {
     Env(HashMap<String, String>),
 }
 
+/// What [`Deployer::cluster_files`] answers a node.
+#[derive(Debug)]
+pub enum ClusterFiles {
+    /// This server deploys no cluster app of that name.
+    NoSuchApp,
+    /// The node holds no replica of the app.
+    NotAssigned,
+    /// This server has no files of that commit for the app.
+    Missing,
+    /// The directories the stack bind-mounts, as a tar.
+    Tar(Vec<u8>),
+}
+
+/// Largest tar of a stack's bind-mounted files a server sends an agent.
+pub const MAX_FILES_BYTES: u64 = 64 << 20;
+
 /// Replicas (indices below `target`) reporting `healthy` for `revision`.
 pub(crate) fn ready_count(replicas: &[NodeReplica], revision: u64, target: u32) -> usize {
     replicas
@@ -226,6 +242,50 @@ impl Deployer {
             return Ok(ClusterSecrets::NotAssigned);
         }
         self.secret_env(app.id).await.map(ClusterSecrets::Env)
+    }
+
+    /// The directories of cluster app `name`'s commit `sha` that its
+    /// stack bind-mounts, as a tar, for `node`, an agent starting one of its
+    /// services (the API checked the node's credential): only a node the
+    /// app's replicas are assigned to gets them.
+    pub async fn cluster_files(
+        &self,
+        name: &str,
+        node: &str,
+        sha: &str,
+    ) -> Result<ClusterFiles, crate::DeployError> {
+        let Some(app) = self.store().app_by_name(name).await? else {
+            return Ok(ClusterFiles::NoSuchApp);
+        };
+        if self.cluster_app_name(app.id).is_none() {
+            return Ok(ClusterFiles::NoSuchApp);
+        }
+        if !self.inner.cluster_view.lock().unwrap().assigned(node, name) {
+            return Ok(ClusterFiles::NotAssigned);
+        }
+        if sha.len() < 7 || sha.len() > 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(ClusterFiles::Missing);
+        }
+        let dir = self.stack_files_dir(app.id, sha);
+        if !dir.is_dir() {
+            return Ok(ClusterFiles::Missing);
+        }
+        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(false);
+            b.append_dir_all(".", &dir)?;
+            b.into_inner()
+        })
+        .await
+        .map_err(|e| crate::DeployError::State(e.to_string()))?
+        .map_err(|e| crate::DeployError::State(format!("packing the stack's files: {e}")))?;
+        if tar.len() as u64 > MAX_FILES_BYTES {
+            return Err(crate::DeployError::Invalid(format!(
+                "the directories app {name} bind-mounts hold more than {} MiB: too large to send to agents",
+                MAX_FILES_BYTES >> 20
+            )));
+        }
+        Ok(ClusterFiles::Tar(tar))
     }
 
     /// The agents' current reports of `app` (cluster mode).

@@ -30,7 +30,7 @@ use crate::reconcile::Progress;
 use crate::stack::{desired_replicas, service_hosts};
 use crate::Deployer;
 use slipway_cluster::{
-    AppDemand, ClusterStore, ContainerTemplate, PlacementRule, Resources, SecretSource,
+    AppDemand, ClusterStore, ContainerTemplate, PlacementRule, Resources, SecretSource, StackFiles,
     StackMember, TemplateHealth, TemplateMount,
 };
 use slipway_domain::stack::{DeployMode, MountSource, ServiceSpec, StackSpec, UpdateOrder};
@@ -50,15 +50,6 @@ pub fn member_name(app: &str, service: &str) -> String {
 /// knows what to change; `None` when it all can.
 pub(crate) fn cluster_refusal(stack: &StackSpec) -> Option<String> {
     for svc in &stack.services {
-        if let Some(dir) = svc.mounts.iter().find_map(|m| match &m.source {
-            MountSource::Repo(d) => Some(d),
-            _ => None,
-        }) {
-            return Some(format!(
-                "service {}: bind mounts of repository directories (./{dir}) are not available in cluster mode yet; copy the files into the image (COPY in its Dockerfile)",
-                svc.name
-            ));
-        }
         if !svc.publish.is_empty() {
             return Some(format!(
                 "service {}: x-slipway.publish is not available in cluster mode; the proxy routes HTTP to services with ports by host and path",
@@ -78,8 +69,13 @@ pub(crate) fn member_demand(
     svc: &ServiceSpec,
     hosts: Vec<String>,
     secrets: Option<&SecretSource>,
+    files: Option<&StackFiles>,
     limits: slipway_domain::Resources,
 ) -> AppDemand {
+    let binds_files = svc
+        .mounts
+        .iter()
+        .any(|m| matches!(m.source, MountSource::Repo(_)));
     let task = svc.is_task(stack);
     let mut env = app.spec.env.clone();
     env.extend(svc.environment.clone());
@@ -166,18 +162,25 @@ pub(crate) fn member_demand(
                 mounts: svc
                     .mounts
                     .iter()
-                    .filter_map(|m| match &m.source {
-                        MountSource::Volume(v) => Some(TemplateMount {
+                    .map(|m| match &m.source {
+                        MountSource::Volume(v) => TemplateMount {
                             volume: Some(v.clone()),
+                            repo: None,
                             target: m.target.clone(),
                             read_only: m.read_only,
-                        }),
-                        MountSource::Tmpfs => Some(TemplateMount {
+                        },
+                        MountSource::Tmpfs => TemplateMount {
                             volume: None,
+                            repo: None,
                             target: m.target.clone(),
                             read_only: false,
-                        }),
-                        MountSource::Repo(_) => None,
+                        },
+                        MountSource::Repo(dir) => TemplateMount {
+                            volume: None,
+                            repo: Some(dir.clone()),
+                            target: m.target.clone(),
+                            read_only: true,
+                        },
                     })
                     .collect(),
                 one_shot: task,
@@ -189,6 +192,7 @@ pub(crate) fn member_demand(
                     .filter(|p| p != "/"),
                 sticky: svc.ingress.as_ref().is_some_and(|i| i.sticky),
                 secret_files: svc.secrets.clone(),
+                files: files.filter(|_| binds_files).cloned(),
             }),
         }),
         ..Default::default()
@@ -307,6 +311,25 @@ impl Deployer {
                 return Ok(Progress::Changed);
             }
         }
+        // Agents fetch the directories services bind-mount from this server.
+        let files = match self.inner.cluster_deploy.public_url.get() {
+            Some(server) => Some(StackFiles {
+                server: server.clone(),
+                sha: release.sha.clone(),
+            }),
+            None if stack.services.iter().any(|s| {
+                s.mounts
+                    .iter()
+                    .any(|m| matches!(m.source, MountSource::Repo(_)))
+            }) =>
+            {
+                return Err(format!(
+                    "app {} bind-mounts repository directories, and agents fetch them from this server's public URL, which is not set",
+                    app.name
+                ));
+            }
+            None => None,
+        };
         let hosts: HashMap<&str, Vec<String>> = service_hosts(&self.hosts(app), stack)
             .into_iter()
             .map(|(s, h)| (s.name.as_str(), h))
@@ -357,6 +380,7 @@ impl Deployer {
                 svc,
                 hosts.get(svc.name.as_str()).cloned().unwrap_or_default(),
                 secrets.as_ref(),
+                files.as_ref(),
                 limits,
             );
             let image = self.service_image_ref(app, svc).await?;

@@ -33,8 +33,8 @@ mod stack_view;
 mod volumes;
 
 pub use cluster_demand::{
-    cluster_image, registry_host, ClusterSecrets, DEFAULT_CPU_MILLIS, DEFAULT_MEMORY_MB,
-    PULL_ALLOWANCE,
+    cluster_image, registry_host, ClusterFiles, ClusterSecrets, DEFAULT_CPU_MILLIS,
+    DEFAULT_MEMORY_MB, PULL_ALLOWANCE,
 };
 pub use replica::{ReplicaState, ReplicaView, REPLICA_PIDS_LIMIT};
 pub use run::{OneOff, RUN_LABEL};

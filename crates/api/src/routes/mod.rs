@@ -166,6 +166,7 @@ pub fn api_routes() -> Router<AppState> {
         .route("/cluster/join-tokens", post(nodes::create_join_token))
         .route("/cluster/join", post(nodes::join))
         .route("/cluster/apps/{app}/secrets", get(nodes::app_secrets))
+        .route("/cluster/apps/{app}/files/{sha}", get(nodes::app_files))
         .route("/exec/runtimes", get(exec::runtimes))
         .route("/exec/jobs", get(exec::list).post(exec::submit))
         .route("/exec/jobs/{id}", get(exec::show).delete(exec::cancel))

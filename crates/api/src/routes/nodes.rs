@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use slipway_cluster::agent::{new_node_id, JoinRequest, JoinResponse};
 use slipway_cluster::etcd::{NodeInfo, NodeRecord};
 use slipway_cluster::{ClusterError, NodeState, Resources, Schedule};
-use slipway_deploy::ClusterSecrets;
+use slipway_deploy::{ClusterFiles, ClusterSecrets};
 use slipway_metrics::SeriesKey;
 use std::time::Duration;
 
@@ -342,19 +342,11 @@ pub async fn join(
     }))
 }
 
-/// `GET /cluster/apps/{app}/secrets`: a node agent starting a replica of
-/// `app` fetches its secret variables, authorised by the node's credential
-/// (`Authorization: Basic <node-id>:<slpn_…>`, as for image pulls) and by
-/// an assignment of one of the app's replicas to that node. The
-/// values are decrypted here and never stored in etcd; the log line names
-/// the node and app, never a value.
-pub async fn app_secrets(
-    State(state): State<AppState>,
-    Path(app): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<axum::Json<Value>> {
+/// The node whose credential (`Authorization: Basic <node-id>:<slpn_…>`)
+/// `headers` carry, checked against etcd.
+async fn calling_node(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     let cluster = state.cluster().ok_or_else(not_clustered)?;
-    let (node, secret) = super::registry::node_credentials(&headers).ok_or_else(|| {
+    let (node, secret) = super::registry::node_credentials(headers).ok_or_else(|| {
         ApiError::unauthorized(
             "send the node's credential as `Authorization: Basic <node-id>:<slpn_…>`",
         )
@@ -369,6 +361,54 @@ pub async fn app_secrets(
             "invalid node credential: the agent gets a new one when it joins again",
         ));
     }
+    Ok(node)
+}
+
+/// `GET /cluster/apps/{app}/files/{sha}`: a node agent starting a service
+/// of `app`'s stack that bind-mounts directories of the repository fetches
+/// them (a tar of the directories of commit `sha`), authorised like
+/// [`app_secrets`].
+pub async fn app_files(
+    State(state): State<AppState>,
+    Path((app, sha)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let node = calling_node(&state, &headers).await?;
+    let tar = match state.deploy().cluster_files(&app, &node, &sha).await? {
+        ClusterFiles::Tar(tar) => tar,
+        ClusterFiles::NoSuchApp => {
+            return Err(ApiError::not_found(format!(
+                "this server deploys no cluster app {app}"
+            )))
+        }
+        ClusterFiles::NotAssigned => {
+            return Err(ApiError::forbidden(format!(
+                "node {node} runs no replica of {app}: only nodes assigned one get its files"
+            )))
+        }
+        ClusterFiles::Missing => {
+            return Err(ApiError::not_found(format!(
+                "this server has no files of {app} at commit {sha}"
+            )))
+        }
+    };
+    tracing::info!(node = %node, app = %app, bytes = tar.len(), "stack files fetched by a node");
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
+}
+
+/// `GET /cluster/apps/{app}/secrets`: a node agent starting a replica of
+/// `app` fetches its secret variables, authorised by the node's credential
+/// (`Authorization: Basic <node-id>:<slpn_…>`, as for image pulls) and by
+/// an assignment of one of the app's replicas to that node. The
+/// values are decrypted here and never stored in etcd; the log line names
+/// the node and app, never a value.
+pub async fn app_secrets(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<Value>> {
+    let node = calling_node(&state, &headers).await?;
     let env = match state.deploy().cluster_secrets(&app, &node).await? {
         ClusterSecrets::Env(env) => env,
         ClusterSecrets::NoSuchApp => {

@@ -142,6 +142,9 @@ pub async fn run(args: AgentArgs, g: &GlobalArgs) -> anyhow::Result<()> {
             username: joined.node_id.clone(),
             password,
         }),
+        // Absolute: the engine bind-mounts directories from it.
+        files_dir: std::path::absolute(args.data_dir.join("stack-files"))
+            .context("the agent's data directory")?,
         ..Default::default()
     };
     // Stack services reach each other by name through the node's forwarder.

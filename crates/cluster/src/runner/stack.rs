@@ -5,9 +5,11 @@
 
 use super::{NODE_LABEL, OWNER};
 use crate::model::{StackMember, TemplateMount};
+use slipway_runtime::images::RegistryAuth;
 use slipway_runtime::{labels, ContainerSpec, ContainerState, HealthCheck, Mount, Runtime};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Size of a service's tmpfs mounts.
@@ -84,17 +86,20 @@ pub fn apply(mut c: ContainerSpec, node: &str, m: &StackMember, address: IpAddr)
     }
     for TemplateMount {
         volume,
+        repo,
         target,
         read_only,
     } in &m.mounts
     {
-        c = match volume {
-            Some(v) => c.mount(Mount::Volume {
+        c = match (volume, repo) {
+            (Some(v), _) => c.mount(Mount::Volume {
                 name: volume_name(node, &m.app, v),
                 target: target.clone(),
                 read_only: *read_only,
             }),
-            None => c.tmpfs(target, Some(TMPFS_BYTES)),
+            // Bound by `bind_files` once the files are on the node.
+            (None, Some(_)) => c,
+            (None, None) => c.tmpfs(target, Some(TMPFS_BYTES)),
         };
     }
     if let Some(h) = &m.healthcheck {
@@ -140,6 +145,104 @@ pub fn task_outcome(state: &ContainerState) -> (&'static str, String) {
         Some(code) => ("failed", format!("the task exited with code {code}")),
         None => ("failed", "the task ended without an exit code".to_string()),
     }
+}
+
+/// Largest tar of a stack's files an agent accepts.
+pub const MAX_FILES_BYTES: u64 = 64 << 20;
+
+/// Where the files of `app`'s commit `sha` are kept on this node.
+pub fn files_dir(root: &Path, app: &str, sha: &str) -> PathBuf {
+    root.join(app).join(sha)
+}
+
+/// Makes the directories of the deployed commit that `m` bind-mounts
+/// exist on this node (fetched once per commit from the server that built
+/// the release, unpacked next to their final place, then renamed into it).
+pub async fn ensure_files(
+    m: &StackMember,
+    root: &Path,
+    auth: Option<&RegistryAuth>,
+) -> Result<(), String> {
+    let Some(files) = &m.files else {
+        return Ok(());
+    };
+    let dest = files_dir(root, &m.app, &files.sha);
+    if tokio::fs::metadata(&dest).await.is_ok() {
+        return Ok(());
+    }
+    let failed = |why: String| {
+        format!(
+            "fetching the files of {} at {} from {} failed: {why}",
+            m.app,
+            &files.sha[..files.sha.len().min(12)],
+            files.server
+        )
+    };
+    let auth = auth.ok_or_else(|| {
+        failed("this agent has no node credential; join the cluster again".into())
+    })?;
+    let url = format!(
+        "{}/api/v1/cluster/apps/{}/files/{}",
+        files.server, m.app, files.sha
+    );
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .basic_auth(&auth.username, Some(&auth.password))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let status = resp.status();
+    if resp.content_length().unwrap_or(0) > MAX_FILES_BYTES {
+        return Err(failed("the archive is too large".into()));
+    }
+    let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(failed(format!("HTTP {status} {message}")));
+    }
+    if body.len() as u64 > MAX_FILES_BYTES {
+        return Err(failed("the archive is too large".into()));
+    }
+    let partial = dest.with_extension(format!("part-{}", hex::encode(rand::random::<[u8; 4]>())));
+    let unpack_to = partial.clone();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&unpack_to)?;
+        // `unpack` keeps every entry inside the directory (no `..`, no
+        // absolute paths).
+        tar::Archive::new(&body[..]).unpack(&unpack_to)
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(format!("unpacking: {e}")))?;
+    if let Err(e) = tokio::fs::rename(&partial, &dest).await {
+        let _ = tokio::fs::remove_dir_all(&partial).await;
+        // Another start of the same commit won the race: its copy serves.
+        if tokio::fs::metadata(&dest).await.is_err() {
+            return Err(failed(e.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Bind-mounts the service's directories of the deployed commit, read-only.
+pub fn bind_files(mut c: ContainerSpec, m: &StackMember, root: &Path) -> ContainerSpec {
+    let Some(files) = &m.files else {
+        return c;
+    };
+    for t in &m.mounts {
+        if let (None, Some(dir)) = (&t.volume, &t.repo) {
+            c = c.bind(
+                files_dir(root, &m.app, &files.sha).join(dir),
+                &t.target,
+                true,
+            );
+        }
+    }
+    c
 }
 
 #[cfg(test)]

@@ -110,6 +110,10 @@ fn demand(svc: &str) -> AppDemand {
         stack.service(svc).unwrap(),
         vec!["shop.apps.test".into()],
         Some(&secrets),
+        Some(&StackFiles {
+            server: "http://10.0.0.10:7700".into(),
+            sha: "0123456789abcdef".into(),
+        }),
         slipway_domain::Resources {
             memory_bytes: Some(128 << 20),
             nano_cpus: Some(500_000_000),
@@ -157,6 +161,32 @@ fn services_become_demands_with_their_placement_ports_and_routes() {
     assert_eq!(migrate.replicas, 1);
     let agent = demand("agent");
     assert!(agent.global);
+    // Only a service that bind-mounts repository files fetches them.
+    let db = demand("db");
+    assert_eq!(db.container.unwrap().stack.unwrap().files, None);
+    let (app, mut stack) = (app(), stack());
+    stack.services[2].mounts.push(Mount {
+        source: MountSource::Repo("conf".into()),
+        target: "/etc/conf".into(),
+        read_only: true,
+    });
+    let files = StackFiles {
+        server: "http://10.0.0.10:7700".into(),
+        sha: "0123456789abcdef".into(),
+    };
+    let web = member_demand(
+        &app,
+        &stack,
+        &stack.services[2],
+        vec![],
+        None,
+        Some(&files),
+        Default::default(),
+    );
+    let m = web.container.unwrap().stack.unwrap();
+    assert_eq!(m.files, Some(files));
+    assert_eq!(m.mounts[0].repo.as_deref(), Some("conf"));
+    assert!(m.mounts[0].read_only);
     assert_eq!(agent.request, Resources::new(500, 128 << 20));
 }
 
@@ -176,17 +206,6 @@ fn the_revision_alone_does_not_make_containers_differ() {
 fn what_cluster_mode_cannot_run_is_refused_with_the_service_named() {
     let mut s = stack();
     assert_eq!(cluster_refusal(&s), None);
-    s.services[2].mounts.push(Mount {
-        source: MountSource::Repo("conf".into()),
-        target: "/etc/conf".into(),
-        read_only: true,
-    });
-    let why = cluster_refusal(&s).unwrap();
-    assert!(
-        why.contains("service web") && why.contains("./conf"),
-        "{why}"
-    );
-    let mut s = stack();
     s.services[1]
         .publish
         .push(slipway_domain::stack::PublishSpec {
