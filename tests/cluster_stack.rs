@@ -12,7 +12,8 @@
 //!   bind-mounts a directory of the repository (fetched by the agents from
 //!   the server) and calls `db:7000` by name — from nodes that do not run
 //!   `db`, through each node's forwarder;
-//! - `agent` is a `global` service: one replica on every node.
+//! - `agent` is a `global` service: one replica on every node, each
+//!   publishing a raw port (`x-slipway.publish`) on its node's address.
 //!
 //! Then a release that changes only `web` (db keeps its container, the
 //! migration runs again), one whose migration fails (the release fails,
@@ -78,6 +79,8 @@ const COMPOSE: &str = r#"services:
     command: ["sh", "-c", "exec httpd -f -p 7100 -h /srv"]
     expose:
       - "7100"
+    x-slipway:
+      publish: ["17731:7100"]
     deploy:
       mode: global
 volumes:
@@ -230,6 +233,11 @@ fn a_compose_stack_runs_across_nodes_with_placement_tasks_and_service_names() {
         .map(|h| h.node)
         .collect();
     assert_eq!(agents.len(), 3, "the global service runs on every node");
+    // Its raw published port answers on every node's own address.
+    for address in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let (s, body) = get(&format!("http://{address}:17731"), "/");
+        assert_eq!((s, body.as_str()), (200, "agent"), "{address}");
+    }
 
     // web reaches db by name from every node it runs on (the migration
     // already voted once): every answer counts up by one.

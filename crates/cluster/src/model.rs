@@ -282,6 +282,10 @@ pub struct StackMember {
     /// Cookie-based sticky sessions at the proxy (`x-slipway.sticky`).
     #[serde(default)]
     pub sticky: bool,
+    /// Raw ports published on the node's address (`x-slipway.publish`):
+    /// at most one replica per node, so the host port is free.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<TemplatePublish>,
     /// Where agents fetch the directories of the deployed commit that
     /// the service bind-mounts (`repo` mounts), if it has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +321,18 @@ pub struct StackFiles {
     pub server: String,
     /// The deployed commit.
     pub sha: String,
+}
+
+/// A raw port a stack service publishes on its node's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplatePublish {
+    /// Port inside the container.
+    pub container: u16,
+    /// Port on the node's address.
+    pub host: u16,
+    /// UDP rather than TCP.
+    #[serde(default)]
+    pub udp: bool,
 }
 
 /// A mount of a stack service's replicas.

@@ -31,7 +31,7 @@ use crate::stack::{desired_replicas, service_hosts};
 use crate::Deployer;
 use slipway_cluster::{
     AppDemand, ClusterStore, ContainerTemplate, PlacementRule, Resources, SecretSource, StackFiles,
-    StackMember, TemplateHealth, TemplateMount,
+    StackMember, TemplateHealth, TemplateMount, TemplatePublish,
 };
 use slipway_domain::stack::{DeployMode, MountSource, ServiceSpec, StackSpec, UpdateOrder};
 use slipway_domain::{AppRecord, ReleaseRecord, ReleaseStatus};
@@ -44,20 +44,6 @@ const ROLLOUT_POLL: Duration = Duration::from_millis(500);
 /// The demand name of `service` of stack app `app`.
 pub fn member_name(app: &str, service: &str) -> String {
     format!("{app}.{service}")
-}
-
-/// What of a stack cannot run on a cluster yet, said so that the user
-/// knows what to change; `None` when it all can.
-pub(crate) fn cluster_refusal(stack: &StackSpec) -> Option<String> {
-    for svc in &stack.services {
-        if !svc.publish.is_empty() {
-            return Some(format!(
-                "service {}: x-slipway.publish is not available in cluster mode; the proxy routes HTTP to services with ports by host and path",
-                svc.name
-            ));
-        }
-    }
-    None
 }
 
 /// What the agents need to run one service: everything but the
@@ -130,7 +116,11 @@ pub(crate) fn member_demand(
                 value: c.value.clone(),
             })
             .collect(),
-        max_per_node: svc.deploy.max_replicas_per_node,
+        // A raw host port can be bound once per node.
+        max_per_node: match (svc.publish.is_empty(), svc.deploy.max_replicas_per_node) {
+            (true, limit) => limit,
+            (false, _) => Some(1),
+        },
         global,
         hosts: if svc.ingress.is_some() {
             hosts
@@ -192,6 +182,15 @@ pub(crate) fn member_demand(
                     .filter(|p| p != "/"),
                 sticky: svc.ingress.as_ref().is_some_and(|i| i.sticky),
                 secret_files: svc.secrets.clone(),
+                publish: svc
+                    .publish
+                    .iter()
+                    .map(|p| TemplatePublish {
+                        container: p.container,
+                        host: p.host,
+                        udp: p.protocol == "udp",
+                    })
+                    .collect(),
                 files: files.filter(|_| binds_files).cloned(),
             }),
         }),
@@ -273,13 +272,6 @@ impl Deployer {
             release.status,
             ReleaseStatus::Pending | ReleaseStatus::Deploying
         );
-        if rolling {
-            if let Some(why) = cluster_refusal(stack) {
-                self.fail_release_with(app, release, &format!("v{}: {why}", release.number))
-                    .await?;
-                return Ok(Progress::Changed);
-            }
-        }
         if release.status == ReleaseStatus::Pending {
             self.announce_release(
                 app,

@@ -75,6 +75,18 @@ pub fn apply(mut c: ContainerSpec, node: &str, m: &StackMember, address: IpAddr)
     for p in &m.ports {
         c = c.publish_on(address, *p, 0);
     }
+    for p in &m.publish {
+        c.ports.push(slipway_runtime::PortPublish {
+            container_port: p.container,
+            host_port: p.host,
+            protocol: if p.udp {
+                slipway_runtime::Protocol::Udp
+            } else {
+                slipway_runtime::Protocol::Tcp
+            },
+            host_ip: Some(address),
+        });
+    }
     if let Some(ep) = &m.entrypoint {
         c = c.entrypoint(ep.clone());
     }

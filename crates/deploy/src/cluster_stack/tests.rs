@@ -183,10 +183,38 @@ fn services_become_demands_with_their_placement_ports_and_routes() {
         Some(&files),
         Default::default(),
     );
-    let m = web.container.unwrap().stack.unwrap();
+    let m = web.container.as_ref().unwrap().stack.as_ref().unwrap();
     assert_eq!(m.files, Some(files));
     assert_eq!(m.mounts[0].repo.as_deref(), Some("conf"));
     assert!(m.mounts[0].read_only);
+    // Raw published ports: once per node.
+    assert_eq!(web.max_per_node, Some(1), "from the file");
+    let mut agent_svc = stack.services[3].clone();
+    agent_svc.deploy.mode = DeployMode::Replicated;
+    agent_svc.deploy.replicas = 3;
+    agent_svc.publish.push(slipway_domain::stack::PublishSpec {
+        container: 53,
+        host: 5353,
+        protocol: "udp".into(),
+    });
+    let published = member_demand(
+        &app,
+        &stack,
+        &agent_svc,
+        vec![],
+        None,
+        None,
+        Default::default(),
+    );
+    assert_eq!(published.max_per_node, Some(1));
+    assert_eq!(
+        published.container.unwrap().stack.unwrap().publish,
+        [TemplatePublish {
+            container: 53,
+            host: 5353,
+            udp: true
+        }]
+    );
     assert_eq!(agent.request, Resources::new(500, 128 << 20));
 }
 
@@ -200,20 +228,6 @@ fn the_revision_alone_does_not_make_containers_differ() {
     assert!(same_containers(&a, &b));
     b.container.as_mut().unwrap().image = "other".into();
     assert!(!same_containers(&a, &b));
-}
-
-#[test]
-fn what_cluster_mode_cannot_run_is_refused_with_the_service_named() {
-    let mut s = stack();
-    assert_eq!(cluster_refusal(&s), None);
-    s.services[1]
-        .publish
-        .push(slipway_domain::stack::PublishSpec {
-            container: 53,
-            host: 5353,
-            protocol: "udp".into(),
-        });
-    assert!(cluster_refusal(&s).unwrap().contains("service migrate"));
 }
 
 fn replica(node: &str, index: u32, state: &str, revision: u64) -> NodeReplica {
