@@ -163,13 +163,13 @@ pub fn endpoint_filter(node: &str) -> LabelFilter {
 /// An endpoint with its listening sockets.
 struct Endpoint {
     pid: u32,
-    ports: BTreeSet<u16>,
-    listeners: Vec<JoinHandle<()>>,
+    /// Port → the task accepting on it.
+    listeners: BTreeMap<u16, JoinHandle<()>>,
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        for l in &self.listeners {
+        for l in self.listeners.values() {
             l.abort();
         }
     }
@@ -279,38 +279,45 @@ async fn reconcile(
         else {
             continue;
         };
-        if let Some(e) = endpoints.get(key) {
-            if e.pid == pid && &e.ports == ports {
+        // A new endpoint process (recreated, restarted): new sockets in
+        // its new namespace.
+        if endpoints.get(key).is_some_and(|e| e.pid != pid) {
+            endpoints.remove(key);
+        }
+        let endpoint = endpoints.entry(key.clone()).or_insert_with(|| Endpoint {
+            pid,
+            listeners: BTreeMap::new(),
+        });
+        endpoint.listeners.retain(|port, task| {
+            let keep = ports.contains(port) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        // Ports not listened on yet (or whose bind failed last time).
+        for &port in ports {
+            if endpoint.listeners.contains_key(&port) {
                 continue;
             }
-        }
-        let mut listeners = Vec::new();
-        for &port in ports {
-            match listen_in(pid, port) {
-                Ok(l) => match TcpListener::from_std(l) {
-                    Ok(l) => listeners.push(tokio::spawn(accept(
+            let listener = listen_in(pid, port).and_then(TcpListener::from_std);
+            match listener {
+                Ok(l) => {
+                    let task = tokio::spawn(accept(
                         l,
                         (app.clone(), service.clone(), port),
                         backends.clone(),
-                    ))),
-                    Err(e) => tracing::warn!(app, service, port, error = %e, "forwarder: listener"),
-                },
+                    ));
+                    endpoint.listeners.insert(port, task);
+                }
                 Err(e) => {
                     if warned.insert(key.clone()) {
                         tracing::warn!(app, service, port, error = %e,
-                            "forwarder: cannot listen in the service's endpoint (the agent needs CAP_SYS_ADMIN and the engine's PID namespace)");
+                            "forwarder: cannot listen in the service's endpoint (the agent needs CAP_SYS_ADMIN and the engine's PID namespace); retrying");
                     }
                 }
             }
         }
-        endpoints.insert(
-            key.clone(),
-            Endpoint {
-                pid,
-                ports: ports.clone(),
-                listeners,
-            },
-        );
     }
 }
 
