@@ -293,6 +293,7 @@ fn a_compose_stack_runs_across_nodes_with_placement_tasks_and_service_names() {
         );
     }
     assert_eq!(view("migrate")["task"], true, "{shown}");
+    assert_eq!(shown["status"], "running", "{shown}");
 
     // v2 changes only web: db keeps its container (and its data), the
     // migration runs again for the new release.

@@ -331,6 +331,11 @@ fn a_compose_stack_deploys_in_dependency_order_keeps_its_data_and_survives_failu
     // Every service runs; the front reaches the database by its name.
     s.wait_body("/", "v1");
     s.wait_body("/cgi-bin/greeting", "hello");
+    let (_, app) = s.api("GET", "/apps/shop", None);
+    assert_eq!(
+        app["status"], "running",
+        "every service has its replicas: {app}"
+    );
     // x-slipway.sticky: the proxy sets its affinity cookie.
     let res = reqwest::blocking::Client::builder()
         .no_proxy()

@@ -2,7 +2,7 @@
 //! configuration, secrets and scaling. Each records the desired state in the
 //! store and wakes the app's reconcile task, which does the work.
 
-use crate::{DeployError, Deployer};
+use crate::{DeployError, Deployer, ReplicaState};
 use slipway_domain::app::{check_replicas, valid_env_key, MAX_ENV, MAX_ENV_VALUE};
 use slipway_domain::{AppRecord, AppSpec, ReleaseRecord, ReleaseStatus};
 use slipway_store::NewRelease;
@@ -488,8 +488,18 @@ impl Deployer {
         ) {
             return Ok("deploying");
         }
-        let ready = self.ready(app);
-        Ok(if ready >= app.spec.replicas as usize {
+        // A stack runs when every long-running service has its replicas.
+        let (ready, wanted) = match desired.as_ref().filter(|r| r.spec.stack.is_some()) {
+            Some(release) => (
+                self.replicas(app.id)
+                    .iter()
+                    .filter(|r| r.state == ReplicaState::Healthy)
+                    .count(),
+                self.wanted_replicas(app, release),
+            ),
+            None => (self.ready(app), app.spec.replicas),
+        };
+        Ok(if ready >= wanted as usize {
             "running"
         } else {
             "degraded"
