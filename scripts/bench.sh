@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Slipway's benchmarks with their peers installed.
-# Usage: scripts/bench.sh [git|ci|exec|deploy|proxy|scheduler|failover|cluster|stack|all]
+# Usage: scripts/bench.sh [git|ci|exec|deploy|proxy|scheduler|failover|cluster|stack|forward|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,15 +28,17 @@ run() {
         failover) bash scripts/deps.sh; cargo bench --locked --bench failover ;;
         # A five-service Compose stack going live, against Debian's docker-compose.
         stack) bash scripts/deps.sh; install_missing docker-compose:docker-compose; cargo bench --locked --bench stack ;;
+        # Stack service calls through a node's forwarder, against HAProxy (TCP mode).
+        forward) install_missing haproxy:haproxy; cargo bench --locked --bench forward ;;
         # Everything the issue asks of cluster mode: throughput and failover.
         cluster) run scheduler; run failover ;;
-        *) echo "unknown benchmark $1 (known: git, ci, exec, deploy, proxy, scheduler, failover, cluster, stack, all)" >&2; exit 2 ;;
+        *) echo "unknown benchmark $1 (known: git, ci, exec, deploy, proxy, scheduler, failover, cluster, stack, forward, all)" >&2; exit 2 ;;
     esac
 }
 
 what="${1:-all}"
 if [ "$what" = all ]; then
-    for b in git ci exec deploy proxy scheduler failover stack; do run "$b"; done
+    for b in git ci exec deploy proxy scheduler failover stack forward; do run "$b"; done
 else
     run "$what"
 fi
