@@ -731,6 +731,42 @@ pub async fn ensure_image(
 /// like a template's environment).
 const MAX_SECRETS_BYTES: usize = 1024 * 1024;
 
+/// `GET url` on a server with the node's credential: the body of a 2xx
+/// answer of at most `limit` bytes; otherwise what went wrong (the
+/// server's error message when it sent one).
+pub async fn node_get(
+    url: &str,
+    auth: Option<&RegistryAuth>,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let auth =
+        auth.ok_or("this agent has no node credential; join the cluster again".to_string())?;
+    let resp = reqwest::Client::new()
+        .get(url)
+        .basic_auth(&auth.username, Some(&auth.password))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    if resp.content_length().unwrap_or(0) > limit {
+        return Err("the answer is too large".into());
+    }
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if body.len() as u64 > limit {
+        return Err("the answer is too large".into());
+    }
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(format!("HTTP {status} {message}"));
+    }
+    Ok(body.to_vec())
+}
+
 /// The values of the secret variables `source` names for `app`, from the
 /// server holding them, with the node's credential. Every name must be
 /// answered; nothing else is taken.
@@ -745,32 +781,15 @@ pub async fn fetch_secrets(
             source.server
         )
     };
-    let auth = auth.ok_or_else(|| {
-        failed("this agent has no node credential; join the cluster again".into())
-    })?;
     let url = format!("{}/api/v1/cluster/apps/{app}/secrets", source.server);
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .basic_auth(&auth.username, Some(&auth.password))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let status = resp.status();
-    if resp.content_length().unwrap_or(0) > MAX_SECRETS_BYTES as u64 {
-        return Err(failed("the answer is too large".into()));
-    }
-    let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
-    if body.len() > MAX_SECRETS_BYTES {
-        return Err(failed("the answer is too large".into()));
-    }
-    if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        return Err(failed(format!("HTTP {status} {message}")));
-    }
+    let body = node_get(
+        &url,
+        auth,
+        MAX_SECRETS_BYTES as u64,
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(failed)?;
     #[derive(serde::Deserialize)]
     struct Answer {
         env: BTreeMap<String, String>,

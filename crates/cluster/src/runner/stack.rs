@@ -190,35 +190,13 @@ pub async fn ensure_files(
             files.server
         )
     };
-    let auth = auth.ok_or_else(|| {
-        failed("this agent has no node credential; join the cluster again".into())
-    })?;
     let url = format!(
         "{}/api/v1/cluster/apps/{}/files/{}",
         files.server, m.app, files.sha
     );
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .basic_auth(&auth.username, Some(&auth.password))
-        .timeout(Duration::from_secs(60))
-        .send()
+    let body = super::node_get(&url, auth, MAX_FILES_BYTES, Duration::from_secs(60))
         .await
-        .map_err(|e| failed(e.to_string()))?;
-    let status = resp.status();
-    if resp.content_length().unwrap_or(0) > MAX_FILES_BYTES {
-        return Err(failed("the archive is too large".into()));
-    }
-    let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
-    if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        return Err(failed(format!("HTTP {status} {message}")));
-    }
-    if body.len() as u64 > MAX_FILES_BYTES {
-        return Err(failed("the archive is too large".into()));
-    }
+        .map_err(failed)?;
     let partial = dest.with_extension(format!("part-{}", hex::encode(rand::random::<[u8; 4]>())));
     let unpack_to = partial.clone();
     tokio::task::spawn_blocking(move || {
