@@ -234,8 +234,8 @@ fn container_ip(container: &str) -> String {
     ])
 }
 
-/// The running container labelled `label` whose name contains `part`.
-fn labelled(label: &str, part: &str) -> Option<String> {
+/// The running containers labelled `label` whose names contain `part`.
+fn all_labelled(label: &str, part: &str) -> Vec<String> {
     docker_cli(&[
         "ps",
         "--filter",
@@ -246,8 +246,30 @@ fn labelled(label: &str, part: &str) -> Option<String> {
         "{{.Names}}",
     ])
     .lines()
-    .next()
     .map(str::to_owned)
+    .collect()
+}
+
+/// The containers and network of one pipeline (`slipway-ci-<instance>-<n>`),
+/// removed on drop: a server stopped mid-pipeline leaves them running.
+struct CiLeftovers(String);
+
+impl Drop for CiLeftovers {
+    fn drop(&mut self) {
+        // Best effort, never a panic (this may run while unwinding).
+        let docker = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default()
+        };
+        let ids = docker(&["ps", "-aq", "--filter", &format!("name={}-", self.0)]);
+        for id in ids.lines() {
+            docker(&["rm", "-f", id]);
+        }
+        docker(&["network", "rm", &format!("{}-net", self.0)]);
+    }
 }
 
 /// The container of the first replica of `app`.
@@ -283,18 +305,24 @@ fn tenants_cannot_reach_each_others_replicas_and_services() {
     guard.instance = deploy_instance_of(&alice_replica);
     let alice_ip = container_ip(&alice_replica);
     let alice_ci = Tenant::new(server, &admin, "alice", "isolated-svc");
+    // Earlier runs on this engine may have left such a service behind (a
+    // test server stops mid-pipeline): only a new one is this run's.
+    let before: Vec<String> = all_labelled("io.slipway.repo=alice/isolated-svc", "-svc-db");
     alice_ci.push(&[(
         ".slipway.yml",
         "services:\n  - name: db\n    image: slipway/busybox:latest\n    commands: [mkdir -p /w, echo secret > /w/index.html, httpd -f -p 8080 -h /w]\nsteps:\n  - name: hold\n    image: slipway/busybox:latest\n    commands: [sleep 90]\n",
     )]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let alice_service = loop {
-        if let Some(c) = labelled("io.slipway.repo=alice/isolated-svc", "-svc-db") {
+        let now = all_labelled("io.slipway.repo=alice/isolated-svc", "-svc-db");
+        if let Some(c) = now.into_iter().find(|c| !before.contains(c)) {
             break c;
         }
         assert!(Instant::now() < deadline, "alice's service never started");
         std::thread::sleep(Duration::from_millis(200));
     };
+    // Removed with its pipeline's network when the test ends, whatever happens.
+    let _leftovers = CiLeftovers(alice_service.trim_end_matches("-svc-db").to_string());
     let service_ip = container_ip(&alice_service);
     // Positive control: from the host, both answer on their addresses.
     assert!(!alice_ip.is_empty() && !service_ip.is_empty());
