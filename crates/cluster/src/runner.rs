@@ -89,6 +89,16 @@ pub fn node_filter(node: &str) -> LabelFilter {
         .with(NODE_LABEL, node)
 }
 
+/// The labels of the networks and volumes an agent makes for `app` on
+/// `node` (what [`node_filter`]-style cleanups find).
+pub(crate) fn node_labels(node: &str, app: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::OWNER.to_string(), OWNER.to_string()),
+        (labels::APP.to_string(), app.to_string()),
+        (NODE_LABEL.to_string(), node.to_string()),
+    ])
+}
+
 /// Removes every replica container of `node`. Called before an agent
 /// registers: a registration begins a new epoch, to which none of them
 /// belongs, so a node that comes back never runs its old replicas next to
@@ -471,7 +481,7 @@ async fn pass(
                         None => format!("revision {}", t.revision),
                     },
                     container: Some(id),
-                    host_port: ports.get(&t.port).or(ports.values().next()).copied(),
+                    host_port: stack::route_port(&ports, t.port),
                     revision: Some(t.revision),
                     unreachable: None,
                     ports,
@@ -570,7 +580,7 @@ async fn pass(
                         detail: format!("revision {revision}; revision {} {why}", t.revision),
                         container: Some(old.clone()),
                         host_port: match member {
-                            Some(_) => ports.get(&t.port).or(ports.values().next()).copied(),
+                            Some(_) => stack::route_port(&ports, t.port),
                             None => memory.port(rt, old, t.port).await,
                         },
                         revision: Some(*revision),
@@ -842,16 +852,9 @@ async fn start(
         // replicas cannot reach it; the proxies do, through the published port.
         None => {
             let network = format!("slipway-{}-app-{}-net", s.node_id, r.app);
-            rt.ensure_network(
-                &network,
-                &std::collections::HashMap::from([
-                    (labels::OWNER.to_string(), OWNER.to_string()),
-                    (labels::APP.to_string(), r.app.to_string()),
-                    (NODE_LABEL.to_string(), s.node_id.clone()),
-                ]),
-            )
-            .await
-            .map_err(|e| format!("the app's network: {e}"))?;
+            rt.ensure_network(&network, &node_labels(&s.node_id, &r.app))
+                .await
+                .map_err(|e| format!("the app's network: {e}"))?;
             slipway_runtime::NetworkMode::Named {
                 name: network,
                 aliases: vec![r.app.to_string()],

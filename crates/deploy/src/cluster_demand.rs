@@ -310,24 +310,19 @@ impl Deployer {
         names.get(&app_id).cloned()
     }
 
-    /// Replica views of an app in cluster mode.
     /// Replica views of an app in cluster mode (a stack's: every
     /// service's, each with its service).
     pub(crate) fn cluster_views(&self, app_id: i64) -> Vec<ReplicaView> {
         let Some(name) = self.cluster_app_name(app_id) else {
             return Vec::new();
         };
-        let prefix = format!("{name}.");
         let view_of = self.inner.cluster_view.lock().unwrap();
         let mut out: Vec<ReplicaView> = view_of.replicas(&name).iter().map(view).collect();
-        let members: Vec<String> = view_of
-            .demands
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
+        let members: Vec<(String, String)> = view_of
+            .members(&name)
+            .map(|(service, d)| (service.to_string(), d.app.clone()))
             .collect();
-        for member in members {
-            let service = member[prefix.len()..].to_string();
+        for (service, member) in members {
             // A finished task is no replica (`slipway ps` shows what runs).
             let running = view_of.replicas(&member);
             out.extend(
@@ -365,16 +360,13 @@ impl Deployer {
             .unwrap()
             .remove(&app.id);
         let mut names = vec![app.name.clone()];
-        let prefix = format!("{}.", app.name);
         names.extend(
             self.inner
                 .cluster_view
                 .lock()
                 .unwrap()
-                .demands
-                .keys()
-                .filter(|k| k.starts_with(&prefix))
-                .cloned(),
+                .members(&app.name)
+                .map(|(_, d)| d.app.clone()),
         );
         for name in names {
             if let Err(e) = store.delete_demand(&name).await {

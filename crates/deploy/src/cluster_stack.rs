@@ -58,10 +58,6 @@ pub(crate) fn member_demand(
     files: Option<&StackFiles>,
     limits: slipway_domain::Resources,
 ) -> AppDemand {
-    let binds_files = svc
-        .mounts
-        .iter()
-        .any(|m| matches!(m.source, MountSource::Repo(_)));
     let task = svc.is_task(stack);
     let mut env = app.spec.env.clone();
     env.extend(svc.environment.clone());
@@ -191,7 +187,7 @@ pub(crate) fn member_demand(
                         udp: p.protocol == "udp",
                     })
                     .collect(),
-                files: files.filter(|_| binds_files).cloned(),
+                files: files.filter(|_| svc.binds_repo()).cloned(),
             }),
         }),
         ..Default::default()
@@ -309,12 +305,7 @@ impl Deployer {
                 server: server.clone(),
                 sha: release.sha.clone(),
             }),
-            None if stack.services.iter().any(|s| {
-                s.mounts
-                    .iter()
-                    .any(|m| matches!(m.source, MountSource::Repo(_)))
-            }) =>
-            {
+            None if stack.services.iter().any(ServiceSpec::binds_repo) => {
                 return Err(format!(
                     "app {} bind-mounts repository directories, and agents fetch them from this server's public URL, which is not set",
                     app.name
@@ -326,7 +317,15 @@ impl Deployer {
             .into_iter()
             .map(|(s, h)| (s.name.as_str(), h))
             .collect();
-        let demands = self.inner.cluster_view.lock().unwrap().demands.clone();
+        // This stack's demands (not every app's) as the cluster view holds them.
+        let demands: HashMap<String, AppDemand> = self
+            .inner
+            .cluster_view
+            .lock()
+            .unwrap()
+            .members(&app.name)
+            .map(|(_, d)| (d.app.clone(), d.clone()))
+            .collect();
         // The node the stack's volumes live on: kept in the demands of the
         // services that mount them, or where the first of them was placed.
         let mut volume_node = stack
@@ -343,6 +342,15 @@ impl Deployer {
                 .filter(|s| s.has_volume())
                 .find_map(|s| view.nodes_of(&member_name(&app.name, &s.name)).pop());
         }
+        // Agents pull from this server's registry: its images are stored
+        // under the repository owner's name.
+        let owner = match (
+            self.inner.registry.get(),
+            self.inner.cluster_deploy.registry.get(),
+        ) {
+            (Some(_), Some(_)) => Some(self.repo_owner(app).await?),
+            _ => None,
+        };
         let release_revision = u64::try_from(release.number).unwrap_or(0);
         let mut converged: HashSet<&str> = HashSet::new();
         let mut blocked: Option<String> = None;
@@ -375,9 +383,9 @@ impl Deployer {
                 files.as_ref(),
                 limits,
             );
-            let image = self.service_image_ref(app, svc).await?;
+            let image = self.service_image(app, owner.as_deref(), svc).await?;
             if let Some(t) = want.container.as_mut() {
-                t.image = image.clone();
+                t.image = image.reference.clone();
             }
             if svc.has_volume() {
                 want.pinned_node = current
@@ -401,7 +409,7 @@ impl Deployer {
                     continue;
                 }
                 if !unchanged {
-                    self.publish_service_image(app, svc, &image).await?;
+                    self.publish_service_image(svc, &image).await?;
                 }
                 store.put_demand(&want).await.map_err(|e| e.to_string())?;
                 tracing::info!(app = %app.name, service = %svc.name, revision, "service demand written");
@@ -530,17 +538,16 @@ impl Deployer {
                 .collect(),
             None => HashSet::from([app.name.clone()]),
         };
-        let prefix = format!("{}.", app.name);
-        let strays: Vec<String> = self
-            .inner
-            .cluster_view
-            .lock()
-            .unwrap()
-            .demands
-            .keys()
-            .filter(|k| (k.starts_with(&prefix) || **k == app.name) && !keep.contains(*k))
-            .cloned()
-            .collect();
+        let strays: Vec<String> = {
+            let view = self.inner.cluster_view.lock().unwrap();
+            let single = view.demands.get_key_value(&app.name).map(|(k, _)| k);
+            view.members(&app.name)
+                .map(|(_, d)| &d.app)
+                .chain(single)
+                .filter(|k| !keep.contains(*k))
+                .cloned()
+                .collect()
+        };
         for name in strays {
             store
                 .delete_demand(&name)
@@ -587,22 +594,26 @@ impl Deployer {
         Ok(repo.owner)
     }
 
-    /// The registry repository of a stack service's images.
-    async fn service_repo(&self, app: &AppRecord, svc: &ServiceSpec) -> Result<String, String> {
-        let owner = self.repo_owner(app).await?;
-        Ok(format!(
-            "{owner}/{}/{}",
-            app.name,
-            svc.name.replace('_', "-")
-        ))
-    }
-
-    /// The tag of a service's image: its content id (12 hex digits).
-    async fn service_tag(&self, svc: &ServiceSpec) -> Result<String, String> {
+    /// Where a service's image comes from and where agents pull it:
+    /// `{host}/{owner}/{app}/{service}:{content id}` when this server has
+    /// a registry agents reach (`owner` given), else the local reference.
+    async fn service_image(
+        &self,
+        app: &AppRecord,
+        owner: Option<&str>,
+        svc: &ServiceSpec,
+    ) -> Result<ServiceImage, String> {
         let local = svc
             .image
             .clone()
             .ok_or_else(|| format!("service {} has no image in this release", svc.name))?;
+        let (Some(owner), Some(host)) = (owner, self.inner.cluster_deploy.registry.get()) else {
+            return Ok(ServiceImage {
+                reference: local.clone(),
+                local,
+                stored: None,
+            });
+        };
         let id = match &svc.image_id {
             Some(id) => id.clone(),
             None => {
@@ -612,52 +623,27 @@ impl Deployer {
                     .map_err(|e| format!("service {}: image {local}: {e}", svc.name))?
             }
         };
-        let hex = id.trim_start_matches("sha256:");
-        Ok(hex.chars().take(12).collect())
-    }
-
-    /// The reference agents pull a service's image by
-    /// (`host/owner/app/service:id`); the local reference without a registry.
-    async fn service_image_ref(
-        &self,
-        app: &AppRecord,
-        svc: &ServiceSpec,
-    ) -> Result<String, String> {
-        let Some(host) = self.inner.cluster_deploy.registry.get() else {
-            return svc
-                .image
-                .clone()
-                .ok_or_else(|| format!("service {} has no image in this release", svc.name));
-        };
-        if self.inner.registry.get().is_none() {
-            return svc
-                .image
-                .clone()
-                .ok_or_else(|| format!("service {} has no image in this release", svc.name));
-        }
-        let repo = self.service_repo(app, svc).await?;
-        let tag = self.service_tag(svc).await?;
-        Ok(format!("{host}/{repo}:{tag}"))
+        let tag: String = id.trim_start_matches("sha256:").chars().take(12).collect();
+        let repo = format!("{owner}/{}/{}", app.name, svc.name.replace('_', "-"));
+        Ok(ServiceImage {
+            reference: format!("{host}/{repo}:{tag}"),
+            local,
+            stored: Some((repo, tag)),
+        })
     }
 
     /// Stores a service's image in the registry (once per content), keeping
     /// the newest `releases_kept` images of the service.
     async fn publish_service_image(
         &self,
-        app: &AppRecord,
         svc: &ServiceSpec,
-        reference: &str,
+        image: &ServiceImage,
     ) -> Result<(), String> {
-        let (Some(registry), Some(_)) = (
-            self.inner.registry.get(),
-            self.inner.cluster_deploy.registry.get(),
-        ) else {
+        let (Some(registry), Some((repo, tag))) = (self.inner.registry.get(), &image.stored) else {
             return Ok(());
         };
-        let repo = self.service_repo(app, svc).await?;
-        let tag = reference.rsplit_once(':').map_or("latest", |(_, t)| t);
         if registry
-            .resolve_tag(&repo, tag)
+            .resolve_tag(repo, tag)
             .await
             .ok()
             .flatten()
@@ -666,8 +652,7 @@ impl Deployer {
             return Ok(());
         }
         let rt = self.runtime().ok_or("the Docker Engine is not connected")?;
-        let local = svc.image.clone().unwrap_or_default();
-        slipway_registry::import_from_docker(registry, rt, &local, &repo, tag)
+        slipway_registry::import_from_docker(registry, rt, &image.local, repo, tag)
             .await
             .map_err(|e| {
                 format!(
@@ -675,17 +660,20 @@ impl Deployer {
                     svc.name
                 )
             })?;
-        let keep = self.inner.options.releases_kept.max(1);
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            if let Ok(dropped) = registry.retain(&repo, keep).await {
-                if !dropped.is_empty() {
-                    let _ = registry.gc().await;
-                }
-            }
-        });
+        self.retain_images(repo);
         Ok(())
     }
+}
+
+/// A stack service's image for agents.
+struct ServiceImage {
+    /// The engine's reference of the release's image.
+    local: String,
+    /// What agents pull.
+    reference: String,
+    /// The registry repository and tag it is stored under, when agents
+    /// pull from this server's registry.
+    stored: Option<(String, String)>,
 }
 
 /// What a service waits for, for the failed release's error.

@@ -66,6 +66,15 @@ impl View {
             .any(|(n, replica)| n == node && owner(&replica.app) == app)
     }
 
+    /// The demands of the services of stack `app` (`app.service`), with
+    /// each service's name.
+    pub fn members<'a>(&'a self, app: &str) -> impl Iterator<Item = (&'a str, &'a AppDemand)> {
+        let prefix = format!("{app}.");
+        self.demands
+            .range(prefix.clone()..)
+            .map_while(move |(k, d)| Some((k.strip_prefix(&prefix)?, d)))
+    }
+
     /// The nodes holding an assignment of a replica of demand `name`.
     pub fn nodes_of(&self, name: &str) -> Vec<String> {
         let mut nodes: Vec<String> = self
@@ -232,6 +241,19 @@ mod tests {
             reports: Vec::new(),
         });
         assert!(view.assigned("node-a", "web"));
+        // A stack's members: its services' demands only, not a neighbour's.
+        let mut view = view;
+        for name in ["shop", "shop-2.web", "shop.db", "shop.web", "shopping.web"] {
+            view.demands.insert(
+                name.into(),
+                AppDemand {
+                    app: name.into(),
+                    ..Default::default()
+                },
+            );
+        }
+        let members: Vec<&str> = view.members("shop").map(|(svc, _)| svc).collect();
+        assert_eq!(members, ["db", "web"]);
         assert!(view.assigned("node-b", "api"));
         assert!(!view.assigned("node-a", "api"));
         assert!(!view.assigned("node-c", "web"));

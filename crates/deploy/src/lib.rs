@@ -240,21 +240,29 @@ impl Deployer {
         slipway_registry::import_from_docker(registry, rt, tag, &repo, version)
             .await
             .map_err(|e| format!("storing the image in the registry failed: {e}"))?;
+        self.retain_images(&repo);
+        Ok(format!("{repo}:{version}"))
+    }
+
+    /// Keeps the newest `releases_kept` images of registry repository
+    /// `repo` and collects what the older ones alone held (in the background).
+    pub(crate) fn retain_images(&self, repo: &str) {
+        let Some(registry) = self.inner.registry.get().cloned() else {
+            return;
+        };
         let keep = self.inner.options.releases_kept.max(1);
-        let registry = registry.clone();
-        let gc_repo = repo.clone();
+        let repo = repo.to_string();
         tokio::spawn(async move {
-            match registry.retain(&gc_repo, keep).await {
+            match registry.retain(&repo, keep).await {
                 Ok(dropped) if !dropped.is_empty() => {
                     if let Err(e) = registry.gc().await {
                         tracing::warn!(error = %e, "registry garbage collection failed");
                     }
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(repo = %gc_repo, error = %e, "registry retention failed"),
+                Err(e) => tracing::warn!(repo = %repo, error = %e, "registry retention failed"),
             }
         });
-        Ok(format!("{repo}:{version}"))
     }
 
     /// Records where the proxy listens, for the URLs shown to users.

@@ -855,11 +855,7 @@ fn service_hash(
         h.update(v.as_bytes());
         h.update([0]);
     }
-    if svc
-        .mounts
-        .iter()
-        .any(|m| matches!(m.source, MountSource::Repo(_)))
-    {
+    if svc.binds_repo() {
         h.update(release.sha.as_bytes());
     }
     hex::encode(&h.finalize()[..8])

@@ -145,6 +145,14 @@ impl ServiceSpec {
             .iter()
             .any(|m| matches!(m.source, MountSource::Volume(_)))
     }
+
+    /// Whether it bind-mounts directories of the deployed commit (its
+    /// containers then change with every commit).
+    pub fn binds_repo(&self) -> bool {
+        self.mounts
+            .iter()
+            .any(|m| matches!(m.source, MountSource::Repo(_)))
+    }
 }
 
 /// `build:` of a service.

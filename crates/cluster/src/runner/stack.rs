@@ -3,11 +3,10 @@
 //! names), its ports, mounts and engine health check, and the one-off
 //! tasks that run once per revision.
 
-use super::{NODE_LABEL, OWNER};
 use crate::model::{StackMember, TemplateMount};
 use slipway_runtime::images::RegistryAuth;
-use slipway_runtime::{labels, ContainerSpec, ContainerState, HealthCheck, Mount, Runtime};
-use std::collections::{BTreeMap, HashMap};
+use slipway_runtime::{ContainerSpec, ContainerState, HealthCheck, Mount, Runtime};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,16 +28,9 @@ pub fn volume_name(node: &str, app: &str, volume: &str) -> String {
 /// Makes the stack's network exist on this node.
 pub async fn ensure_network(rt: &Runtime, node: &str, app: &str) -> Result<String, String> {
     let name = network_name(node, app);
-    rt.ensure_network(
-        &name,
-        &HashMap::from([
-            (labels::OWNER.to_string(), OWNER.to_string()),
-            (labels::APP.to_string(), app.to_string()),
-            (NODE_LABEL.to_string(), node.to_string()),
-        ]),
-    )
-    .await
-    .map_err(|e| format!("the stack's network: {e}"))?;
+    rt.ensure_network(&name, &super::node_labels(node, app))
+        .await
+        .map_err(|e| format!("the stack's network: {e}"))?;
     Ok(name)
 }
 
@@ -46,17 +38,11 @@ pub async fn ensure_network(rt: &Runtime, node: &str, app: &str) -> Result<Strin
 /// the node, the stack and the volume (what `docker volume ls` shows).
 pub async fn ensure_volumes(rt: &Runtime, node: &str, m: &StackMember) -> Result<(), String> {
     for v in m.mounts.iter().filter_map(|t| t.volume.as_deref()) {
-        rt.create_volume(
-            &volume_name(node, &m.app, v),
-            &HashMap::from([
-                (labels::OWNER.to_string(), OWNER.to_string()),
-                (labels::APP.to_string(), m.app.clone()),
-                (NODE_LABEL.to_string(), node.to_string()),
-                (VOLUME_LABEL.to_string(), v.to_string()),
-            ]),
-        )
-        .await
-        .map_err(|e| format!("volume {v}: {e}"))?;
+        let mut labels = super::node_labels(node, &m.app);
+        labels.insert(VOLUME_LABEL.to_string(), v.to_string());
+        rt.create_volume(&volume_name(node, &m.app, v), &labels)
+            .await
+            .map_err(|e| format!("volume {v}: {e}"))?;
     }
     Ok(())
 }
@@ -124,6 +110,12 @@ pub fn apply(mut c: ContainerSpec, node: &str, m: &StackMember, address: IpAddr)
         });
     }
     c
+}
+
+/// The host port the proxies reach a service's replica on: its
+/// template's `port`, else its first published one.
+pub fn route_port(ports: &BTreeMap<u16, u16>, port: u16) -> Option<u16> {
+    ports.get(&port).or(ports.values().next()).copied()
 }
 
 /// The published ports of a container: container port → host port.
@@ -249,7 +241,7 @@ mod tests {
             exit_code: exit,
             oom_killed: false,
             error: None,
-            labels: HashMap::new(),
+            labels: std::collections::HashMap::new(),
             ports: vec![
                 PublishedPort {
                     container_port: "5432/tcp".into(),
